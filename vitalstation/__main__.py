@@ -1,0 +1,7 @@
+"""``python -m vitalstation``: the same as the ``vitalstation`` command."""
+
+import sys
+
+from vitalstation.cli import main
+
+sys.exit(main())

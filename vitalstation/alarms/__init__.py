@@ -1,0 +1,1 @@
+"""Pure alarm logic: limits, priorities, technical alarms, NEWS2, states, escalation."""

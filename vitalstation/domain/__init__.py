@@ -1,0 +1,1 @@
+"""Pure types and rules: vitals, units, readings, payload formats. Standard library only."""

@@ -1,0 +1,1 @@
+"""One module per input (MQTT, Kinesis, REST, file drop, broker), each with start/stop/health."""

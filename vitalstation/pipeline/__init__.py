@@ -1,0 +1,1 @@
+"""The one route every reading takes: validate, deduplicate, store, publish, acknowledge."""

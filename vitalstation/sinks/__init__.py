@@ -1,0 +1,1 @@
+"""Outputs beyond the store: DynamoDB anomalies, notifications, exports."""
