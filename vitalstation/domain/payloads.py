@@ -1,0 +1,895 @@
+"""Device payload formats → readings, with every bad field named.
+
+Two wire formats reach the station:
+
+* the InHealth reading object (REST, file drop, MQTT, Kinesis), alone or as a batch
+  ``{"device_id": ..., "readings": [...]}``;
+* the bedside monitor's one-vital message ``{"deviceid", "timestamp", "datatype", "value"}``.
+
+The seed trusted both: strings like ``"160"`` were stored, a Celsius 37 without a unit was read
+as °F, a missing timestamp became server "now", the bedside consumer ``int()``-truncated 101.5 °F.
+Here a payload is parsed strictly, converted to canonical units with the device's figures kept,
+and refused with a field → reason map (``PayloadError``) that the inputs can send back or file
+beside a quarantined payload.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from vitalstation.domain.errors import PayloadError, describe_json_type, quote, summarize
+from vitalstation.domain.readings import DataSource, InputKind, Measurement, Reading
+from vitalstation.domain.timestamps import (
+    DEFAULT_MAX_FUTURE_SKEW,
+    EARLIEST_PLAUSIBLE,
+    check_measured_at,
+    parse_device_timestamp,
+    require_aware,
+)
+from vitalstation.domain.vitals import (
+    ACCEPTED_UNITS,
+    CANONICAL_UNIT,
+    PERCENT_RANGE,
+    PLAUSIBLE_RANGES,
+    UNIT_ALIASES,
+    Unit,
+    VitalKind,
+    from_canonical,
+    parse_unit,
+    to_canonical,
+)
+
+__all__ = [
+    "BEDSIDE_DATATYPES",
+    "DEFAULT_DEVICE_UNITS",
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_FUTURE_SKEW",
+    "EARLIEST_PLAUSIBLE",
+    "INHEALTH_UNIT_FIELDS",
+    "MAX_DEVICE_ID_CHARS",
+    "MAX_NOTES_CHARS",
+    "VITAL_FIELDS",
+    "BatchParse",
+    "PayloadError",
+    "decode_json",
+    "parse_bedside_message",
+    "parse_inhealth_batch",
+    "parse_inhealth_reading",
+    "parse_payload",
+    "validate_reading",
+]
+
+# Readings in one batch; the seed had no cap, so one request could hold the pipeline for minutes.
+DEFAULT_MAX_BATCH = 1000
+MAX_NOTES_CHARS = 1000
+MAX_DEVICE_ID_CHARS = 64
+
+# The InHealth field names are the VitalKind values.
+VITAL_FIELDS: tuple[str, ...] = tuple(kind.value for kind in VitalKind)
+
+# Unit a device is assumed to use when it names none: the seed's contract (temperature °F, weight
+# lbs, glucose mg/dL; the bedside publisher sends °F too).
+DEFAULT_DEVICE_UNITS: dict[VitalKind, Unit] = {
+    **CANONICAL_UNIT,
+    VitalKind.TEMPERATURE: Unit.FAHRENHEIT,
+    VitalKind.WEIGHT: Unit.POUND,
+    VitalKind.GLUCOSE: Unit.MG_PER_DL,
+}
+
+# InHealth unit fields, one per vital that can come in more than one unit.
+INHEALTH_UNIT_FIELDS: dict[VitalKind, str] = {
+    VitalKind.TEMPERATURE: "temperature_unit",
+    VitalKind.GLUCOSE: "glucose_unit",
+    VitalKind.WEIGHT: "weight_unit",
+}
+
+# Bedside "datatype" spellings, compared after lower-casing and dropping "_", "-" and spaces, so
+# HeartRate, heart_rate and HEART-RATE are one name.
+_DATATYPE_NAMES: dict[str, VitalKind] = {
+    "heartrate": VitalKind.HEART_RATE,
+    "hr": VitalKind.HEART_RATE,
+    "pulse": VitalKind.HEART_RATE,
+    "pulserate": VitalKind.HEART_RATE,
+    "spo2": VitalKind.SPO2,
+    "oxygensaturation": VitalKind.SPO2,
+    "temperature": VitalKind.TEMPERATURE,
+    "temp": VitalKind.TEMPERATURE,
+    "bodytemperature": VitalKind.TEMPERATURE,
+    "respiratoryrate": VitalKind.RESPIRATORY_RATE,
+    "rr": VitalKind.RESPIRATORY_RATE,
+    "resprate": VitalKind.RESPIRATORY_RATE,
+    "respirationrate": VitalKind.RESPIRATORY_RATE,
+    "systolicbp": VitalKind.SYSTOLIC_BP,
+    "bloodpressuresystolic": VitalKind.SYSTOLIC_BP,
+    "bpsystolic": VitalKind.SYSTOLIC_BP,
+    "sbp": VitalKind.SYSTOLIC_BP,
+    "diastolicbp": VitalKind.DIASTOLIC_BP,
+    "bloodpressurediastolic": VitalKind.DIASTOLIC_BP,
+    "bpdiastolic": VitalKind.DIASTOLIC_BP,
+    "dbp": VitalKind.DIASTOLIC_BP,
+    "glucose": VitalKind.GLUCOSE,
+    "bloodglucose": VitalKind.GLUCOSE,
+    "weight": VitalKind.WEIGHT,
+    "bodyweight": VitalKind.WEIGHT,
+}
+BEDSIDE_DATATYPES: tuple[str, ...] = (
+    "HeartRate", "SPO2", "Temperature", "RespiratoryRate", "SystolicBP", "DiastolicBP", "Glucose",
+    "Weight",
+)
+_DATATYPE_HINT = (
+    ", ".join(BEDSIDE_DATATYPES)
+    + " (any case; the snake_case names heart_rate, oxygen_saturation, blood_pressure_systolic, "
+    "... and HR, RR too)"
+)
+
+# How a unit is shown first in "accepted:" lists; the other alias spellings follow it.
+_PREFERRED_SPELLING: dict[Unit, str] = {
+    Unit.FAHRENHEIT: "F",
+    Unit.CELSIUS: "C",
+    Unit.POUND: "lbs",
+    Unit.KILOGRAM: "kg",
+    Unit.MG_PER_DL: "mg/dL",
+    Unit.MMOL_PER_L: "mmol/L",
+    Unit.PER_MINUTE: "/min",
+    Unit.MMHG: "mmHg",
+    Unit.PERCENT: "%",
+}
+
+
+def _accepted_units(kind: VitalKind) -> tuple[Unit, ...]:
+    """Units a device may send ``kind`` in, its default first."""
+    default = DEFAULT_DEVICE_UNITS[kind]
+    others = tuple(u for u in ACCEPTED_UNITS.get(kind, (CANONICAL_UNIT[kind],)) if u != default)
+    return (default, *others)
+
+
+_UNITS_FOR: dict[VitalKind, tuple[Unit, ...]] = {kind: _accepted_units(kind) for kind in VitalKind}
+
+
+def _spellings(units: tuple[Unit, ...]) -> str:
+    """The spellings accepted for ``units``, for an error message."""
+    preferred = [_PREFERRED_SPELLING[u] for u in units]
+    more = [
+        alias for alias, unit in UNIT_ALIASES.items()
+        if unit in units and alias not in {p.lower() for p in preferred}
+    ]
+    return ", ".join(preferred) + (f" (any case; also {', '.join(more)})" if more else "")
+
+
+_SPELLINGS_FOR: dict[VitalKind, str] = {kind: _spellings(_UNITS_FOR[kind]) for kind in VitalKind}
+
+
+def _fmt_bound(value: float) -> str:
+    """A range bound for a message: at most 3 decimals, at least one (68.0, 0.441)."""
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _range_text(kind: VitalKind, unit: Unit) -> str:
+    """The plausible range of ``kind`` in the unit the device used, e.g. ``68.0–114.8 [degF]``."""
+    rng = PLAUSIBLE_RANGES[kind]
+    low, high = sorted((from_canonical(kind, rng.low, unit), from_canonical(kind, rng.high, unit)))
+    return f"{_fmt_bound(low)}–{_fmt_bound(high)} {unit.value}"
+
+
+_RANGE_TEXT: dict[tuple[VitalKind, Unit], str] = {
+    (kind, unit): _range_text(kind, unit) for kind in VitalKind for unit in _UNITS_FOR[kind]
+}
+_PERCENT_TEXT = f"{_fmt_bound(PERCENT_RANGE.low)}–{_fmt_bound(PERCENT_RANGE.high)} %"
+_NO_VITAL = "no vital sign in the reading (expected one of " + ", ".join(VITAL_FIELDS) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchParse:
+    """What a payload held: the readings that parsed and, by index, why the others did not.
+
+    A batch succeeds partially (as the seed's did): one bad reading does not refuse its
+    neighbours. ``total`` is the number of readings the payload held.
+    """
+
+    device_id: str | None
+    readings: list[tuple[int, Reading]]
+    errors: dict[int, dict[str, str]]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Everything a parser needs besides the payload itself."""
+
+    input: InputKind
+    received_at: datetime
+    now: datetime
+    naive_zone: tzinfo
+    max_future_skew: timedelta
+    raw: str | None
+    source_ref: str | None
+
+
+def _context(
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None,
+    naive_zone: tzinfo,
+    max_future_skew: timedelta,
+    raw: str | None,
+    source_ref: str | None,
+) -> _Context:
+    """Bundle the parser arguments, insisting on aware datetimes (a naive one is our bug)."""
+    received = require_aware(received_at, "received_at")
+    current = received if now is None else require_aware(now, "now")
+    return _Context(input, received, current, naive_zone, max_future_skew, raw, source_ref)
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def _body_error(reason: str) -> PayloadError:
+    """An error with the payload as a whole."""
+    return PayloadError({"body": reason}, summarize({"body": reason}, "payload"))
+
+
+def _reject_constant(name: str) -> object:
+    """json.loads hook: NaN and ±Infinity are not JSON, and not a measurement."""
+    raise _body_error(f"{name} is not valid JSON: send a number, or null if not measured")
+
+
+def _finite_float(text: str) -> float:
+    """json.loads hook: a number like 1e400 would silently become infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise _body_error(f"number {text[:30]} is too large")
+    return value
+
+
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json.loads hook: a key sent twice ("heart_rate": 80, "heart_rate": 180) is ambiguous."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _body_error(f"duplicate key {quote(key)} in a JSON object")
+            seen.add(key)
+    return obj
+
+
+def decode_json(data: bytes | str) -> object:
+    """Decode a payload body as strict JSON (UTF-8; a leading BOM is accepted and dropped).
+
+    Refuses what ``json.loads`` lets through but no measurement can mean: NaN and Infinity
+    constants, numbers too large for a float, and duplicate keys. Raises ``PayloadError`` with
+    the reason under ``"body"``.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        if raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = f"not valid UTF-8 (bad byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+            raise _body_error(reason) from None
+    elif isinstance(data, str):
+        text = data[1:] if data.startswith("\ufeff") else data
+    else:
+        raise TypeError(f"decode_json takes bytes or str, not {type(data).__name__}")
+    if not text.strip():
+        raise _body_error("empty body: expected a JSON object")
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except PayloadError:
+        raise
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise _body_error(reason) from None
+    except RecursionError:
+        raise _body_error("invalid JSON: nested too deeply") from None
+    except ValueError:
+        # An integer of more than sys.get_int_max_str_digits() digits.
+        raise _body_error("invalid JSON: a number has too many digits") from None
+
+
+# --- Fields -------------------------------------------------------------------------------------
+
+
+def _device_id_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a device id, or None. Plain comparisons: it runs per reading."""
+    if not isinstance(value, str):
+        return f"must be a string: the device's registered id (got {describe_json_type(value)})"
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_DEVICE_ID_CHARS:
+        return f"is {len(value)} characters long; at most {MAX_DEVICE_ID_CHARS}"
+    if not value.isprintable():
+        return "must not contain control characters"
+    if value[0].isspace() or value[-1].isspace():
+        return "must not begin or end with whitespace"
+    return None
+
+
+def _to_number(value: object) -> float:
+    """A JSON number as a float; ``ValueError`` with the reason for anything else."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    if isinstance(value, float):
+        number = value
+    elif isinstance(value, int):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError("is too large a number") from None
+    elif isinstance(value, str):
+        raise ValueError("must be a number, not a string")
+    else:
+        raise ValueError(f"must be a number, not {describe_json_type(value)}")
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _show(sent: object, number: float) -> str:
+    """A device's number as it sent it (101.5, 37), short even for absurd magnitudes."""
+    if abs(number) >= 1e15:
+        return f"{number:.6g}"
+    return str(sent) if isinstance(sent, int) else repr(number)
+
+
+def _plausible(
+    kind: VitalKind, sent: object, number: float, unit: Unit, unit_field: str, unit_given: bool
+) -> float:
+    """``number`` in ``unit`` converted to canonical, or ``ValueError`` saying the range.
+
+    A temperature that is implausible as the default °F but plausible as °C is almost certainly
+    a Celsius device that left out its unit (the seed stored 37 °F and alarmed on it): say so.
+    """
+    canonical = to_canonical(kind, number, unit)
+    rng = PLAUSIBLE_RANGES[kind]
+    if rng.contains(canonical):
+        return canonical
+    if (
+        kind is VitalKind.TEMPERATURE
+        and not unit_given
+        and unit is Unit.FAHRENHEIT
+        and rng.contains(to_canonical(kind, number, Unit.CELSIUS))
+    ):
+        raise ValueError(
+            f'{_show(sent, number)} read as °F (no {unit_field} given) is implausible; '
+            f'send {unit_field} "C"'
+        )
+    raise ValueError(f"{_show(sent, number)} out of the plausible range {_RANGE_TEXT[kind, unit]}")
+
+
+def _unit_field(
+    obj: dict[str, object], field: str, kind: VitalKind, errors: dict[str, str]
+) -> tuple[Unit | None, bool]:
+    """The unit ``obj[field]`` names for ``kind`` and whether it was given; None when bad."""
+    text = obj.get(field)
+    if text is None:
+        return DEFAULT_DEVICE_UNITS[kind], False
+    if not isinstance(text, str):
+        errors[field] = (
+            f"must be a string naming a unit, not {describe_json_type(text)}; "
+            f"accepted: {_SPELLINGS_FOR[kind]}"
+        )
+        return None, True
+    unit = parse_unit(text)
+    if unit is None or unit not in _UNITS_FOR[kind]:
+        what = "unknown unit" if unit is None else f"not a unit of {kind.value}:"
+        errors[field] = f"{what} {quote(text)}; accepted: {_SPELLINGS_FOR[kind]}"
+        return None, True
+    return unit, True
+
+
+def _percent_field(obj: dict[str, object], field: str, errors: dict[str, str]) -> float | None:
+    """An optional 0–100 % device figure (signal quality, battery level)."""
+    value = obj.get(field)
+    if value is None:
+        return None
+    try:
+        number = _to_number(value)
+    except ValueError as exc:
+        errors[field] = str(exc)
+        return None
+    if not PERCENT_RANGE.contains(number):
+        errors[field] = f"{_show(value, number)} out of the range {_PERCENT_TEXT}"
+        return None
+    return number
+
+
+def _notes_field(obj: dict[str, object], errors: dict[str, str]) -> str | None:
+    """Optional free text, bounded, and storable as UTF-8 (no lone surrogates from \\ud800)."""
+    notes = obj.get("notes")
+    if notes is None:
+        return None
+    if not isinstance(notes, str):
+        errors["notes"] = f"must be a string, not {describe_json_type(notes)}"
+        return None
+    if len(notes) > MAX_NOTES_CHARS:
+        errors["notes"] = f"is {len(notes)} characters long; at most {MAX_NOTES_CHARS}"
+        return None
+    if not notes.isascii():
+        try:
+            notes.encode("utf-8")
+        except UnicodeEncodeError:
+            errors["notes"] = "contains an invalid Unicode escape (a lone surrogate)"
+            return None
+    return notes
+
+
+def _timestamp_field(
+    obj: dict[str, object], field: str, ctx: _Context, errors: dict[str, str]
+) -> datetime | None:
+    """The device's measurement time, required, parsed and bounded."""
+    if field not in obj:
+        errors[field] = 'required: the time the device measured (e.g. "2025-11-17T10:30:00Z")'
+        return None
+    try:
+        measured_at = parse_device_timestamp(obj[field], naive_zone=ctx.naive_zone)
+    except ValueError as exc:
+        errors[field] = str(exc)
+        return None
+    problem = check_measured_at(measured_at, now=ctx.now, max_future_skew=ctx.max_future_skew)
+    if problem is not None:
+        errors[field] = problem
+        return None
+    return measured_at
+
+
+def _data_source(input: InputKind) -> DataSource:
+    """A value typed in by a clinician is manual; everything else came from a device."""
+    return DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE
+
+
+# --- InHealth reading object --------------------------------------------------------------------
+
+
+def _inhealth_device_id(
+    obj: dict[str, object], context_id: str | None, context_name: str, errors: dict[str, str]
+) -> str | None:
+    """The reading's device id: its own, the context's, and both must agree."""
+    own = obj.get("device_id")
+    if own is None:
+        if context_id is None:
+            errors["device_id"] = "required: the device's registered id"
+            return None
+        problem = _device_id_problem(context_id)
+        if problem is not None:
+            errors["device_id"] = problem
+            return None
+        return context_id
+    problem = _device_id_problem(own)
+    if problem is not None or not isinstance(own, str):
+        errors["device_id"] = problem or "must be a string"
+        return None
+    if context_id is not None and own != context_id:
+        errors["device_id"] = (
+            f"{quote(own)} does not match the {context_name} device_id {quote(context_id)}"
+        )
+        return None
+    return own
+
+
+def _inhealth(
+    obj: dict[str, object], ctx: _Context, context_id: str | None, context_name: str
+) -> tuple[Reading | None, dict[str, str]]:
+    """Parse one InHealth reading object; every bad field is reported, not just the first."""
+    errors: dict[str, str] = {}
+    device_id = _inhealth_device_id(obj, context_id, context_name, errors)
+    measured_at = _timestamp_field(obj, "timestamp", ctx, errors)
+
+    units: dict[VitalKind, tuple[Unit | None, bool]] = {
+        kind: _unit_field(obj, field, kind, errors) for kind, field in INHEALTH_UNIT_FIELDS.items()
+    }
+    measurements: list[Measurement] = []
+    sent_any = False
+    for kind in VitalKind:
+        field = kind.value
+        sent = obj.get(field)
+        if sent is None:  # absent or null: not measured
+            continue
+        sent_any = True
+        try:
+            number = _to_number(sent)
+        except ValueError as exc:
+            errors[field] = str(exc)
+            continue
+        unit, unit_given = units.get(kind, (DEFAULT_DEVICE_UNITS[kind], False))
+        if unit is None:  # the unit field's error says why
+            continue
+        unit_field = INHEALTH_UNIT_FIELDS.get(kind, "unit")
+        try:
+            value = _plausible(kind, sent, number, unit, unit_field, unit_given)
+        except ValueError as exc:
+            errors[field] = str(exc)
+            continue
+        measurements.append(Measurement(kind, value, number, unit))
+    if not sent_any:
+        errors["vitals"] = _NO_VITAL
+    _check_blood_pressure(obj, measurements, errors)
+
+    signal_quality = _percent_field(obj, "signal_quality", errors)
+    battery_level = _percent_field(obj, "battery_level", errors)
+    notes = _notes_field(obj, errors)
+    if errors or device_id is None or measured_at is None:
+        return None, errors
+    return Reading(
+        device_id=device_id,
+        measured_at=measured_at,
+        measurements=tuple(measurements),
+        input=ctx.input,
+        received_at=ctx.received_at,
+        data_source=_data_source(ctx.input),
+        signal_quality=signal_quality,
+        battery_level=battery_level,
+        notes=notes,
+        source_ref=ctx.source_ref,
+        raw=ctx.raw,
+    ), errors
+
+
+def _check_blood_pressure(
+    obj: dict[str, object], measurements: list[Measurement], errors: dict[str, str]
+) -> None:
+    """Systolic and diastolic come as a pair, diastolic the lower (a cuff measures both)."""
+    systolic_field, diastolic_field = VitalKind.SYSTOLIC_BP.value, VitalKind.DIASTOLIC_BP.value
+    has_systolic = obj.get(systolic_field) is not None
+    has_diastolic = obj.get(diastolic_field) is not None
+    if has_systolic and not has_diastolic:
+        errors.setdefault(diastolic_field, f"required with {systolic_field}")
+    elif has_diastolic and not has_systolic:
+        errors.setdefault(systolic_field, f"required with {diastolic_field}")
+    values = {m.kind: m for m in measurements}
+    systolic = values.get(VitalKind.SYSTOLIC_BP)
+    diastolic = values.get(VitalKind.DIASTOLIC_BP)
+    if systolic is not None and diastolic is not None and diastolic.value >= systolic.value:
+        errors[diastolic_field] = (
+            f"{_show(obj[diastolic_field], diastolic.original_value)} must be lower than "
+            f"{systolic_field} ({_show(obj[systolic_field], systolic.original_value)})"
+        )
+
+
+def _not_an_object(obj: object, what: str) -> PayloadError:
+    """The error for a payload that is not a JSON object at all."""
+    return _body_error(f"expected a JSON object ({what}), not {describe_json_type(obj)}")
+
+
+def parse_inhealth_reading(
+    obj: object,
+    *,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    raw: str | None = None,
+    source_ref: str | None = None,
+) -> Reading:
+    """Parse the InHealth reading object (REST ``/api/iot/vitals/``, file drop).
+
+    ``device_id`` is the id the context implies (the authenticated device, a batch's top-level
+    id); the object's own ``device_id``, if any, must equal it. ``now`` defaults to
+    ``received_at``. Raises ``PayloadError`` naming every bad field.
+    """
+    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+    if not isinstance(obj, dict):
+        raise _not_an_object(obj, "a reading")
+    reading, errors = _inhealth(obj, ctx, device_id, "expected")
+    if reading is None:
+        raise PayloadError(errors)
+    return reading
+
+
+def parse_inhealth_batch(
+    obj: object,
+    *,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    max_readings: int = DEFAULT_MAX_BATCH,
+    raw: str | None = None,
+    source_ref: str | None = None,
+) -> BatchParse:
+    """Parse ``{"device_id": ..., "readings": [...]}`` with per-reading partial success.
+
+    Raises ``PayloadError`` only for the request as a whole (not an object, ``readings``
+    missing, not a list, empty or over ``max_readings``, no device id anywhere). Each reading
+    inherits the top-level ``device_id`` (or the context's ``device_id``, which the top-level
+    one must equal); a reading naming a different device is an error for that reading.
+    ``raw`` and ``source_ref`` are attached to every reading; the index in the result says
+    which element of ``readings`` it was.
+    """
+    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+    if not isinstance(obj, dict):
+        raise _not_an_object(obj, 'with "device_id" and "readings"')
+    whole: dict[str, str] = {}
+    top_id = obj.get("device_id")
+    if top_id is not None:
+        problem = _device_id_problem(top_id)
+        if problem is not None or not isinstance(top_id, str):
+            whole["device_id"] = problem or "must be a string"
+        elif device_id is not None and top_id != device_id:
+            whole["device_id"] = (
+                f"{quote(top_id)} does not match the expected device_id {quote(device_id)}"
+            )
+    readings = obj.get("readings")
+    if readings is None:
+        whole["readings"] = "required: a list of reading objects"
+    elif not isinstance(readings, list):
+        whole["readings"] = f"must be a list of reading objects, not {describe_json_type(readings)}"
+    elif not readings:
+        whole["readings"] = "is empty: send at least one reading"
+    elif len(readings) > max_readings:
+        whole["readings"] = (
+            f"has {len(readings)} readings; at most {max_readings} are accepted per batch"
+        )
+    if whole or not isinstance(readings, list):
+        raise PayloadError(whole, summarize(whole, "batch"))
+
+    context_id = top_id if isinstance(top_id, str) else device_id
+    if context_id is None:
+        missing = [
+            index for index, item in enumerate(readings)
+            if isinstance(item, dict) and item.get("device_id") is None
+        ]
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            reason = f"required: at top level, or in every reading (missing in readings {shown})"
+            whole = {"device_id": reason}
+            raise PayloadError(whole, summarize(whole, "batch"))
+
+    parsed: list[tuple[int, Reading]] = []
+    errors: dict[int, dict[str, str]] = {}
+    for index, item in enumerate(readings):
+        if not isinstance(item, dict):
+            errors[index] = {
+                "body": f"expected a JSON object (a reading), not {describe_json_type(item)}"
+            }
+            continue
+        reading, problems = _inhealth(item, ctx, context_id, "batch's")
+        if reading is None:
+            errors[index] = problems
+        else:
+            parsed.append((index, reading))
+    if context_id is None:
+        ids = {reading.device_id for _, reading in parsed}
+        context_id = ids.pop() if len(ids) == 1 else None
+    return BatchParse(device_id=context_id, readings=parsed, errors=errors, total=len(readings))
+
+
+# --- Bedside monitor message --------------------------------------------------------------------
+
+
+def _datatype(obj: dict[str, object], errors: dict[str, str]) -> VitalKind | None:
+    """The vital a bedside message's ``datatype`` names."""
+    name = obj.get("datatype")
+    if name is None:
+        errors["datatype"] = f"required: the vital measured, one of {_DATATYPE_HINT}"
+        return None
+    if not isinstance(name, str):
+        errors["datatype"] = (
+            f"must be a string, not {describe_json_type(name)}; accepted: {_DATATYPE_HINT}"
+        )
+        return None
+    key = name.strip().lower().replace("_", "").replace("-", "").replace(" ", "")
+    kind = _DATATYPE_NAMES.get(key)
+    if kind is None:
+        errors["datatype"] = f"unknown datatype {quote(name)}; accepted: {_DATATYPE_HINT}"
+    return kind
+
+
+def _bedside(
+    obj: dict[str, object], ctx: _Context, device_id: str | None
+) -> tuple[Reading | None, dict[str, str]]:
+    """Parse one bedside message; every bad field is reported, not just the first."""
+    errors: dict[str, str] = {}
+    given = device_id if device_id is not None else obj.get("deviceid")
+    resolved: str | None = None
+    if given is None:
+        errors["deviceid"] = "required: the device's registered id"
+    else:
+        problem = _device_id_problem(given)
+        if problem is not None or not isinstance(given, str):
+            errors["deviceid"] = problem or "must be a string"
+        else:
+            resolved = given
+    measured_at = _timestamp_field(obj, "timestamp", ctx, errors)
+    kind = _datatype(obj, errors)
+
+    unit: Unit | None = None
+    unit_given = False
+    if kind is not None:
+        unit, unit_given = _unit_field(obj, "unit", kind, errors)
+    elif obj.get("unit") is not None:
+        text = obj["unit"]
+        if not isinstance(text, str) or parse_unit(text) is None:
+            errors["unit"] = "not a unit this station knows"
+
+    measurement: Measurement | None = None
+    sent = obj.get("value")
+    if sent is None:
+        errors["value"] = "required: the measured value"
+    else:
+        try:
+            number = _to_number(sent)
+        except ValueError as exc:
+            errors["value"] = str(exc)
+        else:
+            if kind is not None and unit is not None:
+                try:
+                    value = _plausible(kind, sent, number, unit, "unit", unit_given)
+                except ValueError as exc:
+                    errors["value"] = str(exc)
+                else:
+                    measurement = Measurement(kind, value, number, unit)
+
+    signal_quality = _percent_field(obj, "signal_quality", errors)
+    battery_level = _percent_field(obj, "battery_level", errors)
+    if errors or measurement is None or measured_at is None or resolved is None:
+        return None, errors
+    return Reading(
+        device_id=resolved,
+        measured_at=measured_at,
+        measurements=(measurement,),
+        input=ctx.input,
+        received_at=ctx.received_at,
+        data_source=_data_source(ctx.input),
+        signal_quality=signal_quality,
+        battery_level=battery_level,
+        source_ref=ctx.source_ref,
+        raw=ctx.raw,
+    ), errors
+
+
+def parse_bedside_message(
+    obj: object,
+    *,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    raw: str | None = None,
+    source_ref: str | None = None,
+) -> Reading:
+    """Parse the bedside monitor's ``{"deviceid", "timestamp", "datatype", "value"}`` message.
+
+    ``device_id``, when given, overrides ``"deviceid"``: the reference publisher sends the same
+    deviceid from every bed, so the MQTT input takes the id from the topic. Without ``"unit"``
+    temperature is °F, weight lbs and glucose mg/dL, as the seed publisher sends. The value is
+    never truncated (the seed consumer's ``int()`` read 101.5 °F as 101).
+    """
+    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+    if not isinstance(obj, dict):
+        raise _not_an_object(obj, "a bedside message")
+    reading, errors = _bedside(obj, ctx, device_id)
+    if reading is None:
+        raise PayloadError(errors, summarize(errors, "message"))
+    return reading
+
+
+# --- Auto-detection -----------------------------------------------------------------------------
+
+
+def parse_payload(
+    obj: object,
+    *,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    max_readings: int = DEFAULT_MAX_BATCH,
+    raw: str | None = None,
+    source_ref: str | None = None,
+) -> BatchParse:
+    """Parse whichever format ``obj`` is (MQTT, Kinesis and file inputs take all three).
+
+    An object with ``"readings"`` is a batch, one with ``"datatype"`` a bedside message
+    (``device_id`` overrides its ``deviceid``), anything else an InHealth reading (``device_id``
+    must match its own). A single message comes back as a batch of one at index 0, with its
+    field errors under ``errors[0]`` when it is invalid. Raises ``PayloadError`` only when the
+    payload as a whole is unusable.
+    """
+    if not isinstance(obj, dict):
+        raise _not_an_object(obj, "a reading, a batch or a bedside message")
+    if "readings" in obj:
+        return parse_inhealth_batch(
+            obj, input=input, received_at=received_at, now=now, device_id=device_id,
+            naive_zone=naive_zone, max_future_skew=max_future_skew, max_readings=max_readings,
+            raw=raw, source_ref=source_ref,
+        )
+    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+    if "datatype" in obj:
+        reading, errors = _bedside(obj, ctx, device_id)
+    else:
+        reading, errors = _inhealth(obj, ctx, device_id, "expected")
+    if reading is None:
+        if device_id is None:  # still name the device, if it named itself well, for the report
+            own = obj.get("deviceid" if "datatype" in obj else "device_id")
+            device_id = own if isinstance(own, str) and _device_id_problem(own) is None else None
+        return BatchParse(device_id=device_id, readings=[], errors={0: errors}, total=1)
+    return BatchParse(device_id=reading.device_id, readings=[(0, reading)], errors={}, total=1)
+
+
+# --- Re-check of a built reading ----------------------------------------------------------------
+
+_ACCEPTED_UNIT_SETS: dict[VitalKind, frozenset[Unit]] = {
+    kind: frozenset(units) for kind, units in _UNITS_FOR.items()
+}
+_CANONICAL_RANGE_TEXT: dict[VitalKind, str] = {
+    kind: _RANGE_TEXT[kind, CANONICAL_UNIT[kind]] for kind in VitalKind
+}
+
+
+def validate_reading(
+    reading: Reading, *, now: datetime, max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW
+) -> dict[str, str]:
+    """Re-check a built reading, whatever input built it; ``{}`` when it is valid.
+
+    The pipeline runs this on every reading (tens of thousands a second), so it is plain
+    comparisons and dict look-ups; messages are only formatted for failures. Keys are
+    ``"device_id"``, ``"timestamp"``, ``"vitals"``, the ``VitalKind`` values,
+    ``"signal_quality"``, ``"battery_level"`` and ``"notes"``.
+    """
+    errors: dict[str, str] = {}
+    problem = _device_id_problem(reading.device_id)
+    if problem is not None:
+        errors["device_id"] = problem
+    problem = check_measured_at(reading.measured_at, now=now, max_future_skew=max_future_skew)
+    if problem is not None:
+        errors["timestamp"] = problem
+    measurements = reading.measurements
+    if not measurements:
+        errors["vitals"] = "no vital sign in the reading"
+    seen: dict[VitalKind, float] = {}
+    for m in measurements:
+        kind = m.kind
+        rng = PLAUSIBLE_RANGES.get(kind)
+        if rng is None:
+            errors["vitals"] = f"unknown vital {m.kind!r}"
+            continue
+        field = kind.value
+        if kind in seen:
+            errors[field] = "appears more than once in the reading"
+            continue
+        value = m.value
+        try:
+            in_range = rng.low <= value <= rng.high  # False for NaN
+        except TypeError:
+            errors[field] = f"must be a number, not {describe_json_type(value)}"
+            continue
+        if not in_range:
+            errors[field] = f"{value!r} out of the plausible range {_CANONICAL_RANGE_TEXT[kind]}"
+        elif m.original_unit not in _ACCEPTED_UNIT_SETS[kind]:
+            errors[field] = f"{m.original_unit!s} is not a unit of {field}"
+        seen[kind] = value
+    systolic = seen.get(VitalKind.SYSTOLIC_BP)
+    diastolic = seen.get(VitalKind.DIASTOLIC_BP)
+    if systolic is not None and diastolic is not None and diastolic >= systolic:
+        errors.setdefault(
+            VitalKind.DIASTOLIC_BP.value,
+            f"{diastolic!r} must be lower than {VitalKind.SYSTOLIC_BP.value} ({systolic!r})",
+        )
+    for field, level in (("signal_quality", reading.signal_quality),
+                         ("battery_level", reading.battery_level)):
+        if level is not None and not (PERCENT_RANGE.low <= level <= PERCENT_RANGE.high):
+            errors[field] = f"{level!r} out of the range {_PERCENT_TEXT}"
+    if reading.notes is not None and len(reading.notes) > MAX_NOTES_CHARS:
+        errors["notes"] = f"is {len(reading.notes)} characters long; at most {MAX_NOTES_CHARS}"
+    return errors
