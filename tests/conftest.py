@@ -1,0 +1,100 @@
+"""Shared fixtures: fresh data homes, and a throwaway database per test on SQLite and PostgreSQL.
+
+PostgreSQL: the local server (``VITALSTATION_TEST_PG_URL``, default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``). Each test gets its own database,
+cloned from a template migrated once per run, and dropped afterwards, so runs never collide.
+When the server is unreachable the PostgreSQL cases are skipped with the reason, except under
+``CI=true``, where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get(
+    "VITALSTATION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """No test reads the developer's data home or VITALSTATION_* settings."""
+    for name in list(os.environ):
+        if name.startswith("VITALSTATION_") and name != "VITALSTATION_TEST_PG_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VITALSTATION_HOME", str(tmp_path_factory.mktemp("default-home")))
+
+
+def _pg_admin():
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated template database on the local PostgreSQL (its name)."""
+    import sqlalchemy
+
+    from vitalstation.storage import migrate
+    from vitalstation.storage.engine import make_engine
+
+    try:
+        admin = _pg_admin()
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        reason = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: PostgreSQL is required)")
+        pytest.skip(reason)
+    name = f"vs_tmpl_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.make_url(PG_ADMIN_URL).set(database=name)
+    engine = make_engine(url.render_as_string(hide_password=False))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    import sqlalchemy
+
+    name = f"vs_test_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin()
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    url = sqlalchemy.make_url(PG_ADMIN_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The same test on SQLite (a file in tmp_path) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'station.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url: str):
+    """An open, migrated store."""
+    from vitalstation.storage.store import Store
+
+    opened = Store.open(store_url)
+    yield opened
+    opened.close()

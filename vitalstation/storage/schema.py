@@ -1,0 +1,318 @@
+"""The station's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Every time is stored as UTC. A vital-sign record is one vital of one reading; the unique key
+``(device_id, vital, measured_at)`` is what makes a re-sent reading a duplicate instead of a
+second record, whichever input it came by. Changing this file means a new Alembic revision in
+``storage/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes in, timezone-aware UTC datetimes out, on every backend.
+
+    SQLite has no time zones: values are stored as naive UTC text there, which also keeps the
+    unique reading key byte-for-byte comparable. PostgreSQL stores ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not UTC:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store; every time must be UTC-aware")
+            value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=_now_utc),
+)
+
+beds = Table(
+    "beds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("label", String(64), nullable=False, unique=True),
+    Column("ward", String(64)),
+    Column("created_at", UTCDateTime, nullable=False, default=_now_utc),
+)
+
+admissions = Table(
+    "admissions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_ref", ForeignKey("patients.id"), nullable=False),
+    Column("bed_ref", ForeignKey("beds.id"), nullable=False),
+    Column("admitted_at", UTCDateTime, nullable=False),
+    Column("discharged_at", UTCDateTime),
+    Index("ix_admissions_bed_time", "bed_ref", "admitted_at"),
+    Index("ix_admissions_patient", "patient_ref"),
+)
+
+DEVICE_STATUSES = ("active", "inactive", "maintenance", "retired")
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("device_type", String(100), nullable=False, default=""),
+    Column("manufacturer", String(100), nullable=False, default=""),
+    Column("model", String(100), nullable=False, default=""),
+    Column("firmware", String(100), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", UTCDateTime, nullable=False, default=_now_utc),
+    Column("last_seen_at", UTCDateTime),
+    Column("last_input", String(16)),
+    Column("battery_level", Float),
+    Column("signal_quality", Float),
+    CheckConstraint(
+        "status IN ('active', 'inactive', 'maintenance', 'retired')", name="status"
+    ),
+)
+
+# Where a device is over time. A reading belongs to whoever the device served at its
+# measurement time: the patient it was assigned to, or the patient admitted to its bed.
+device_assignments = Table(
+    "device_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_ref", ForeignKey("devices.id"), nullable=False),
+    Column("bed_ref", ForeignKey("beds.id")),
+    Column("patient_ref", ForeignKey("patients.id")),
+    Column("assigned_at", UTCDateTime, nullable=False),
+    Column("unassigned_at", UTCDateTime),
+    CheckConstraint(
+        "(bed_ref IS NULL) <> (patient_ref IS NULL)", name="bed_or_patient"
+    ),
+    Index("ix_device_assignments_device_time", "device_ref", "assigned_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_ref", ForeignKey("devices.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    # A keyed hash of the whole key (never the key): keys are random, so no slow hash is needed.
+    Column("key_hash", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=_now_utc),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Column("can_write_vitals", Boolean, nullable=False, default=True),
+    Column("can_read_patient", Boolean, nullable=False, default=False),
+    Column("last_used_at", UTCDateTime),
+    Column("use_count", BigInteger, nullable=False, default=0),
+)
+
+# What a device actually sent, kept as received (bounded by the input) and shared by every
+# record parsed from it. Identical payloads are kept once.
+raw_payloads = Table(
+    "raw_payloads",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("input", String(16), nullable=False),
+    Column("source_ref", String(500)),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("content", Text, nullable=False),
+)
+
+# Attribution of a record at its measurement time.
+ATTRIBUTIONS = ("patient", "bed", "unassigned", "unknown_device")
+
+vital_signs = Table(
+    "vital_signs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("device_id", String(64)),
+    Column("device_ref", ForeignKey("devices.id")),
+    Column("patient_ref", ForeignKey("patients.id")),
+    Column("bed_ref", ForeignKey("beds.id")),
+    Column("attribution", String(16), nullable=False),
+    Column("vital", String(32), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(16), nullable=False),
+    Column("original_value", Float, nullable=False),
+    Column("original_unit", String(16), nullable=False),
+    Column("measured_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("input", String(16), nullable=False),
+    Column("data_source", String(16), nullable=False, default="device"),
+    Column("signal_quality", Float),
+    Column("battery_level", Float),
+    Column("payload_ref", ForeignKey("raw_payloads.id")),
+    Column("notes", Text),
+    UniqueConstraint("device_id", "vital", "measured_at", name="uq_vital_signs_reading"),
+    Index("ix_vital_signs_patient_vital_time", "patient_ref", "vital", "measured_at"),
+)
+
+# Devices that sent readings without being registered: shown to the admin for registration.
+unknown_devices = Table(
+    "unknown_devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("last_input", String(16), nullable=False),
+    Column("reading_count", BigInteger, nullable=False, default=0),
+)
+
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # limit | technical | news2
+    Column("condition", String(64), nullable=False),
+    Column("vital", String(32)),
+    Column("priority", String(8), nullable=False),  # high | medium | low
+    Column("state", String(16), nullable=False),
+    Column("device_id", String(64)),
+    Column("patient_ref", ForeignKey("patients.id")),
+    Column("bed_ref", ForeignKey("beds.id")),
+    Column("value", Float),
+    Column("limit_value", Float),
+    Column("message", Text, nullable=False, default=""),
+    Column("raised_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Index("ix_alarms_state", "state"),
+    Index("ix_alarms_bed_raised", "bed_ref", "raised_at"),
+)
+
+alarm_events = Table(
+    "alarm_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("alarm_ref", ForeignKey("alarms.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("origin", String(100), nullable=False, default=""),
+    Column("details", Text, nullable=False, default=""),
+    Index("ix_alarm_events_alarm_at", "alarm_ref", "at"),
+)
+
+kinesis_checkpoints = Table(
+    "kinesis_checkpoints",
+    metadata,
+    Column("stream", String(128), primary_key=True),
+    Column("shard_id", String(128), primary_key=True),
+    Column("sequence_number", String(128), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+input_activity = Table(
+    "input_activity",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("input", String(16), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("device_id", String(64)),
+    Column("key_prefix", String(16)),
+    Column("peer", String(100)),
+    Column("endpoint", String(200)),
+    Column("method", String(10)),
+    Column("status", Integer),
+    Column("duration_ms", Float),
+    Column("error", Text),
+    Index("ix_input_activity_input_at", "input", "at"),
+)
+
+# Payloads an input could not turn into readings: kept with the reason, never silently lost.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("input", String(16), nullable=False),
+    Column("source_ref", String(500)),
+    Column("reason", Text, nullable=False),
+    Column("excerpt", Text, nullable=False, default=""),
+    Index("ix_dead_letters_at", "at"),
+)
+
+# Who changed what: admissions, device assignments, limits, keys. Alarm actions are in
+# alarm_events.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("details", Text, nullable=False, default=""),
+    Index("ix_audit_log_at", "at"),
+)
+
+# One row, bumped by every change to patients, beds, admissions, devices or assignments, so
+# the writer knows when its in-memory directory is stale (changes may come from another
+# process: the CLI, another station on the same PostgreSQL).
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
