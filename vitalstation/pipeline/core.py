@@ -1,0 +1,433 @@
+"""The pipeline: the one route from every input to the database and on to subscribers.
+
+Inputs call :meth:`Pipeline.submit` from their own threads. One worker thread drains the
+bounded queue in batches: validate → deduplicate → store (one transaction per batch, through
+the single writer) → hand the newly stored readings to subscribers (alarm engine, window,
+sinks) → only then resolve each submission, so an input acknowledges a reading (HTTP 2xx,
+MQTT PUBACK, Kinesis checkpoint, file archived) only once it is durable.
+
+Normalisation to canonical units happens where a payload becomes a :class:`Reading`
+(``domain.payloads``), because a unit error must name the payload's own field; the pipeline
+re-validates every reading whatever built it, so that no input can bypass the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+
+from vitalstation.domain.clock import Clock, utc_now
+from vitalstation.domain.payloads import DEFAULT_MAX_FUTURE_SKEW, validate_reading
+from vitalstation.domain.readings import Reading
+from vitalstation.pipeline.types import (
+    Outcome,
+    ReadingResult,
+    ReadingStore,
+    StoredReading,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+# Readings waiting at most. About a second of a busy ward's worst burst; beyond it inputs are
+# told to wait (REST answers 503, MQTT withholds PUBACK) instead of the station swelling.
+QUEUE_CAPACITY_READINGS = 20_000
+# Readings per transaction at most. 1,000 rows per commit is where SQLite and PostgreSQL reach
+# their plateau (PLATFORM.md); fewer arrive when the station is quiet, so latency stays low.
+BATCH_MAX_READINGS = 1_000
+# A failed commit (database locked, PostgreSQL restarting) is retried after these pauses;
+# after the last one the batch is reported FAILED to its inputs, which keep it unacknowledged.
+STORE_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+Subscriber = Callable[[Sequence[StoredReading]], None]
+"""Called on the pipeline thread with each committed batch's newly stored readings."""
+
+ResultCallback = Callable[[list[ReadingResult]], None]
+"""Called on the pipeline thread with a submission's results, after commit and subscribers."""
+
+
+class PipelineBusy(Exception):
+    """The queue stayed full for the whole timeout: the input should retry later."""
+
+
+class PipelineStopped(Exception):
+    """The pipeline is stopping or stopped and takes no more readings."""
+
+
+class Ticket:
+    """A submission's claim on its results; :meth:`wait` blocks until they are durable.
+
+    The event a waiter sleeps on is created only when someone waits before the results are
+    in: most inputs use ``on_done`` and never wait, and an Event per reading would cost more
+    than storing it.
+    """
+
+    __slots__ = ("_done", "_event", "_results")
+    _lock = threading.Lock()  # shared: held for a few instructions at a time
+
+    def __init__(self) -> None:
+        self._done = False
+        self._event: threading.Event | None = None
+        self._results: list[ReadingResult] = []
+
+    def _resolve(self, results: list[ReadingResult]) -> None:
+        with Ticket._lock:
+            self._results = results
+            self._done = True
+            event = self._event
+        if event is not None:
+            event.set()
+
+    def done(self) -> bool:
+        """True once the results are known."""
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> list[ReadingResult]:
+        """The results, one per submitted reading in order; ``TimeoutError`` if not in time."""
+        with Ticket._lock:
+            if self._done:
+                return self._results
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if not event.wait(timeout):
+            raise TimeoutError("the pipeline did not store the readings in time")
+        return self._results
+
+
+@dataclass(slots=True)
+class _Submission:
+    readings: Sequence[Reading]
+    ticket: Ticket
+    on_done: ResultCallback | None
+    enqueued_at: float
+
+
+@dataclass(slots=True)
+class _DeadLetter:
+    input: str
+    source_ref: str | None
+    reason: str
+    excerpt: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    """Counters since start, readable from any thread (the status bar, ``serve`` logs, benches)."""
+
+    submitted: int = 0
+    stored: int = 0  # readings with at least one new record
+    records: int = 0  # new vital-sign records
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    busy_refusals: int = 0
+    dead_letters: int = 0
+    subscriber_errors: int = 0
+    batches: int = 0
+    queued: int = 0
+    last_batch_size: int = 0
+    last_commit_ms: float = 0.0
+    # Receipt → commit of the slowest reading of the last batch; what a nurse's screen lags.
+    lag_ms: float = 0.0
+    # Longest a submission waited in the queue in the last batch.
+    queue_wait_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class _Counters:
+    values: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, amount: float = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + amount
+
+
+class Pipeline:
+    """Bounded queue, one worker, batched commits through one :class:`ReadingStore`.
+
+    Thread-safety: :meth:`submit`, :meth:`process`, :meth:`dead_letter` and :meth:`stats` may
+    be called from any thread; subscribers and ``on_done`` callbacks run on the pipeline thread
+    and must not block for long (hand work to your own thread or queue).
+    """
+
+    def __init__(
+        self,
+        store: ReadingStore,
+        *,
+        clock: Clock = utc_now,
+        capacity: int = QUEUE_CAPACITY_READINGS,
+        batch_max: int = BATCH_MAX_READINGS,
+        max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+        retry_delays_s: Sequence[float] = STORE_RETRY_DELAYS_S,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._capacity = capacity
+        self._batch_max = batch_max
+        self._max_future_skew = max_future_skew
+        self._retry_delays_s = tuple(retry_delays_s)
+        self._subscribers: list[Subscriber] = []
+        self._cond = threading.Condition()
+        self._queue: deque[_Submission | _DeadLetter] = deque()
+        self._queued = 0
+        self._accepting = False
+        self._thread: threading.Thread | None = None
+        self._stats_lock = threading.Lock()
+        self._counters = _Counters()
+        self._gauges: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Receive every committed batch's newly stored readings (not duplicates)."""
+        self._subscribers.append(subscriber)
+
+    def start(self) -> None:
+        """Start the worker thread; submissions are accepted from now on."""
+        if self._thread is not None:
+            raise RuntimeError("pipeline already started")
+        self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="vitalstation-pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Refuse new submissions, store everything already queued, stop the worker.
+
+        Returns False if the queue could not be drained within ``timeout``.
+        """
+        with self._cond:
+            self._accepting = False
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- input side ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        readings: Sequence[Reading],
+        *,
+        on_done: ResultCallback | None = None,
+        timeout: float | None = 0.0,
+    ) -> Ticket:
+        """Queue ``readings`` for storage; returns at once with a :class:`Ticket`.
+
+        When the queue is full, waits up to ``timeout`` seconds (None: for ever) for room,
+        then raises :class:`PipelineBusy`. Raises :class:`PipelineStopped` after :meth:`stop`.
+        """
+        count = len(readings)
+        ticket = Ticket()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if not self._accepting:
+                    raise PipelineStopped("the station is stopping and takes no more readings")
+                # A submission larger than the whole queue still goes in when the queue is empty.
+                if self._queued + count <= self._capacity or self._queued == 0:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    with self._stats_lock:
+                        self._counters.add("busy_refusals")
+                    raise PipelineBusy(
+                        f"the station's queue is full ({self._queued} readings waiting)"
+                    )
+                self._cond.wait(remaining)
+            was_idle = not self._queue
+            self._queue.append(_Submission(readings, ticket, on_done, time.monotonic()))
+            self._queued += count
+            if was_idle:  # the worker only sleeps on an empty queue
+                self._cond.notify_all()
+        return ticket
+
+    def process(self, readings: Sequence[Reading], timeout: float = 30.0) -> list[ReadingResult]:
+        """Submit and wait until stored (for inputs that answer synchronously: REST, files).
+
+        Raises :class:`PipelineBusy` if the queue stays full, ``TimeoutError`` if the store
+        does not commit within ``timeout``.
+        """
+        return self.submit(readings, timeout=timeout).wait(timeout)
+
+    def dead_letter(
+        self, input: str, source_ref: str | None, reason: str, excerpt: str = ""
+    ) -> None:
+        """Keep a payload that could not become readings (stored by the writer, in order)."""
+        with self._cond:
+            if not self._accepting:
+                raise PipelineStopped("the station is stopping and takes no more payloads")
+            self._queue.append(_DeadLetter(input, source_ref, reason, excerpt, self._clock()))
+            self._cond.notify_all()
+
+    def stats(self) -> PipelineStats:
+        """A consistent snapshot of the counters."""
+        with self._stats_lock:
+            values = dict(self._counters.values)
+            values.update(self._gauges)
+        with self._cond:
+            values["queued"] = self._queued
+        return PipelineStats(
+            **{
+                f.name: (float if f.type == "float" else int)(values.get(f.name, 0))
+                for f in fields(PipelineStats)
+            }
+        )
+
+    # -- worker ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and self._accepting:
+                    self._cond.wait()
+                if not self._queue:
+                    return  # stopped and drained
+                items: list[_Submission | _DeadLetter] = []
+                taken = 0
+                while self._queue:
+                    head = self._queue[0]
+                    size = len(head.readings) if isinstance(head, _Submission) else 0
+                    if items and taken + size > self._batch_max:
+                        break
+                    items.append(self._queue.popleft())
+                    taken += size
+                self._queued -= taken
+                self._cond.notify_all()
+            try:
+                self._process_batch(items)
+            except Exception:  # noqa: BLE001 - the worker must outlive any one batch
+                _LOGGER.exception("pipeline batch failed unexpectedly")
+                self._fail_unresolved(items, "internal error in the pipeline (see the log)")
+
+    def _process_batch(self, items: list[_Submission | _DeadLetter]) -> None:
+        now = self._clock()
+        started = time.monotonic()
+        submissions = [item for item in items if isinstance(item, _Submission)]
+        for item in items:
+            if isinstance(item, _DeadLetter):
+                self._write_dead_letter(item)
+
+        results: list[list[ReadingResult | None]] = []
+        to_write: list[Reading] = []
+        positions: list[tuple[int, int]] = []
+        for s_index, submission in enumerate(submissions):
+            slots: list[ReadingResult | None] = []
+            for r_index, reading in enumerate(submission.readings):
+                errors = validate_reading(reading, now=now, max_future_skew=self._max_future_skew)
+                if errors:
+                    slots.append(ReadingResult(Outcome.REJECTED, errors=errors))
+                else:
+                    slots.append(None)
+                    to_write.append(reading)
+                    positions.append((s_index, r_index))
+            results.append(slots)
+
+        written = self._write_with_retry(to_write, now) if to_write else []
+        committed = time.monotonic()
+        for (s_index, r_index), result in zip(positions, written, strict=True):
+            results[s_index][r_index] = result
+
+        stored = [
+            StoredReading(reading, result)
+            for reading, result in zip(to_write, written, strict=True)
+            if result.outcome is Outcome.STORED
+        ]
+        if stored:
+            self._notify_subscribers(stored)
+
+        self._record_batch(submissions, results, started, committed, now)
+        for submission, slots in zip(submissions, results, strict=True):
+            final = [slot for slot in slots if slot is not None]
+            self._resolve(submission, final)
+
+    def _write_with_retry(self, readings: list[Reading], now: datetime) -> list[ReadingResult]:
+        attempt = 0
+        while True:
+            try:
+                return self._store.write_readings(readings, now)
+            except Exception as exc:  # noqa: BLE001 - any store failure is retried, then reported
+                if attempt >= len(self._retry_delays_s):
+                    _LOGGER.error(
+                        "store failed %d times, %d readings not stored: %s",
+                        attempt + 1, len(readings), exc,
+                    )
+                    reason = f"the database did not commit: {exc}"
+                    return [ReadingResult(Outcome.FAILED, errors={"store": reason})] * len(readings)
+                delay = self._retry_delays_s[attempt]
+                _LOGGER.warning("store failed (%s); retrying in %.2f s", exc, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    def _write_dead_letter(self, item: _DeadLetter) -> None:
+        try:
+            self._store.write_dead_letter(
+                item.input, item.source_ref, item.reason, item.excerpt, item.at
+            )
+        except Exception:  # noqa: BLE001 - logged loudly; the input already answered
+            _LOGGER.exception("could not store a dead letter from %s: %s", item.input, item.reason)
+            return
+        with self._stats_lock:
+            self._counters.add("dead_letters")
+
+    def _notify_subscribers(self, stored: list[StoredReading]) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(stored)
+            except Exception:  # noqa: BLE001 - one broken subscriber must not stop the others
+                _LOGGER.exception("pipeline subscriber %r failed", subscriber)
+                with self._stats_lock:
+                    self._counters.add("subscriber_errors")
+
+    def _resolve(self, submission: _Submission, results: list[ReadingResult]) -> None:
+        if submission.on_done is not None:
+            try:
+                submission.on_done(results)
+            except Exception:  # noqa: BLE001 - the input's callback must not stop the pipeline
+                _LOGGER.exception("input callback failed")
+        submission.ticket._resolve(results)
+
+    def _fail_unresolved(self, items: list[_Submission | _DeadLetter], reason: str) -> None:
+        for item in items:
+            if isinstance(item, _Submission) and not item.ticket.done():
+                failed = [ReadingResult(Outcome.FAILED, errors={"pipeline": reason})]
+                self._resolve(item, failed * len(item.readings))
+
+    def _record_batch(
+        self,
+        submissions: list[_Submission],
+        results: list[list[ReadingResult | None]],
+        started: float,
+        committed: float,
+        now: datetime,
+    ) -> None:
+        counts = {outcome: 0 for outcome in Outcome}
+        records = 0
+        lag_ms = 0.0
+        for submission, slots in zip(submissions, results, strict=True):
+            for reading, result in zip(submission.readings, slots, strict=True):
+                if result is None:
+                    continue
+                counts[result.outcome] += 1
+                records += len(result.new_kinds)
+                if result.outcome is Outcome.STORED:
+                    lag = (now - reading.received_at).total_seconds() * 1000
+                    lag_ms = max(lag_ms, lag + (committed - started) * 1000)
+        wait_ms = max(((started - s.enqueued_at) * 1000 for s in submissions), default=0.0)
+        with self._stats_lock:
+            self._counters.add("submitted", sum(len(s.readings) for s in submissions))
+            self._counters.add("batches")
+            self._counters.add("stored", counts[Outcome.STORED])
+            self._counters.add("duplicates", counts[Outcome.DUPLICATE])
+            self._counters.add("rejected", counts[Outcome.REJECTED])
+            self._counters.add("failed", counts[Outcome.FAILED])
+            self._counters.add("records", records)
+            self._gauges["last_batch_size"] = sum(len(s.readings) for s in submissions)
+            self._gauges["last_commit_ms"] = (committed - started) * 1000
+            self._gauges["lag_ms"] = lag_ms
+            self._gauges["queue_wait_ms"] = wait_ms
