@@ -1,0 +1,145 @@
+"""The station runtime: builds the store, pipeline and inputs from settings; starts and stops
+them in order. The window and ``vitalstation serve`` both run exactly this.
+
+Start order: store (migrated) → pipeline → inputs. Stop order is the reverse, each step with a
+timeout: inputs stop receiving → the pipeline stores everything already queued → the store
+closes. So a reading an input accepted before the stop is stored, and nothing is acknowledged
+that was not.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from vitalstation.config.settings import Settings
+from vitalstation.domain.clock import Clock, utc_now
+from vitalstation.ingest.base import Input, InputHealth, InputState
+from vitalstation.pipeline.core import Pipeline, PipelineStats
+from vitalstation.storage.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+INPUT_STOP_TIMEOUT_S = 5.0
+PIPELINE_DRAIN_TIMEOUT_S = 30.0
+
+InputFactory = Callable[[Settings, Pipeline, Store], Input | None]
+"""Builds one input from the settings, or returns None when that input is disabled."""
+
+
+def default_input_factories() -> list[InputFactory]:
+    """The inputs this version of the station has, in start order."""
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeHealth:
+    """Everything the status bar shows: the store, the pipeline's counters, every input."""
+
+    store: str
+    pipeline: PipelineStats
+    inputs: tuple[InputHealth, ...]
+
+
+class Runtime:
+    """One station: store, pipeline and inputs, started and stopped together.
+
+    Not thread-safe itself: start and stop it from one thread (the GUI's or ``serve``'s).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        input_factories: Sequence[InputFactory] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._input_factories = (
+            default_input_factories() if input_factories is None else list(input_factories)
+        )
+        self._store: Store | None = None
+        self._pipeline: Pipeline | None = None
+        self._inputs: list[Input] = []
+        self._failed_inputs: list[InputHealth] = []
+
+    @property
+    def store(self) -> Store:
+        """The open store (after :meth:`start`)."""
+        if self._store is None:
+            raise RuntimeError("runtime not started")
+        return self._store
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The running pipeline (after :meth:`start`)."""
+        if self._pipeline is None:
+            raise RuntimeError("runtime not started")
+        return self._pipeline
+
+    @property
+    def inputs(self) -> tuple[Input, ...]:
+        """The inputs that started."""
+        return tuple(self._inputs)
+
+    def start(self) -> None:
+        """Open the store, start the pipeline, then each enabled input.
+
+        A store that cannot be opened stops the start (``StoreUnavailable``). An input that
+        cannot start is logged and shown as down; the others run: one broken input must not
+        take the ward's other inputs with it.
+        """
+        started = time.monotonic()
+        self._store = Store.open(self.settings.store_url)
+        self._pipeline = Pipeline(self._store.writer, clock=self._clock)
+        self._pipeline.start()
+        for factory in self._input_factories:
+            input_ = factory(self.settings, self._pipeline, self._store)
+            if input_ is None:
+                continue
+            try:
+                input_.start()
+            except Exception as exc:  # noqa: BLE001 - reported, and the other inputs go on
+                _LOGGER.error("input %s could not start: %s", input_.name, exc)
+                self._failed_inputs.append(
+                    InputHealth(input_.name, InputState.DOWN, f"could not start: {exc}")
+                )
+                continue
+            self._inputs.append(input_)
+        _LOGGER.info(
+            "station %r started in %.0f ms: store %s, inputs: %s",
+            self.settings.station.name,
+            (time.monotonic() - started) * 1000,
+            self._store.description,
+            ", ".join(i.name for i in self._inputs) or "none",
+        )
+
+    def stop(self) -> bool:
+        """Stop inputs, drain the pipeline, close the store. True if everything was stored."""
+        drained = True
+        for input_ in reversed(self._inputs):
+            try:
+                input_.stop(INPUT_STOP_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                _LOGGER.exception("input %s did not stop cleanly", input_.name)
+        self._inputs.clear()
+        if self._pipeline is not None:
+            drained = self._pipeline.stop(PIPELINE_DRAIN_TIMEOUT_S)
+            if not drained:
+                _LOGGER.error("the pipeline did not drain within %.0f s", PIPELINE_DRAIN_TIMEOUT_S)
+            self._pipeline = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        return drained
+
+    def health(self) -> RuntimeHealth:
+        """A snapshot for the status bar and ``serve``'s periodic log line."""
+        return RuntimeHealth(
+            store=self.store.description,
+            pipeline=self.pipeline.stats(),
+            inputs=tuple(i.health() for i in self._inputs) + tuple(self._failed_inputs),
+        )

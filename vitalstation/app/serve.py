@@ -1,0 +1,55 @@
+"""``vitalstation serve``: the station without a window, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from vitalstation.app.runtime import Runtime
+from vitalstation.config.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+# How often serve logs the pipeline's counters (a heartbeat an admin can grep for).
+STATUS_INTERVAL_S = 60.0
+
+
+def serve(settings: Settings, *, stop: threading.Event | None = None) -> int:
+    """Run the station until ``stop`` is set or SIGINT/SIGTERM arrives; return the exit code.
+
+    On a signal the runtime stops in order (inputs, then the pipeline drains, then the store
+    closes) and the exit code is 0 when everything queued was stored.
+    """
+    stop = stop or threading.Event()
+    previous: dict[int, object] = {}
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        _LOGGER.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _on_signal)
+    runtime = Runtime(settings)
+    try:
+        runtime.start()
+        _LOGGER.info("serving; stop with Ctrl+C or SIGTERM")
+        while not stop.wait(STATUS_INTERVAL_S):
+            stats = runtime.health().pipeline
+            _LOGGER.info(
+                "status: stored %d readings (%d records), %d duplicates, %d rejected, "
+                "%d failed, %d queued, lag %.0f ms",
+                stats.stored, stats.records, stats.duplicates, stats.rejected,
+                stats.failed, stats.queued, stats.lag_ms,
+            )
+    finally:
+        drained = runtime.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+    if drained:
+        _LOGGER.info("stopped cleanly")
+        return 0
+    _LOGGER.error("stopped, but some queued readings were not stored")
+    return 1

@@ -1,0 +1,353 @@
+"""The ``vitalstation`` command line (a contract: DESIGN.md's command table).
+
+User mistakes print one clear line on stderr and exit non-zero, never a traceback. ``--json``
+prints one JSON object per line, for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vitalstation import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CliError(Exception):
+    """A usage mistake found after argument parsing (bad time, conflicting options)."""
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A time given on the command line: ISO-8601 (naive = UTC) or an age like ``90m``, ``2h``."""
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(
+            f"{text!r} is not a time: use ISO-8601 (2026-11-23T08:00:00Z) or an age (30m, 2h, 1d)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _default_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    parser = argparse.ArgumentParser(
+        prog="vitalstation",
+        description="VitalStation: the ward's central station for live vital signs and alarms.",
+    )
+    parser.add_argument("--version", action="version", version=f"vitalstation {__version__}")
+    parser.add_argument(
+        "--home", metavar="DIR",
+        help="data home (vitalstation.toml, database, inbox, logs); default $VITALSTATION_HOME "
+             "or the platform's user data directory",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("serve", help="run the station without a window until SIGINT/SIGTERM")
+
+    db = commands.add_parser("db", help="the database").add_subparsers(dest="db_command",
+                                                                        required=True)
+    db.add_parser("upgrade", help="bring the database schema up to date")
+    db.add_parser("status", help="show the database and its schema revision")
+
+    patient = commands.add_parser("patient", help="patients").add_subparsers(
+        dest="patient_command", required=True)
+    p_add = patient.add_parser("add", help="register a patient")
+    p_add.add_argument("patient_id", metavar="ID", help="the hospital's patient id, e.g. P123")
+    p_add.add_argument("--name", required=True)
+    _actor(p_add)
+    p_list = patient.add_parser("list", help="list patients and their beds")
+    _json(p_list)
+
+    bed = commands.add_parser("bed", help="beds").add_subparsers(dest="bed_command", required=True)
+    b_add = bed.add_parser("add", help="register a bed")
+    b_add.add_argument("label", metavar="LABEL")
+    b_add.add_argument("--ward")
+    _actor(b_add)
+    b_list = bed.add_parser("list", help="list beds and who is in them")
+    _json(b_list)
+
+    admit = commands.add_parser("admit", help="admit a patient to a bed")
+    admit.add_argument("patient_id", metavar="PATIENT")
+    admit.add_argument("bed", metavar="BED")
+    admit.add_argument("--at", help="admission time (default now)")
+    _actor(admit)
+
+    discharge = commands.add_parser("discharge", help="discharge a patient from their bed")
+    discharge.add_argument("patient_id", metavar="PATIENT")
+    discharge.add_argument("--at", help="discharge time (default now)")
+    _actor(discharge)
+
+    device = commands.add_parser("device", help="devices").add_subparsers(
+        dest="device_command", required=True)
+    d_add = device.add_parser("add", help="register a device by the id it sends")
+    d_add.add_argument("device_id", metavar="DEVICE_ID")
+    d_add.add_argument("--name", default="")
+    d_add.add_argument("--type", dest="device_type", default="")
+    _actor(d_add)
+    d_assign = device.add_parser("assign", help="assign a device to a bed or a patient")
+    d_assign.add_argument("device_id", metavar="DEVICE_ID")
+    target = d_assign.add_mutually_exclusive_group(required=True)
+    target.add_argument("--bed")
+    target.add_argument("--patient")
+    target.add_argument("--none", action="store_true", help="unassign the device")
+    d_assign.add_argument("--at", help="from when (default now)")
+    _actor(d_assign)
+    d_status = device.add_parser("status", help="set a device's status (retired: refused)")
+    d_status.add_argument("device_id", metavar="DEVICE_ID")
+    d_status.add_argument("status", choices=["active", "inactive", "maintenance", "retired"])
+    _actor(d_status)
+    d_list = device.add_parser(
+        "list", help="list registered devices, then devices seen but not registered")
+    _json(d_list)
+
+    readings = commands.add_parser("readings", help="print stored readings")
+    readings.add_argument("--device", required=True, metavar="ID")
+    readings.add_argument("--since", metavar="T", help="ISO-8601 time or an age (30m, 2h, 1d)")
+    readings.add_argument("--limit", type=int, metavar="N")
+    _json(readings)
+    return parser
+
+
+def _json(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _actor(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--actor", default=None, help="who makes the change (for the audit log)")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _print_json_lines(items: Iterable[dict[str, Any]]) -> None:
+    for item in items:
+        print(json.dumps({k: _jsonable(v) for k, v in item.items()}, ensure_ascii=False))
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    texts = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in texts]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in texts:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    assert is_dataclass(item) and not isinstance(item, type)
+    return asdict(item)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vitalstation`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        print(
+            "vitalstation: the station window is not in this version yet; "
+            "run `vitalstation serve` for the station without a window "
+            "(`vitalstation --help` lists every command)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    # Imported here so that `--version` and `--help` answer without loading the station.
+    from vitalstation.config.settings import ConfigError
+    from vitalstation.domain.errors import UserError
+
+    try:
+        return _run(args)
+    except (UserError, ConfigError, CliError) as exc:
+        print(f"vitalstation: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vitalstation.app.logging_setup import configure_logging
+    from vitalstation.config.home import ensure_home, resolve_home
+    from vitalstation.config.settings import load_settings
+
+    home = ensure_home(resolve_home(args.home))
+    settings = load_settings(home)
+    if args.command == "serve":
+        from vitalstation.app.serve import serve
+
+        configure_logging(home, verbose=args.verbose)
+        return serve(settings)
+
+    configure_logging(None, verbose=args.verbose)
+    from vitalstation.app.admin import open_store
+
+    now = datetime.now(UTC)
+    store = open_store(settings)
+    try:
+        return _admin(args, store, now)
+    finally:
+        store.close()
+
+
+def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa: C901 - a dispatch
+    registry = store.registry
+    actor = getattr(args, "actor", None) or _default_actor()
+    at = parse_when(args.at, now) if getattr(args, "at", None) else now
+
+    if args.command == "db":
+        if args.db_command == "upgrade":
+            print(f"database {store.description} is at schema {store.schema_revision()} (latest)")
+        else:
+            print(f"database: {store.description}")
+            print(f"schema:   {store.schema_revision()}")
+        return EXIT_OK
+
+    if args.command == "patient":
+        if args.patient_command == "add":
+            registry.add_patient(args.patient_id, args.name, actor=actor, at=now)
+            print(f"patient {args.patient_id.strip()} added")
+            return EXIT_OK
+        patients = registry.list_patients()
+        if args.json:
+            _print_json_lines(_as_dict(p) for p in patients)
+        else:
+            _print_table(["PATIENT", "NAME", "BED", "ADMITTED"],
+                         [(p.patient_id, p.name, p.bed, p.admitted_at) for p in patients])
+        return EXIT_OK
+
+    if args.command == "bed":
+        if args.bed_command == "add":
+            registry.add_bed(args.label, args.ward, actor=actor, at=now)
+            print(f"bed {args.label.strip()} added")
+            return EXIT_OK
+        beds = registry.list_beds()
+        if args.json:
+            _print_json_lines(_as_dict(b) for b in beds)
+        else:
+            _print_table(["BED", "WARD", "PATIENT", "NAME"],
+                         [(b.label, b.ward, b.patient_id, b.patient_name) for b in beds])
+        return EXIT_OK
+
+    if args.command == "admit":
+        registry.admit(args.patient_id, args.bed, actor=actor, at=at)
+        print(f"patient {args.patient_id} admitted to bed {args.bed}")
+        return EXIT_OK
+
+    if args.command == "discharge":
+        bed = registry.discharge(args.patient_id, actor=actor, at=at)
+        print(f"patient {args.patient_id} discharged from bed {bed}")
+        return EXIT_OK
+
+    if args.command == "device":
+        return _device(args, registry, actor, at, now)
+
+    if args.command == "readings":
+        since = parse_when(args.since, now) if args.since else None
+        records = store.queries.readings(device_id=args.device, since=since, limit=args.limit)
+        if args.json:
+            _print_json_lines(
+                {
+                    "id": r.id, "device_id": r.device_id, "vital": r.vital, "value": r.value,
+                    "unit": r.unit, "original_value": r.original_value,
+                    "original_unit": r.original_unit, "measured_at": r.measured_at,
+                    "received_at": r.received_at, "input": r.input,
+                    "data_source": r.data_source, "attribution": r.attribution,
+                    "patient_id": r.patient_id, "bed": r.bed,
+                }
+                for r in records
+            )
+        else:
+            _print_table(
+                ["MEASURED (UTC)", "VITAL", "VALUE", "UNIT", "SENT AS", "INPUT", "PATIENT", "BED"],
+                [
+                    (r.measured_at, r.vital, r.value, r.unit,
+                     f"{r.original_value:g} {r.original_unit}", r.input, r.patient_id, r.bed)
+                    for r in records
+                ],
+            )
+        return EXIT_OK
+    raise CliError(f"unknown command {args.command}")
+
+
+def _device(
+    args: argparse.Namespace, registry: Any, actor: str, at: datetime, now: datetime
+) -> int:
+    if args.device_command == "add":
+        registry.add_device(
+            args.device_id, name=args.name, device_type=args.device_type, actor=actor, at=now
+        )
+        print(f"device {args.device_id.strip()} added")
+        return EXIT_OK
+    if args.device_command == "assign":
+        registry.assign_device(
+            args.device_id, bed_label=args.bed, patient_id=args.patient, actor=actor, at=at
+        )
+        target = (f"bed {args.bed}" if args.bed else f"patient {args.patient}"
+                  if args.patient else "nobody")
+        print(f"device {args.device_id} assigned to {target}")
+        return EXIT_OK
+    if args.device_command == "status":
+        registry.set_device_status(args.device_id, args.status, actor=actor, at=now)
+        print(f"device {args.device_id} is now {args.status}")
+        return EXIT_OK
+    registered = registry.list_devices()
+    unknown = registry.list_unknown_devices()
+    if args.json:
+        _print_json_lines({"registered": True, **_as_dict(d)} for d in registered)
+        _print_json_lines({"registered": False, **_as_dict(u)} for u in unknown)
+        return EXIT_OK
+    _print_table(
+        ["DEVICE", "NAME", "TYPE", "STATUS", "BED", "PATIENT", "LAST SEEN", "INPUT", "BATTERY"],
+        [(d.device_id, d.name, d.device_type, d.status, d.bed, d.patient_id, d.last_seen_at,
+          d.last_input, d.battery_level) for d in registered],
+    )
+    if unknown:
+        print()
+        print("Seen but not registered (register with `vitalstation device add ID`):")
+        _print_table(
+            ["DEVICE", "FIRST SEEN", "LAST SEEN", "INPUT", "READINGS"],
+            [(u.device_id, u.first_seen_at, u.last_seen_at, u.last_input, u.reading_count)
+             for u in unknown],
+        )
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
