@@ -682,14 +682,20 @@ def test_diastolic_without_systolic_is_refused() -> None:
     assert errors == {"blood_pressure_systolic": "required with blood_pressure_diastolic"}
 
 
-@pytest.mark.parametrize(("systolic", "diastolic"), [(80, 120), (90, 90)])
-def test_diastolic_must_be_lower(systolic: int, diastolic: int) -> None:
+@pytest.mark.parametrize(("systolic", "diastolic"), [(80, 120), (90, 91)])
+def test_diastolic_must_not_be_above_systolic(systolic: int, diastolic: int) -> None:
     errors = errors_of(
         body(blood_pressure_systolic=systolic, blood_pressure_diastolic=diastolic)
     )
     assert set(errors) == {"blood_pressure_diastolic"}
-    assert "lower than blood_pressure_systolic" in errors["blood_pressure_diastolic"]
+    assert "not be above blood_pressure_systolic" in errors["blood_pressure_diastolic"]
     assert errors["blood_pressure_diastolic"].startswith(f"{diastolic} ")
+
+
+def test_equal_pressures_pass_so_that_a_flat_arterial_line_reaches_the_alarms() -> None:
+    # 0/0 from an arterial line in cardiac arrest is the most urgent reading there is.
+    reading = parse(body(blood_pressure_systolic=0, blood_pressure_diastolic=0))
+    assert {m.kind: m.value for m in reading.measurements}[VitalKind.DIASTOLIC_BP] == 0
 
 
 def test_bad_systolic_and_missing_diastolic_are_both_reported() -> None:
@@ -1115,7 +1121,7 @@ def test_validate_reading_accepts_a_good_reading() -> None:
         (replace(GOOD, measurements=(
             Measurement(VitalKind.SYSTOLIC_BP, 80.0, 80.0, Unit.MMHG),
             Measurement(VitalKind.DIASTOLIC_BP, 90.0, 90.0, Unit.MMHG),
-        )), "blood_pressure_diastolic", "lower"),
+        )), "blood_pressure_diastolic", "above"),
         (replace(GOOD, signal_quality=101.0), "signal_quality", "range"),
         (replace(GOOD, battery_level=-1.0), "battery_level", "range"),
         (replace(GOOD, battery_level=math.nan), "battery_level", "range"),

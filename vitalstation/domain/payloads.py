@@ -551,9 +551,9 @@ def _check_blood_pressure(
     values = {m.kind: m for m in measurements}
     systolic = values.get(VitalKind.SYSTOLIC_BP)
     diastolic = values.get(VitalKind.DIASTOLIC_BP)
-    if systolic is not None and diastolic is not None and diastolic.value >= systolic.value:
+    if systolic is not None and diastolic is not None and diastolic.value > systolic.value:
         errors[diastolic_field] = (
-            f"{_show(obj[diastolic_field], diastolic.original_value)} must be lower than "
+            f"{_show(obj[diastolic_field], diastolic.original_value)} must not be above "
             f"{systolic_field} ({_show(obj[systolic_field], systolic.original_value)})"
         )
 
@@ -881,10 +881,10 @@ def validate_reading(
         seen[kind] = value
     systolic = seen.get(VitalKind.SYSTOLIC_BP)
     diastolic = seen.get(VitalKind.DIASTOLIC_BP)
-    if systolic is not None and diastolic is not None and diastolic >= systolic:
+    if systolic is not None and diastolic is not None and diastolic > systolic:
         errors.setdefault(
             VitalKind.DIASTOLIC_BP.value,
-            f"{diastolic!r} must be lower than {VitalKind.SYSTOLIC_BP.value} ({systolic!r})",
+            f"{diastolic!r} must not be above {VitalKind.SYSTOLIC_BP.value} ({systolic!r})",
         )
     for field, level in (("signal_quality", reading.signal_quality),
                          ("battery_level", reading.battery_level)):
