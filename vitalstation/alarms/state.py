@@ -1,0 +1,332 @@
+"""The life of one alarm: IEC 60601-1-8 §6.8 states, latching, and the event of each change.
+
+::
+
+    raised ──► ACTIVE ──acknowledge──► ACKNOWLEDGED ──condition ends──► RESOLVED
+                │  ▲                                                      ▲
+      pause_audio  │ pause expires / higher priority breaks through       │
+                ▼  │                                                      │
+             AUDIO_PAUSED ─────────────condition ends (non-latching)──────┘
+
+- Non-latching: the alarm resolves by itself when its condition ends, in any state.
+- Latching (HIGH by policy; never a technical alarm): when the condition ends the alarm stays
+  ACTIVE or AUDIO_PAUSED with ``condition_present`` false ("latched") until an operator
+  acknowledges it, which then resolves it. If the condition returns first, the same alarm
+  carries on.
+- An acknowledgement silences the condition *as acknowledged*: if the value then enters a more
+  severe band, the alarm becomes ACTIVE again (PRIORITY_RAISED), as does an audio-paused one
+  (the higher priority breaks through).
+- Each method acts on this alarm only: inactivating one alarm never touches another (6.8.1).
+- Every change returns the :class:`AlarmTransition` events it made, with who, when, from where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from vitalstation.alarms.model import (
+    SYSTEM_ACTOR,
+    SYSTEM_ORIGIN,
+    Alarm,
+    AlarmActionError,
+    AlarmKind,
+    AlarmState,
+    AlarmTransition,
+    Priority,
+    TransitionKind,
+)
+from vitalstation.domain.vitals import VitalKind
+
+
+class AlarmRecord:
+    """One open alarm, mutable, owned by the engine; :meth:`snapshot` gives its value.
+
+    ``higher_is_worse`` says which way ``worst_value`` moves (True for a high limit, NEWS2 and
+    clock skew; False for a low limit, battery and signal; None when the alarm has no value).
+    """
+
+    __slots__ = (
+        "acknowledged_at", "acknowledged_by", "alarm_id", "audio_paused_until",
+        "condition", "condition_present", "current_priority", "device_id", "bed_label",
+        "higher_is_worse", "key", "kind", "latching", "limit_value", "measured_at",
+        "message", "patient_id", "priority", "raised_at", "resolved_at", "state",
+        "update_count", "updated_at", "value", "vital", "worst_value",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        kind: AlarmKind,
+        condition: str,
+        priority: Priority,
+        at: datetime,
+        message: str,
+        latching: bool,
+        higher_is_worse: bool | None = None,
+        bed_label: str | None = None,
+        patient_id: str | None = None,
+        device_id: str | None = None,
+        vital: VitalKind | None = None,
+        value: float | None = None,
+        limit_value: float | None = None,
+        measured_at: datetime | None = None,
+        state: AlarmState = AlarmState.ACTIVE,
+        audio_paused_until: datetime | None = None,
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.condition = condition
+        self.priority = priority
+        self.current_priority: Priority | None = priority
+        self.state = state
+        self.raised_at = at
+        self.updated_at = at
+        self.resolved_at: datetime | None = None
+        self.message = message
+        self.condition_present = True
+        self.latching = latching
+        self.higher_is_worse = higher_is_worse
+        self.bed_label = bed_label
+        self.patient_id = patient_id
+        self.device_id = device_id
+        self.vital = vital
+        self.value = value
+        self.worst_value = value
+        self.limit_value = limit_value
+        self.measured_at = measured_at
+        self.update_count = 0
+        self.audio_paused_until = audio_paused_until
+        self.acknowledged_at: datetime | None = None
+        self.acknowledged_by: str | None = None
+        self.alarm_id: int | None = None
+
+    # -- values ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Alarm:
+        """The alarm as it stands now, as an immutable value."""
+        return Alarm(
+            key=self.key, kind=self.kind, condition=self.condition, priority=self.priority,
+            state=self.state, raised_at=self.raised_at, updated_at=self.updated_at,
+            message=self.message, condition_present=self.condition_present,
+            latching=self.latching, current_priority=self.current_priority,
+            resolved_at=self.resolved_at, bed_label=self.bed_label,
+            patient_id=self.patient_id, device_id=self.device_id, vital=self.vital,
+            value=self.value, worst_value=self.worst_value, limit_value=self.limit_value,
+            measured_at=self.measured_at, update_count=self.update_count,
+            audio_paused_until=self.audio_paused_until,
+            acknowledged_at=self.acknowledged_at, acknowledged_by=self.acknowledged_by,
+            alarm_id=self.alarm_id,
+        )
+
+    @classmethod
+    def from_alarm(cls, alarm: Alarm, *, higher_is_worse: bool | None = None) -> AlarmRecord:
+        """Rebuild an open alarm from its snapshot (restart)."""
+        record = cls(
+            key=alarm.key, kind=alarm.kind, condition=alarm.condition,
+            priority=alarm.priority, at=alarm.raised_at, message=alarm.message,
+            latching=alarm.latching, higher_is_worse=higher_is_worse,
+            bed_label=alarm.bed_label, patient_id=alarm.patient_id,
+            device_id=alarm.device_id, vital=alarm.vital, value=alarm.value,
+            limit_value=alarm.limit_value, measured_at=alarm.measured_at,
+            state=alarm.state, audio_paused_until=alarm.audio_paused_until,
+        )
+        record.updated_at = alarm.updated_at
+        record.resolved_at = alarm.resolved_at
+        record.condition_present = alarm.condition_present
+        record.current_priority = alarm.current_priority
+        record.worst_value = alarm.worst_value
+        record.update_count = alarm.update_count
+        record.acknowledged_at = alarm.acknowledged_at
+        record.acknowledged_by = alarm.acknowledged_by
+        record.alarm_id = alarm.alarm_id
+        return record
+
+    @property
+    def is_open(self) -> bool:
+        """True until resolved."""
+        return self.state is not AlarmState.RESOLVED
+
+    def event(
+        self,
+        kind: TransitionKind,
+        at: datetime,
+        from_state: AlarmState | None,
+        details: Mapping[str, Any] | None = None,
+        *,
+        actor: str = SYSTEM_ACTOR,
+        origin: str = SYSTEM_ORIGIN,
+    ) -> AlarmTransition:
+        """An event of this alarm, with the snapshot after it."""
+        return AlarmTransition(
+            kind=kind, alarm=self.snapshot(), at=at, actor=actor, origin=origin,
+            from_state=from_state, to_state=self.state, details=dict(details or {}),
+        )
+
+    def raised_event(self) -> AlarmTransition:
+        """The RAISED event (call once, right after construction)."""
+        return self.event(TransitionKind.RAISED, self.raised_at, None, {
+            "priority": self.priority.value, "value": self.value,
+            "limit_value": self.limit_value, "message": self.message,
+        })
+
+    # -- the condition -----------------------------------------------------------------------
+
+    def observe(
+        self,
+        value: float | None,
+        *,
+        priority_now: Priority | None,
+        at: datetime,
+        latching_for: Mapping[Priority, bool],
+        limit_value: float | None = None,
+        measured_at: datetime | None = None,
+        message: str | None = None,
+    ) -> list[AlarmTransition]:
+        """The condition holds (``priority_now``: the band of ``value``; None within hysteresis).
+
+        Counts an update; reports a more severe band (PRIORITY_RAISED, breaking through an
+        audio pause or an acknowledgement), a worse value (UPDATED) or the condition's return
+        while latched (UPDATED). Plain updates of the same condition make no event: 1,000
+        abnormal readings are one alarm with ``update_count`` 999.
+        """
+        self.update_count += 1
+        self.updated_at = at
+        self.current_priority = priority_now
+        if measured_at is not None:
+            self.measured_at = measured_at
+        if message is not None:
+            self.message = message
+        details: dict[str, Any] = {}
+        if value is not None:
+            self.value = value
+            if self._worse(value):
+                details["worst_value"] = [self.worst_value, value]
+                self.worst_value = value
+        if not self.condition_present:
+            self.condition_present = True
+            details["condition_returned"] = True
+        from_state = self.state
+        if priority_now is not None and priority_now > self.priority:
+            details["priority"] = [self.priority.value, priority_now.value]
+            self.priority = priority_now
+            self.latching = latching_for[priority_now]
+            if limit_value is not None:
+                details["limit_value"] = [self.limit_value, limit_value]
+                self.limit_value = limit_value
+            if self.state is not AlarmState.ACTIVE:
+                details["state"] = [self.state.value, AlarmState.ACTIVE.value]
+                self.state = AlarmState.ACTIVE
+                self.audio_paused_until = None
+                self.acknowledged_at = None
+                self.acknowledged_by = None
+            details["value"] = value
+            return [self.event(TransitionKind.PRIORITY_RAISED, at, from_state, details)]
+        if details:
+            details["value"] = value
+            return [self.event(TransitionKind.UPDATED, at, from_state, details)]
+        return []
+
+    def condition_ended(
+        self, at: datetime, *, reason: str = "condition ended", value: float | None = None
+    ) -> list[AlarmTransition]:
+        """The condition is over: resolve, or latch when latching and not yet acknowledged."""
+        if not self.condition_present or not self.is_open:
+            return []
+        if value is not None:
+            self.value = value
+        self.current_priority = None
+        self.updated_at = at
+        if self.latching and self.state is not AlarmState.ACKNOWLEDGED:
+            self.condition_present = False
+            return [self.event(TransitionKind.LATCHED, at, self.state, {
+                "reason": reason, "value": self.value,
+            })]
+        return self._resolve(at, reason)
+
+    def _resolve(
+        self, at: datetime, reason: str, *, actor: str = SYSTEM_ACTOR, origin: str = SYSTEM_ORIGIN
+    ) -> list[AlarmTransition]:
+        from_state = self.state
+        self.condition_present = False
+        self.state = AlarmState.RESOLVED
+        self.resolved_at = at
+        self.updated_at = at
+        self.audio_paused_until = None
+        return [self.event(
+            TransitionKind.RESOLVED, at, from_state,
+            {"reason": reason, "state": [from_state.value, AlarmState.RESOLVED.value]},
+            actor=actor, origin=origin,
+        )]
+
+    def force_resolve(
+        self, at: datetime, reason: str, *, actor: str = SYSTEM_ACTOR, origin: str = SYSTEM_ORIGIN
+    ) -> list[AlarmTransition]:
+        """Resolve whatever the latching (the device was forgotten, the input came back)."""
+        if not self.is_open:
+            return []
+        return self._resolve(at, reason, actor=actor, origin=origin)
+
+    # -- operator actions ------------------------------------------------------------------
+
+    def acknowledge(self, at: datetime, *, actor: str, origin: str) -> list[AlarmTransition]:
+        """ACTIVE / AUDIO_PAUSED → ACKNOWLEDGED; a latched alarm then resolves. Idempotent."""
+        if not self.is_open:
+            raise AlarmActionError(f"alarm {self.key} is already resolved")
+        if self.state is AlarmState.ACKNOWLEDGED:
+            return []
+        from_state = self.state
+        self.state = AlarmState.ACKNOWLEDGED
+        self.acknowledged_at = at
+        self.acknowledged_by = actor
+        self.audio_paused_until = None
+        self.updated_at = at
+        events = [self.event(
+            TransitionKind.ACKNOWLEDGED, at, from_state,
+            {"state": [from_state.value, AlarmState.ACKNOWLEDGED.value]},
+            actor=actor, origin=origin,
+        )]
+        if not self.condition_present:
+            events += self._resolve(at, "latched alarm acknowledged", actor=actor, origin=origin)
+        return events
+
+    def pause_audio(
+        self, until: datetime, at: datetime, *, actor: str, origin: str
+    ) -> list[AlarmTransition]:
+        """ACTIVE → AUDIO_PAUSED until ``until`` (or extend a pause); nothing if acknowledged."""
+        if not self.is_open:
+            raise AlarmActionError(f"alarm {self.key} is already resolved")
+        if self.state is AlarmState.ACKNOWLEDGED:
+            return []
+        from_state = self.state
+        self.state = AlarmState.AUDIO_PAUSED
+        self.audio_paused_until = until
+        self.updated_at = at
+        return [self.event(
+            TransitionKind.AUDIO_PAUSED, at, from_state,
+            {"state": [from_state.value, AlarmState.AUDIO_PAUSED.value],
+             "until": until.isoformat()},
+            actor=actor, origin=origin,
+        )]
+
+    def resume_audio(self, at: datetime, reason: str) -> list[AlarmTransition]:
+        """AUDIO_PAUSED → ACTIVE (the pause expired, or a higher priority broke through)."""
+        if self.state is not AlarmState.AUDIO_PAUSED:
+            return []
+        self.state = AlarmState.ACTIVE
+        self.audio_paused_until = None
+        self.updated_at = at
+        return [self.event(
+            TransitionKind.AUDIO_RESUMED, at, AlarmState.AUDIO_PAUSED,
+            {"state": [AlarmState.AUDIO_PAUSED.value, AlarmState.ACTIVE.value],
+             "reason": reason},
+        )]
+
+    def _worse(self, value: float) -> bool:
+        if self.higher_is_worse is None or self.worst_value is None:
+            return self.worst_value is None and self.higher_is_worse is not None
+        if self.higher_is_worse:
+            return value > self.worst_value
+        return value < self.worst_value
