@@ -25,6 +25,7 @@ from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.payloads import DEFAULT_MAX_FUTURE_SKEW, validate_reading
 from vitalstation.domain.readings import Reading
 from vitalstation.pipeline.types import (
+    ActivityEntry,
     Outcome,
     ReadingResult,
     ReadingStore,
@@ -116,6 +117,15 @@ class _DeadLetter:
     at: datetime
 
 
+@dataclass(slots=True)
+class _Activity:
+    entries: Sequence[ActivityEntry]
+    purge: tuple[str, datetime] | None
+
+
+_Item = _Submission | _DeadLetter | _Activity
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineStats:
     """Counters since start, readable from any thread (the status bar, ``serve`` logs, benches)."""
@@ -128,6 +138,8 @@ class PipelineStats:
     failed: int = 0
     busy_refusals: int = 0
     dead_letters: int = 0
+    activity: int = 0  # activity-log rows written
+    activity_failures: int = 0  # activity-log writes that failed (rows lost, logged)
     subscriber_errors: int = 0
     batches: int = 0
     queued: int = 0
@@ -173,7 +185,7 @@ class Pipeline:
         self._retry_delays_s = tuple(retry_delays_s)
         self._subscribers: list[Subscriber] = []
         self._cond = threading.Condition()
-        self._queue: deque[_Submission | _DeadLetter] = deque()
+        self._queue: deque[_Item] = deque()
         self._queued = 0
         self._accepting = False
         self._thread: threading.Thread | None = None
@@ -265,6 +277,24 @@ class Pipeline:
             self._queue.append(_DeadLetter(input, source_ref, reason, excerpt, self._clock()))
             self._cond.notify_all()
 
+    def log_activity(
+        self,
+        entries: Sequence[ActivityEntry],
+        *,
+        purge: tuple[str, datetime] | None = None,
+    ) -> None:
+        """Have the writer append activity-log rows (and purge old ones), after the readings.
+
+        Never waits and never counts against the reading queue: an input hands its buffered
+        rows over every fraction of a second, and they are written after the batch's readings
+        are committed and acknowledged, so logging never delays an acknowledgement.
+        """
+        with self._cond:
+            if not self._accepting:
+                raise PipelineStopped("the station is stopping and takes no more activity")
+            self._queue.append(_Activity(entries, purge))
+            self._cond.notify_all()
+
     def stats(self) -> PipelineStats:
         """A consistent snapshot of the counters."""
         with self._stats_lock:
@@ -288,11 +318,15 @@ class Pipeline:
                     self._cond.wait()
                 if not self._queue:
                     return  # stopped and drained
-                items: list[_Submission | _DeadLetter] = []
+                items: list[_Item] = []
                 taken = 0
                 while self._queue:
                     head = self._queue[0]
                     size = len(head.readings) if isinstance(head, _Submission) else 0
+                    if isinstance(head, _Activity) and any(
+                        isinstance(item, _Activity) for item in items
+                    ):
+                        break  # one activity write per batch keeps batches short
                     if items and taken + size > self._batch_max:
                         break
                     items.append(self._queue.popleft())
@@ -305,7 +339,12 @@ class Pipeline:
                 _LOGGER.exception("pipeline batch failed unexpectedly")
                 self._fail_unresolved(items, "internal error in the pipeline (see the log)")
 
-    def _process_batch(self, items: list[_Submission | _DeadLetter]) -> None:
+    def _process_batch(self, items: list[_Item]) -> None:
+        if all(isinstance(item, _Activity) for item in items):
+            for item in items:  # only activity: not a batch of readings, so no batch gauges
+                if isinstance(item, _Activity):
+                    self._write_activity(item)
+            return
         now = self._clock()
         started = time.monotonic()
         submissions = [item for item in items if isinstance(item, _Submission)]
@@ -345,6 +384,9 @@ class Pipeline:
         for submission, slots in zip(submissions, results, strict=True):
             final = [slot for slot in slots if slot is not None]
             self._resolve(submission, final)
+        for item in items:
+            if isinstance(item, _Activity):
+                self._write_activity(item)
 
     def _write_with_retry(self, readings: list[Reading], now: datetime) -> list[ReadingResult]:
         attempt = 0
@@ -375,6 +417,17 @@ class Pipeline:
         with self._stats_lock:
             self._counters.add("dead_letters")
 
+    def _write_activity(self, item: _Activity) -> None:
+        try:
+            self._store.write_activity(item.entries, item.purge)
+        except Exception:  # noqa: BLE001 - logged; the requests were answered already
+            _LOGGER.exception("could not store %d activity-log rows", len(item.entries))
+            with self._stats_lock:
+                self._counters.add("activity_failures")
+            return
+        with self._stats_lock:
+            self._counters.add("activity", len(item.entries))
+
     def _notify_subscribers(self, stored: list[StoredReading]) -> None:
         for subscriber in self._subscribers:
             try:
@@ -392,7 +445,7 @@ class Pipeline:
                 _LOGGER.exception("input callback failed")
         submission.ticket._resolve(results)
 
-    def _fail_unresolved(self, items: list[_Submission | _DeadLetter], reason: str) -> None:
+    def _fail_unresolved(self, items: list[_Item], reason: str) -> None:
         for item in items:
             if isinstance(item, _Submission) and not item.ticket.done():
                 failed = [ReadingResult(Outcome.FAILED, errors={"pipeline": reason})]

@@ -70,6 +70,28 @@ class StoredReading:
     result: ReadingResult
 
 
+@dataclass(frozen=True, slots=True)
+class ActivityEntry:
+    """One request (or delivery) an input handled, for the activity log (``input_activity``).
+
+    ``key_used`` marks a request made with a verified API key: the writer adds it to that key's
+    usage counters (``use_count``, ``last_used_at``) in the same transaction.
+    """
+
+    at: datetime
+    input: str
+    action: str
+    status: int
+    device_id: str | None = None
+    key_prefix: str | None = None
+    key_used: bool = False
+    peer: str | None = None
+    endpoint: str | None = None
+    method: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+
+
 class ReadingStore(Protocol):
     """The single writer the pipeline commits through (implemented in ``storage``)."""
 
@@ -86,4 +108,14 @@ class ReadingStore(Protocol):
         self, input: str, source_ref: str | None, reason: str, excerpt: str, at: datetime
     ) -> None:
         """Keep a payload that could not become readings, with the reason."""
+        ...
+
+    def write_activity(
+        self, entries: Sequence[ActivityEntry], purge: tuple[str, datetime] | None
+    ) -> None:
+        """Append activity-log rows and bump the usage counters of the keys they used.
+
+        ``purge`` = (input, before): also delete a bounded chunk of that input's rows older
+        than ``before`` (retention), so that a large backlog is purged over several calls.
+        """
         ...

@@ -28,11 +28,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from vitalstation.domain.readings import Reading
 from vitalstation.domain.vitals import VitalKind
-from vitalstation.pipeline.types import Attribution, Outcome, ReadingResult
+from vitalstation.pipeline.types import ActivityEntry, Attribution, Outcome, ReadingResult
 from vitalstation.storage.directory import Attributed, Directory, current_version
+from vitalstation.storage.keys import bump_usage
 from vitalstation.storage.schema import (
     dead_letters,
     devices,
+    input_activity,
     raw_payloads,
     unknown_devices,
     vital_signs,
@@ -43,6 +45,9 @@ MAX_RAW_CHARS = 64_000
 MAX_EXCERPT_CHARS = 4_000
 # Keys looked up per query when finding the ids of duplicates.
 _LOOKUP_CHUNK = 300
+# Activity-log rows deleted per write at most: a large backlog is purged over several writes
+# instead of holding the writer (and the readings behind it) for one long DELETE.
+ACTIVITY_PURGE_CHUNK = 5_000
 
 _ReadingKey = tuple[str | None, str, datetime]
 
@@ -189,6 +194,49 @@ class ReadingWriter:
                     excerpt=storable_text(excerpt, MAX_EXCERPT_CHARS),
                 )
             )
+
+    def write_activity(
+        self, entries: Sequence[ActivityEntry], purge: tuple[str, datetime] | None = None
+    ) -> None:
+        """Append activity-log rows and add their verified-key requests to the keys' counters.
+
+        One transaction. The counters are bumped with ``use_count = use_count + n`` per key, so
+        no increment is lost to another writer (another station, the CLI) at the same time.
+        ``purge`` = (input, before) deletes up to ``ACTIVITY_PURGE_CHUNK`` older rows of it.
+        """
+        usage: dict[str, tuple[int, datetime]] = {}
+        rows = []
+        for entry in entries:
+            rows.append({
+                "at": entry.at,
+                "input": entry.input,
+                "action": entry.action,
+                "device_id": storable_text(entry.device_id, 64) if entry.device_id else None,
+                "key_prefix": entry.key_prefix,
+                "peer": storable_text(entry.peer, 100) if entry.peer else None,
+                "endpoint": storable_text(entry.endpoint, 200) if entry.endpoint else None,
+                "method": storable_text(entry.method, 10) if entry.method else None,
+                "status": entry.status,
+                "duration_ms": entry.duration_ms,
+                "error": storable_text(entry.error, MAX_EXCERPT_CHARS) if entry.error else None,
+            })
+            if entry.key_used and entry.key_prefix:
+                count, latest = usage.get(entry.key_prefix, (0, entry.at))
+                usage[entry.key_prefix] = (count + 1, max(latest, entry.at))
+        if not rows and purge is None:
+            return
+        with self._engine.begin() as connection:
+            if rows:
+                connection.execute(input_activity.insert(), rows)
+            bump_usage(connection, usage)
+            if purge is not None:
+                input_name, before = purge
+                old = (
+                    select(input_activity.c.id)
+                    .where(input_activity.c.input == input_name, input_activity.c.at < before)
+                    .limit(ACTIVITY_PURGE_CHUNK)
+                )
+                connection.execute(input_activity.delete().where(input_activity.c.id.in_(old)))
 
     # -- steps -----------------------------------------------------------------------------
 
