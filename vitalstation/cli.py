@@ -125,6 +125,40 @@ def build_parser() -> argparse.ArgumentParser:
     d_list = device.add_parser(
         "list", help="list registered devices, then devices seen but not registered")
     _json(d_list)
+    key = device.add_parser("key", help="device API keys (REST)").add_subparsers(
+        dest="key_command", required=True)
+    k_create = key.add_parser("create", help="issue a key for a device; printed once")
+    k_create.add_argument("device_id", metavar="DEVICE_ID")
+    k_create.add_argument("--name", required=True, help="what the key is for, e.g. 'Primary'")
+    k_create.add_argument("--expires-days", type=float, metavar="D",
+                          help="expires D days from now (default: never)")
+    k_create.add_argument("--no-write", action="store_true",
+                          help="may not write vitals (status checks only)")
+    k_create.add_argument("--read-patient", action="store_true",
+                          help="may read the device's patient")
+    _json(k_create)
+    _actor(k_create)
+    k_list = key.add_parser("list", help="list keys (never the keys themselves)")
+    k_list.add_argument("device_id", metavar="DEVICE_ID", nargs="?")
+    _json(k_list)
+    k_revoke = key.add_parser("revoke", help="revoke a key by its prefix")
+    k_revoke.add_argument("prefix", metavar="PREFIX")
+    _actor(k_revoke)
+    k_rotate = key.add_parser(
+        "rotate", help="replace a key: same name, permissions and expiry; the old one revoked")
+    k_rotate.add_argument("prefix", metavar="PREFIX")
+    _json(k_rotate)
+    _actor(k_rotate)
+
+    inbox = commands.add_parser(
+        "process-inbox",
+        help="one file-drop pass: store the inbox's files, archive or fail each; "
+             "exit code 1 if any file failed",
+    )
+    inbox.add_argument("--cleanup", action="store_true",
+                       help="also remove archive day folders older than --cleanup-days")
+    inbox.add_argument("--cleanup-days", type=int, metavar="N",
+                       help="archive retention in days (default filedrop.retention_days)")
 
     readings = commands.add_parser("readings", help="print stored readings")
     readings.add_argument("--device", required=True, metavar="ID")
@@ -215,6 +249,8 @@ def _run(args: argparse.Namespace) -> int:
         return serve(settings)
 
     configure_logging(None, verbose=args.verbose)
+    if args.command == "process-inbox":
+        return _process_inbox(args, settings)
     from vitalstation.app.admin import open_store
 
     now = datetime.now(UTC)
@@ -275,6 +311,8 @@ def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa:
         return EXIT_OK
 
     if args.command == "device":
+        if args.device_command == "key":
+            return _device_key(args, store, actor, now)
         return _device(args, registry, actor, at, now)
 
     if args.command == "readings":
@@ -303,6 +341,80 @@ def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa:
             )
         return EXIT_OK
     raise CliError(f"unknown command {args.command}")
+
+
+def _process_inbox(args: argparse.Namespace, settings: Any) -> int:
+    from vitalstation.app.inbox import format_report, run_inbox_pass
+
+    if args.cleanup_days is not None and not args.cleanup:
+        raise CliError("--cleanup-days N goes with --cleanup (nothing is removed without it)")
+    days = None
+    if args.cleanup:
+        days = settings.filedrop.retention_days if args.cleanup_days is None else args.cleanup_days
+        if days < 1:
+            raise CliError(f"--cleanup-days must be at least 1, not {days}")
+    report = run_inbox_pass(settings, cleanup_days=days)
+    for line in format_report(report):
+        print(line)
+    return report.exit_code
+
+
+def _print_new_key(new: Any, as_json: bool, what: str) -> None:
+    if as_json:
+        print(json.dumps({"key": new.key, "prefix": new.prefix}))
+        return
+    expires = new.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") if new.expires_at else "never"
+    permissions = ", ".join(
+        name for name, granted in (("write vitals", new.can_write_vitals),
+                                   ("read patient", new.can_read_patient)) if granted
+    ) or "status only"
+    print(f"{what} key {new.prefix} for device {new.device_id} ({new.name})")
+    print(f"  expires:     {expires}")
+    print(f"  permissions: {permissions}")
+    print()
+    print(f"  API key: {new.key}")
+    print()
+    print("Store it in the device now: it is not shown again (only its hash is kept).")
+    print(f"Devices send it as:  Authorization: Bearer {new.key}")
+
+
+def _device_key(args: argparse.Namespace, store: Any, actor: str, now: datetime) -> int:
+    from vitalstation.app.keys import key_store
+
+    keys = key_store(store)
+    if args.key_command == "create":
+        new = keys.create(
+            args.device_id, name=args.name, expires_days=args.expires_days,
+            can_write_vitals=not args.no_write, can_read_patient=args.read_patient,
+            actor=actor, at=now,
+        )
+        _print_new_key(new, args.json, "new")
+        return EXIT_OK
+    if args.key_command == "rotate":
+        new = keys.rotate(args.prefix, actor=actor, at=now)
+        if not args.json:
+            print(f"key {args.prefix.strip()} revoked; replaced by {new.prefix}")
+        _print_new_key(new, args.json, "new")
+        return EXIT_OK
+    if args.key_command == "revoke":
+        from vitalstation.ingest.rest_auth import DEFAULT_KEY_CACHE_TTL_S
+
+        device_id = keys.revoke(args.prefix, actor=actor, at=now)
+        print(f"key {args.prefix.strip()} of device {device_id} revoked (a running station "
+              f"refuses it within {DEFAULT_KEY_CACHE_TTL_S:g} seconds)")
+        return EXIT_OK
+    infos = keys.list(args.device_id, now=now)
+    if args.json:
+        _print_json_lines(_as_dict(k) for k in infos)
+        return EXIT_OK
+    _print_table(
+        ["PREFIX", "DEVICE", "NAME", "STATE", "EXPIRES", "WRITE", "READ PATIENT", "LAST USED",
+         "USES"],
+        [(k.prefix, k.device_id, k.name, k.state, k.expires_at or "never",
+          "yes" if k.can_write_vitals else "no", "yes" if k.can_read_patient else "no",
+          k.last_used_at, k.use_count) for k in infos],
+    )
+    return EXIT_OK
 
 
 def _device(

@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from vitalstation.app.inbox import make_filedrop_input
+from vitalstation.app.keys import make_rest_input
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.ingest.base import Input, InputHealth, InputState
+from vitalstation.ingest.mqtt import mqtt_input_factories
 from vitalstation.pipeline.core import Pipeline, PipelineStats
 from vitalstation.storage.store import Store
 
@@ -29,9 +32,24 @@ InputFactory = Callable[[Settings, Pipeline, Store], Input | None]
 """Builds one input from the settings, or returns None when that input is disabled."""
 
 
+def make_kinesis_input(settings: Settings, pipeline: Pipeline, store: Store) -> Input | None:
+    """The Kinesis input with its checkpoints in the store, when ``[kinesis] enabled``."""
+    if not settings.kinesis.enabled:
+        return None
+    # Imported here: boto3 costs a quarter of a second to import, for stations that use it.
+    from vitalstation.ingest.kinesis import KinesisInput
+    from vitalstation.storage.checkpoints import CheckpointStore
+
+    return KinesisInput(settings.kinesis, pipeline, CheckpointStore(store.engine))
+
+
 def default_input_factories() -> list[InputFactory]:
-    """The inputs this version of the station has, in start order."""
-    return []
+    """The inputs this version of the station has, in start order.
+
+    The MQTT pair is the embedded broker then the MQTT input: inputs stop in reverse order, so
+    the broker starts before the input and stops after it.
+    """
+    return [make_rest_input, make_filedrop_input, make_kinesis_input, *mqtt_input_factories()]
 
 
 @dataclass(frozen=True, slots=True)

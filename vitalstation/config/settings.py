@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -86,6 +87,11 @@ class RestSettings:
     port: int = 8080
     tls_cert: str = ""
     tls_key: str = ""
+    max_body_bytes: int = 1_048_576
+    max_batch_readings: int = 1000
+    rate_limit: int = 600
+    trusted_proxies: tuple[str, ...] = ()
+    activity_retention_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,13 @@ class MqttSettings:
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    protocol: str = "3.1.1"
+    client_id: str = ""
+    keepalive: int = 60
+    username: str = ""
+    timestamp_zone: str = "UTC"
+    device_id_from_topic: bool = False
+    max_payload_bytes: int = 262_144
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +129,15 @@ class KinesisSettings:
     stream: str = "BSMStream"
     region: str = "us-east-1"
     endpoint_url: str = ""
+    # Where a shard with no checkpoint starts: all it retains (nothing lost), or only new records.
+    initial_position: str = "TRIM_HORIZON"
+    # Pause between GetRecords calls of a caught-up shard. AWS allows 5 calls/s per shard, shared
+    # by every consumer of the stream: 500 ms takes 2 and adds 0.25 s latency on average.
+    poll_interval_ms: int = 500
+    # Records per GetRecords call (AWS allows 10,000): one pipeline batch's worth.
+    max_records_per_call: int = 1000
+    # The same bedside messages as MQTT (an IoT rule forwards them): the same naive timestamps.
+    timestamp_zone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +468,24 @@ def _store_url(value: str) -> str | None:
     )
 
 
+def _kinesis_initial_position(value: str) -> str | None:
+    if value in ("TRIM_HORIZON", "LATEST"):
+        return None
+    return "{value} is not TRIM_HORIZON (all the stream retains) or LATEST (only new records)"
+
+
+def _kinesis_poll_interval(value: int) -> str | None:
+    if 1 <= value <= 60_000:
+        return None
+    return "{value} must be 1 to 60000 ms (AWS allows 5 GetRecords calls/s per shard)"
+
+
+def _kinesis_max_records(value: int) -> str | None:
+    if 1 <= value <= 10_000:
+        return None
+    return "{value} must be 1 to 10000 (the GetRecords limit)"
+
+
 def _alarm_profile(value: str) -> str | None:
     if value in ALARM_PROFILES:
         return None
@@ -470,18 +510,97 @@ def _topic_filters(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _mqtt_protocol(value: str) -> str | None:
+    if value in ("3.1.1", "5"):
+        return None
+    return '{value} is not an MQTT version the station speaks: "3.1.1" or "5"'
+
+
+def _mqtt_client_id(value: str) -> str | None:
+    """Empty derives a stable id; a given one must suit every broker (AWS IoT: 128 chars)."""
+    if not value:
+        return None
+    if len(value) > 128:
+        return f"is {len(value)} characters long; at most 128"
+    if not value.isprintable() or value != value.strip() or "+" in value or "#" in value:
+        return "{value} must be printable, without surrounding spaces, '+' or '#'"
+    return None
+
+
+def _mqtt_keepalive(value: int) -> str | None:
+    if 5 <= value <= 65535:
+        return None
+    return "{value} must be 5 to 65535 seconds"
+
+
+def _time_zone(value: str) -> str | None:
+    import zoneinfo  # here, not at the top: only this rule needs the zone database
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return '{value} is not an IANA time zone (e.g. "UTC", "Europe/Paris")'
+    return None
+
+
+def _mqtt_payload_limit(value: int) -> str | None:
+    if 256 <= value <= 268_435_455:
+        return None
+    return "{value} must be 256 to 268435455 bytes (the MQTT maximum)"
+
+
+def _body_limit(value: int) -> str | None:
+    if 1024 <= value <= 256 * 1024 * 1024:
+        return None
+    return "{value} must be between 1024 bytes and 256 MiB (268435456)"
+
+
+def _batch_limit(value: int) -> str | None:
+    return None if 1 <= value <= 100_000 else "{value} must be between 1 and 100000"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "{value} must be 0 (no limit) or more"
+
+
+def _ip_networks(value: tuple[str, ...]) -> str | None:
+    for index, text in enumerate(value, 1):
+        try:
+            ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            return (
+                f"item {index} ({text[:60]!r}) is not an IP address or network "
+                "(e.g. 10.0.0.5 or 10.0.0.0/24)"
+            )
+    return None
+
+
 _KEY_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("station", "name"): _not_blank,
     ("store", "url"): _store_url,
     ("rest", "host"): _not_blank,
     ("rest", "port"): _port,
+    ("rest", "max_body_bytes"): _body_limit,
+    ("rest", "max_batch_readings"): _batch_limit,
+    ("rest", "rate_limit"): _not_negative,
+    ("rest", "trusted_proxies"): _ip_networks,
+    ("rest", "activity_retention_days"): _at_least_one,
     ("mqtt", "url"): _mqtt_url,
     ("mqtt", "topics"): _topic_filters,
     ("mqtt", "qos"): _qos,
+    ("mqtt", "protocol"): _mqtt_protocol,
+    ("mqtt", "client_id"): _mqtt_client_id,
+    ("mqtt", "keepalive"): _mqtt_keepalive,
+    ("mqtt", "timestamp_zone"): _time_zone,
+    ("mqtt", "max_payload_bytes"): _mqtt_payload_limit,
     ("embedded_broker", "port"): _port,
     ("kinesis", "stream"): _not_blank,
     ("kinesis", "region"): _not_blank,
     ("kinesis", "endpoint_url"): _endpoint_url,
+    ("kinesis", "initial_position"): _kinesis_initial_position,
+    ("kinesis", "poll_interval_ms"): _kinesis_poll_interval,
+    ("kinesis", "max_records_per_call"): _kinesis_max_records,
+    ("kinesis", "timestamp_zone"): _time_zone,
     ("filedrop", "inbox"): _not_blank,
     ("filedrop", "archive"): _not_blank,
     ("filedrop", "failed"): _not_blank,
@@ -913,6 +1032,11 @@ _COMMENTS: dict[tuple[str, str], str] = {
     ("rest", "port"): "0 picks a free port",
     ("rest", "tls_cert"): "both set: HTTPS (certificate file, PEM)",
     ("rest", "tls_key"): "its private key file (PEM)",
+    ("rest", "max_body_bytes"): "larger requests are refused (413) before being read",
+    ("rest", "max_batch_readings"): "readings per batch request at most (413 beyond)",
+    ("rest", "rate_limit"): "requests per minute per API key (429 beyond); 0: no limit",
+    ("rest", "trusted_proxies"): "proxies (IPs or networks) whose X-Forwarded-For is believed",
+    ("rest", "activity_retention_days"): "age at which REST activity-log rows are purged",
     ("mqtt", "enabled"): "subscribe to bedside devices over MQTT",
     ("mqtt", "url"): "or mqtt://host:1883, mqtts://host:8883",
     ("mqtt", "topics"): "topic filters to subscribe to",
@@ -920,11 +1044,22 @@ _COMMENTS: dict[tuple[str, str], str] = {
     ("mqtt", "tls_ca"): "mqtts: CA, client certificate and key (AWS IoT Core style)",
     ("mqtt", "tls_cert"): "client certificate file (PEM)",
     ("mqtt", "tls_key"): "client private key file (PEM)",
+    ("mqtt", "protocol"): '"3.1.1" or "5" (the embedded broker speaks 3.1.1 only)',
+    ("mqtt", "client_id"): "empty: vitalstation-<station>-<data home hash>, same at every start",
+    ("mqtt", "keepalive"): "seconds; a dead connection is noticed after 1.5 times this",
+    ("mqtt", "username"): "its password: env VITALSTATION_MQTT_PASSWORD, never this file",
+    ("mqtt", "timestamp_zone"): "IANA zone of device clocks that send times without offset",
+    ("mqtt", "device_id_from_topic"): "true: the device id is the topic's last level",
+    ("mqtt", "max_payload_bytes"): "larger messages go to the dead letters",
     ("embedded_broker", "port"): "loopback port of the embedded broker",
     ("kinesis", "enabled"): "read readings from a Kinesis stream",
     ("kinesis", "stream"): "stream name",
     ("kinesis", "region"): "AWS region",
     ("kinesis", "endpoint_url"): "for local stacks; empty: AWS itself",
+    ("kinesis", "initial_position"): "shards with no checkpoint: TRIM_HORIZON (all) or LATEST",
+    ("kinesis", "poll_interval_ms"): "pause between reads of a caught-up shard",
+    ("kinesis", "max_records_per_call"): "records per GetRecords call (1 to 10000)",
+    ("kinesis", "timestamp_zone"): "IANA zone of device clocks that send times without offset",
     ("filedrop", "enabled"): "pick up reading files from the inbox",
     ("filedrop", "inbox"): "relative paths are inside the data home",
     ("filedrop", "archive"): "processed files, by day",
