@@ -65,6 +65,10 @@ _SQLITE_INSERT = (
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
     "ON CONFLICT (device_id, vital, measured_at) DO NOTHING"
 )
+_SQLITE_INSERT_PAYLOAD = (
+    "INSERT INTO raw_payloads (sha256, input, source_ref, received_at, content) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
+)
 _SQLITE_FIND = "SELECT id FROM vital_signs WHERE device_id = ? AND vital = ? AND measured_at = ?"
 
 
@@ -265,10 +269,13 @@ class ReadingWriter:
                 "received_at": reading.received_at,
                 "content": storable_text(reading.raw or "", MAX_RAW_CHARS),
             }
-        ids = {
-            row.sha256: row.id
-            for row in connection.execute(self._insert_raw, list(rows.values()))
-        }
+        if self._dialect == "sqlite":
+            ids = self._insert_payloads_sqlite(connection, list(rows.values()))
+        else:
+            ids = {
+                row.sha256: row.id
+                for row in connection.execute(self._insert_raw, list(rows.values()))
+            }
         missing = [digest for digest in rows if digest not in ids]
         for start in range(0, len(missing), _LOOKUP_CHUNK):
             chunk = missing[start:start + _LOOKUP_CHUNK]
@@ -279,6 +286,27 @@ class ReadingWriter:
             ):
                 ids[row.sha256] = row.id
         return {identity: ids[digest] for identity, (digest, _) in by_identity.items()}
+
+    @staticmethod
+    def _insert_payloads_sqlite(
+        connection: Connection, rows: list[dict[str, Any]]
+    ) -> dict[str, int]:
+        """SQLite: one prepared INSERT per payload on the driver's cursor (see
+        ``_insert_rows_sqlite``); returns the ids of the payloads inserted now."""
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        ids: dict[str, int] = {}
+        try:
+            for row in rows:
+                cursor.execute(
+                    _SQLITE_INSERT_PAYLOAD,
+                    (row["sha256"], row["input"], row["source_ref"],
+                     _sqlite_time(row["received_at"]), row["content"]),
+                )
+                if cursor.rowcount == 1:
+                    ids[row["sha256"]] = int(cursor.lastrowid or 0)
+        finally:
+            cursor.close()
+        return ids
 
     def _insert_rows(
         self, connection: Connection, rows: list[tuple[Any, ...]]
