@@ -821,6 +821,10 @@ class InboxProcessor:
                     c.archived += 1
                 elif f.status in (FileStatus.FAILED, FileStatus.PARTIAL):
                     c.failed += 1
+                else:
+                    continue
+                # The file has left the inbox: health says so now, not at the next scan.
+                c.waiting = max(0, c.waiting - 1)
 
     def _set(self, **values: object) -> None:
         with self._counters_lock:
