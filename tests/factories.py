@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from vitalstation.domain.readings import InputKind, Measurement, Reading
@@ -38,3 +39,29 @@ def make_reading(
         signal_quality=signal,
         raw=raw,
     )
+
+
+class GatedWriter:
+    """The real writer, held before each write until the test opens the gate.
+
+    Shows what an input does while a commit is still pending (nothing acknowledged yet).
+    """
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.committed = threading.Event()
+
+    def write_readings(self, readings, now):
+        self.entered.set()
+        assert self.gate.wait(20), "the test never opened the gate"
+        results = self._store.writer.write_readings(readings, now)
+        self.committed.set()
+        return results
+
+    def write_dead_letter(self, *args):
+        self._store.writer.write_dead_letter(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._store.writer, name)

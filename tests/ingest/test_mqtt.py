@@ -21,6 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
+from tests.factories import GatedWriter
 from tests.ingest.mosquitto import (
     MOSQUITTO_PUB,
     Mosquitto,
@@ -369,27 +370,6 @@ def test_mqtt5_keeps_the_session_too(
     wait_until(lambda: len(records(sqlite_store, "V5")) == 10)
 
 
-class GatedWriter:
-    """The real writer, held before each write until the test opens the gate."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.committed = threading.Event()
-
-    def write_readings(self, readings, now):
-        self.entered.set()
-        assert self.gate.wait(20), "the test never opened the gate"
-        results = self._store.writer.write_readings(readings, now)
-        self.committed.set()
-        return results
-
-    def write_dead_letter(self, *args):
-        self._store.writer.write_dead_letter(*args)
-
-    def __getattr__(self, name):
-        return getattr(self._store.writer, name)
 
 
 def test_the_puback_waits_for_the_commit(broker, store, inputs, clients) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import T0, make_reading
+from tests.factories import T0, GatedWriter, make_reading
 from vitalstation.domain.clock import FakeClock
 from vitalstation.pipeline.core import Pipeline, PipelineBusy, PipelineStopped
 from vitalstation.pipeline.types import Outcome
@@ -23,24 +22,6 @@ def stored_count(store: Store) -> int:
         return connection.execute(select(func.count()).select_from(vital_signs)).scalar_one()
 
 
-class GatedWriter:
-    """The real writer, held before each write until the test opens the gate."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.committed = threading.Event()
-
-    def write_readings(self, readings, now):
-        self.entered.set()
-        assert self.gate.wait(10), "test never opened the gate"
-        results = self._store.writer.write_readings(readings, now)
-        self.committed.set()
-        return results
-
-    def write_dead_letter(self, *args):
-        self._store.writer.write_dead_letter(*args)
 
 
 @pytest.fixture
