@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -686,3 +686,20 @@ def test_process_inbox_command_end_to_end(tmp_path, store_url, monkeypatch, caps
 
     assert main(["--home", str(home), "process-inbox", "--cleanup-days", "3"]) == 1
     assert "--cleanup-days N goes with --cleanup" in capsys.readouterr().err
+
+
+def test_the_station_applies_archive_retention_by_itself(folders, sqlite_pipeline) -> None:
+    today = datetime.now(UTC).date()
+    expired = folders.archive / (today - timedelta(days=91)).isoformat()
+    kept = folders.archive / (today - timedelta(days=89)).isoformat()
+    for folder in (expired, kept):
+        folder.mkdir(parents=True)
+        (folder / "DEV001_x.json").write_text("{}")
+    watcher = FileDropInput(folders, sqlite_pipeline, retention_days=90)
+    watcher.start()
+    try:
+        assert wait_until(lambda: not expired.exists(), 2.0)
+        assert kept.exists()
+        assert folders.inbox.exists()
+    finally:
+        watcher.stop(5)

@@ -873,12 +873,19 @@ class FileDropInput:
         pipeline: Pipeline,
         *,
         clock: Clock = utc_now,
+        retention_days: int | None = None,
         **options: Any,
     ) -> None:
-        """``options`` go to :class:`InboxProcessor` (tests shorten the waits)."""
+        """``options`` go to :class:`InboxProcessor` (tests shorten the waits).
+
+        With ``retention_days``, archive day folders older than that are removed at start and
+        then once per UTC day, so a station without a cron job does not fill its disk.
+        """
         self.folders = folders
         self._processor = InboxProcessor(folders, pipeline, clock=clock, **options)
         self._clock = clock
+        self._retention_days = retention_days
+        self._retention_done_for: date | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = InputState.STOPPED
@@ -888,7 +895,11 @@ class FileDropInput:
     @classmethod
     def from_settings(cls, settings: Settings, pipeline: Pipeline) -> FileDropInput:
         """The input for ``[filedrop]``."""
-        return cls(InboxFolders.from_settings(settings), pipeline)
+        return cls(
+            InboxFolders.from_settings(settings),
+            pipeline,
+            retention_days=settings.filedrop.retention_days,
+        )
 
     def start(self) -> None:
         """Create the folders (an unusable inbox fails the start) and start watching."""
@@ -934,10 +945,28 @@ class FileDropInput:
             detail += "; " + "; ".join(extras)
         return InputHealth(self.name, state, detail, self._since, c.received, c.rejected)
 
+    def _apply_retention(self) -> None:
+        """Remove expired archive day folders, at most once per UTC day."""
+        if self._retention_days is None:
+            return
+        today = self._clock().astimezone(UTC).date()
+        if self._retention_done_for == today:
+            return
+        self._retention_done_for = today
+        try:
+            removed = cleanup_archive(self.folders.archive, self._retention_days, today)
+        except OSError as exc:
+            _LOGGER.error("archive retention in %s failed: %s", self.folders.archive, exc)
+            return
+        for folder in removed:
+            _LOGGER.info("removed archive folder %s (retention %d days)", folder,
+                         self._retention_days)
+
     def _run(self) -> None:
         delay = 0.0
         while not self._stop.wait(delay):
             try:
+                self._apply_retention()
                 delay = self._processor.tick()
                 self._error = ""
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any one file
