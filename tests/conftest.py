@@ -9,6 +9,7 @@ When the server is unreachable the PostgreSQL cases are skipped with the reason,
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,10 @@ PG_ADMIN_URL = os.environ.get(
     "VITALSTATION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# moto's server (werkzeug) logs every request from its own threads, which outlive a test's
+# captured output and then print "--- Logging error ---" noise into the run.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)

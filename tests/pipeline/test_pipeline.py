@@ -152,3 +152,20 @@ def test_lag_and_batch_counters_are_reported(pipeline) -> None:
     assert stats.last_batch_size >= 1
     assert stats.lag_ms > 0
     assert stats.queued == 0
+
+
+def test_subscribers_report_the_alarms_each_reading_raised(store: Store) -> None:
+    pipeline = Pipeline(store.writer, clock=FakeClock(NOW))
+    pipeline.subscribe(lambda stored: {len(stored) - 1: 2})  # the last new reading raised 2
+    pipeline.subscribe(lambda stored: {len(stored) - 1: 1, 99: 5})  # out of range: ignored
+    pipeline.start()
+    try:
+        first = make_reading()
+        second = make_reading(at=1)
+        results = pipeline.process([first, second])
+        (again,) = pipeline.process([first])
+    finally:
+        pipeline.stop()
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED]
+    assert [r.alarms_raised for r in results] == [0, 3]
+    assert again.outcome is Outcome.DUPLICATE and again.alarms_raised == 0

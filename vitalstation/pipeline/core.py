@@ -13,11 +13,12 @@ re-validates every reading whatever built it, so that no input can bypass the ru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
@@ -44,8 +45,12 @@ BATCH_MAX_READINGS = 1_000
 # after the last one the batch is reported FAILED to its inputs, which keep it unacknowledged.
 STORE_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 
-Subscriber = Callable[[Sequence[StoredReading]], None]
-"""Called on the pipeline thread with each committed batch's newly stored readings."""
+Subscriber = Callable[[Sequence[StoredReading]], Mapping[int, int] | None]
+"""Called on the pipeline thread with each committed batch's newly stored readings.
+
+It may return ``{index: alarms raised}`` (index into the batch it was given): the pipeline adds
+those counts to the readings' ``ReadingResult.alarms_raised`` before answering the inputs.
+"""
 
 ResultCallback = Callable[[list[ReadingResult]], None]
 """Called on the pipeline thread with a submission's results, after commit and subscribers."""
@@ -372,13 +377,22 @@ class Pipeline:
         for (s_index, r_index), result in zip(positions, written, strict=True):
             results[s_index][r_index] = result
 
-        stored = [
-            StoredReading(reading, result)
-            for reading, result in zip(to_write, written, strict=True)
-            if result.outcome is Outcome.STORED
-        ]
+        stored: list[StoredReading] = []
+        stored_at: list[tuple[int, int]] = []  # each stored reading's (submission, slot)
+        for position, reading, result in zip(positions, to_write, written, strict=True):
+            if result.outcome is Outcome.STORED:
+                stored.append(StoredReading(reading, result))
+                stored_at.append(position)
         if stored:
-            self._notify_subscribers(stored)
+            raised = self._notify_subscribers(stored)
+            for index, count in raised.items():
+                if count and 0 <= index < len(stored_at):
+                    s_index, r_index = stored_at[index]
+                    slot = results[s_index][r_index]
+                    if slot is not None:
+                        results[s_index][r_index] = dataclasses.replace(
+                            slot, alarms_raised=slot.alarms_raised + count
+                        )
 
         self._record_batch(submissions, results, started, committed, now)
         for submission, slots in zip(submissions, results, strict=True):
@@ -428,14 +442,18 @@ class Pipeline:
         with self._stats_lock:
             self._counters.add("activity", len(item.entries))
 
-    def _notify_subscribers(self, stored: list[StoredReading]) -> None:
+    def _notify_subscribers(self, stored: list[StoredReading]) -> dict[int, int]:
+        raised: dict[int, int] = {}
         for subscriber in self._subscribers:
             try:
-                subscriber(stored)
+                counts = subscriber(stored)
+                for index, count in (counts or {}).items():
+                    raised[index] = raised.get(index, 0) + int(count)
             except Exception:  # noqa: BLE001 - one broken subscriber must not stop the others
                 _LOGGER.exception("pipeline subscriber %r failed", subscriber)
                 with self._stats_lock:
                     self._counters.add("subscriber_errors")
+        return raised
 
     def _resolve(self, submission: _Submission, results: list[ReadingResult]) -> None:
         if submission.on_done is not None:

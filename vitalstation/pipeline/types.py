@@ -40,7 +40,8 @@ class ReadingResult:
     """The durable fate of one reading, given to the input that submitted it.
 
     ``record_ids`` maps each vital to its record id, for new and duplicate vitals alike (a
-    re-sent reading answers with the ids it was first stored under).
+    re-sent reading answers with the ids it was first stored under). ``alarms_raised`` counts
+    the alarms the reading raised (the REST answer's ``alerts_triggered``).
     """
 
     outcome: Outcome
@@ -50,6 +51,8 @@ class ReadingResult:
     patient_id: str | None = None
     bed_label: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    # Alarms this reading raised (new alarms, not updates), as the subscribers report them.
+    alarms_raised: int = 0
 
     @property
     def durable(self) -> bool:
