@@ -47,7 +47,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -73,6 +74,7 @@ from vitalstation.ingest.filedrop_files import (
     name_problem,
     printable_name,
     sidecar_name,
+    write_bytes_new,
     write_json_new,
 )
 from vitalstation.pipeline.core import Pipeline, PipelineBusy, PipelineStopped, Ticket
@@ -251,6 +253,11 @@ class _Work:
     ticket: Ticket | None = None
     results: list[ReadingResult] | None = None
     retry: str | None = None
+    # The file actually read: (device, inode) and its bytes. A writer may replace the inbox
+    # name (write elsewhere, rename over it) while the readings are being stored: what is
+    # archived and what is removed must be this file, never its successor.
+    identity: tuple[int, int] | None = None
+    data: bytes = b""
 
 
 class _Changed(Exception):
@@ -513,7 +520,8 @@ class InboxProcessor:
             }
             return work
         try:
-            data = self._read(work.path, seen.signature)
+            data, work.identity = self._read(work.path, seen.signature)
+            work.data = data
         except _Changed:
             # Usually a writer still at work (the next look sees a new size or time and starts
             # over); a file whose reads never match its size is failed after a while.
@@ -559,7 +567,7 @@ class InboxProcessor:
         work.total = parsed.total
         return work
 
-    def _read(self, path: Path, expected: Signature) -> bytes:
+    def _read(self, path: Path, expected: Signature) -> tuple[bytes, tuple[int, int]]:
         flags = (
             os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
             | getattr(os, "O_BINARY", 0)
@@ -579,7 +587,7 @@ class InboxProcessor:
             data = handle.read(self._max_file_bytes + 1)
         if len(data) != expected.size:
             raise _Changed
-        return data
+        return data, (st.st_dev, st.st_ino)
 
     def _unreadable(self, work: _Work, reason: str, files: list[FileReport]) -> _Work | None:
         """A file that cannot be read is retried with back-off while it may still be in use,
@@ -669,8 +677,8 @@ class InboxProcessor:
         try:
             if work.whole_errors is None and not errors:
                 folder = archive_folder(self.folders.archive, at)
-                destination, unlink = link_into(
-                    work.path, folder, archive_names(work.name, at)
+                destination, unlink = self._link_what_was_read(
+                    work, folder, archive_names(work.name, at)
                 )
                 synced.add(folder)
                 return FileReport(name, FileStatus.ARCHIVED, destination, **common), unlink
@@ -741,14 +749,42 @@ class InboxProcessor:
                 write_json_new(failed / sidecar_name(candidate), sidecar)
             except FileExistsError:
                 continue
-            return link_into(work.path, failed, (candidate,),
-                             symlink=stat.S_ISLNK(work.seen.mode))
+            return self._link_what_was_read(work, failed, (candidate,))
         raise AssertionError("name generators are endless")  # pragma: no cover
 
+    def _link_what_was_read(
+        self, work: _Work, folder: Path, names: Iterable[str]
+    ) -> tuple[Path, bool]:
+        """Give the file that was read a name in ``folder``: (new path, inbox name to remove).
+
+        ``link_into`` links whatever the inbox name points at now; if a writer replaced the
+        file since it was read, that link is taken back and the bytes that were read and
+        stored are written under the new name instead, leaving the newer file in the inbox
+        for the next round.
+        """
+        symlink = stat.S_ISLNK(work.seen.mode)
+        destination, unlink = link_into(work.path, folder, names, symlink=symlink)
+        if work.identity is None or symlink:
+            return destination, unlink
+        st = os.stat(destination, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) == work.identity:
+            return destination, unlink
+        _LOGGER.warning(
+            "%s was replaced in the inbox while it was being stored; the version stored is "
+            "kept as %s and the new one stays in the inbox", work.name, destination,
+        )
+        if unlink:
+            os.unlink(destination)  # a second name of the newer file, which stays in the inbox
+        else:
+            # No hard links here: the newer file was moved; put it back for the next round.
+            os.replace(destination, _free_name(work.path))
+        write_bytes_new(destination, work.data)
+        return destination, False
+
     def _unlink(self, work: _Work, file_report: FileReport) -> FileReport:
-        """Remove the inbox name once the new one is durable."""
+        """Remove the inbox name once the new one is durable (only if it is still ours)."""
         try:
-            os.unlink(work.path)
+            _remove_if_same(work.path, work.identity)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -856,6 +892,34 @@ def _decode_error(data: bytes) -> PayloadError:
     except PayloadError as exc:
         return exc
     return PayloadError({"body": "not valid UTF-8"})  # pragma: no cover - decode_json refused
+
+
+def _free_name(path: Path) -> Path:
+    """``path`` or, when taken, ``<stem>_1<suffix>``, ``_2``… beside it."""
+    candidate, n = path, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    return candidate
+
+
+def _remove_if_same(path: Path, identity: tuple[int, int] | None) -> None:
+    """Remove ``path`` if it is still the file ``identity`` names, else leave what is there.
+
+    The name is first renamed away (atomic), then checked: a file a writer renamed over the
+    name in the meantime is never the one removed; it is put back under a free name.
+    """
+    if identity is None:
+        os.unlink(path)
+        return
+    aside = path.with_name(f".vitalstation-removing-{uuid.uuid4().hex}")
+    os.rename(path, aside)
+    st = os.stat(aside, follow_symlinks=False)
+    if (st.st_dev, st.st_ino) == identity:
+        os.unlink(aside)
+        return
+    _LOGGER.warning("%s was replaced while it was being stored; the new file stays", path.name)
+    os.rename(aside, _free_name(path))
 
 
 class FileDropInput:

@@ -181,7 +181,11 @@ def fsync_dir(folder: Path) -> None:
 
 def write_json_new(path: Path, content: dict[str, Any]) -> None:
     """Write ``content`` as ``path``, complete or not at all; ``FileExistsError`` if it exists."""
-    data = json.dumps(content, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+    write_bytes_new(path, json.dumps(content, ensure_ascii=False, indent=2).encode("utf-8") + b"\n")
+
+
+def write_bytes_new(path: Path, data: bytes) -> None:
+    """Write ``data`` as ``path``, complete or not at all; ``FileExistsError`` if it exists."""
     fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
