@@ -38,6 +38,8 @@ class SimulationConfig:
     ``load``: send as fast as the transport allows, ignoring the model's timing; readings are
     then stamped with the real clock at send time (unique per device).
     ``batch``: readings per payload (1: one reading per payload; more: InHealth batches).
+    ``first_bed``: the number of the first bed (its device is ``device_id_for(first_bed)``), so
+    that several simulations (e.g. one per transport in ``--demo``) drive distinct beds.
     """
 
     beds: int = 4
@@ -49,10 +51,15 @@ class SimulationConfig:
     start_time: datetime | None = None
     load: bool = False
     batch: int = 1
+    first_bed: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.beds <= MAX_BEDS:
             raise SimulationConfigError(f"beds must be 1 to {MAX_BEDS}, not {self.beds}")
+        if not 1 <= self.first_bed <= MAX_BEDS - self.beds + 1:
+            raise SimulationConfigError(
+                f"first bed must be 1 to {MAX_BEDS - self.beds + 1}, not {self.first_bed}"
+            )
         if self.model not in MODELS:
             raise SimulationConfigError(
                 f"unknown model {self.model!r}; known: {', '.join(MODELS)}"
@@ -72,9 +79,11 @@ class SimulationConfig:
         if self.start_time is not None and self.start_time.utcoffset() is None:
             raise SimulationConfigError("start time must be timezone-aware")
         for spec in self.scenarios:
-            if spec.bed is not None and spec.bed > self.beds:
+            last = self.first_bed + self.beds - 1
+            if spec.bed is not None and not self.first_bed <= spec.bed <= last:
                 raise SimulationConfigError(
-                    f"scenario {spec}: there are only {self.beds} beds (numbered from 1)"
+                    f"scenario {spec}: there are only {self.beds} beds "
+                    f"(numbered {self.first_bed} to {last})"
                 )
         if (
             self.rate_multiplier > 1

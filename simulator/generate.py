@@ -49,7 +49,7 @@ def iter_samples(config: SimulationConfig) -> Iterator[Sample]:
     """Every bed's samples merged in send order (infinite; the caller stops at the span)."""
     seed, _ = _require_resolved(config)
     streams = []
-    for bed in range(1, config.beds + 1):
+    for bed in range(config.first_bed, config.first_bed + config.beds):
         scenarios = BedScenarios(scenarios_for_bed(config.scenarios, bed), config.span)
         model = make_bed(config.model, bed, seed, scenarios, config.span)
         streams.append(device_samples(model.samples(), scenarios, seed, bed))

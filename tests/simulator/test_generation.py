@@ -357,3 +357,16 @@ def test_clock_skew_stamps_readings_far_in_the_future() -> None:
         assert message.measured_at - now > timedelta(hours=23)
         errors = parse(message, now).errors
         assert "future" in errors[0]["timestamp"]
+
+
+def test_first_bed_shifts_the_devices_so_simulations_can_share_a_ward() -> None:
+    from datetime import UTC, datetime
+
+    from simulator import SimulationConfig, device_id_for, generate_messages
+
+    config = SimulationConfig(
+        beds=2, first_bed=5, seed=1, duration=30,
+        start_time=datetime(2026, 11, 2, 8, tzinfo=UTC),
+    )
+    devices = {m.device_id for m in generate_messages(config)}
+    assert devices == {device_id_for(5), device_id_for(6)}
