@@ -68,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("serve", help="run the station without a window until SIGINT/SIGTERM")
+    serve = commands.add_parser(
+        "serve", help="run the station without a window until SIGINT/SIGTERM"
+    )
+    serve.add_argument(
+        "--demo", action="store_true",
+        help="also start the built-in simulator: 6 beds over MQTT, REST and file drop",
+    )
 
     db = commands.add_parser("db", help="the database").add_subparsers(dest="db_command",
                                                                         required=True)
@@ -165,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     readings.add_argument("--since", metavar="T", help="ISO-8601 time or an age (30m, 2h, 1d)")
     readings.add_argument("--limit", type=int, metavar="N")
     _json(readings)
+
+    alarms = commands.add_parser(
+        "alarms", help="print stored alarms; `alarms ack ID` acknowledges one"
+    )
+    alarms.add_argument("--active", action="store_true", help="only alarms not resolved")
+    alarms.add_argument("--bed", metavar="B", help="only this bed's alarms")
+    alarms.add_argument("--limit", type=int, default=1000, metavar="N")
+    _json(alarms)
+    alarm_commands = alarms.add_subparsers(dest="alarms_command", metavar="ACTION")
+    a_ack = alarm_commands.add_parser("ack", help="acknowledge an open alarm by its id")
+    a_ack.add_argument("alarm_id", type=int, metavar="ID")
+    _actor(a_ack)
     return parser
 
 
@@ -246,7 +264,7 @@ def _run(args: argparse.Namespace) -> int:
         from vitalstation.app.serve import serve
 
         configure_logging(home, verbose=args.verbose)
-        return serve(settings)
+        return serve(settings, demo=args.demo)
 
     configure_logging(None, verbose=args.verbose)
     if args.command == "process-inbox":
@@ -256,6 +274,8 @@ def _run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     store = open_store(settings)
     try:
+        if args.command == "alarms":
+            return _alarms(args, settings, store)
         return _admin(args, store, now)
     finally:
         store.close()
@@ -341,6 +361,36 @@ def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa:
             )
         return EXIT_OK
     raise CliError(f"unknown command {args.command}")
+
+
+def _alarms(args: argparse.Namespace, settings: Any, store: Any) -> int:
+    from vitalstation.app import alarms
+
+    if args.alarms_command == "ack":
+        actor = args.actor or _default_actor()
+        try:
+            transitions = alarms.ack_offline(settings, store, args.alarm_id, actor=actor)
+        except ValueError as exc:  # the engine refused: unknown alarm, bad actor
+            raise CliError(str(exc)) from None
+        state = transitions[0].to_state.value if transitions else "unchanged (already acknowledged)"
+        print(f"alarm {args.alarm_id} acknowledged by {actor}: {state}")
+        return EXIT_OK
+    rows = alarms.list_alarms(
+        store, active_only=args.active, bed_label=args.bed, limit=args.limit
+    )
+    if args.json:
+        _print_json_lines(row.to_dict() for row in rows)
+    else:
+        _print_table(
+            ["ID", "RAISED (UTC)", "PRIORITY", "STATE", "BED", "PATIENT", "CONDITION", "VALUE",
+             "MESSAGE"],
+            [
+                (r.id, r.raised_at, r.priority, r.state, r.bed, r.patient_id, r.condition,
+                 r.value, r.message)
+                for r in rows
+            ],
+        )
+    return EXIT_OK
 
 
 def _process_inbox(args: argparse.Namespace, settings: Any) -> int:

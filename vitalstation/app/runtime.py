@@ -1,10 +1,10 @@
 """The station runtime: builds the store, pipeline and inputs from settings; starts and stops
 them in order. The window and ``vitalstation serve`` both run exactly this.
 
-Start order: store (migrated) → pipeline → inputs. Stop order is the reverse, each step with a
-timeout: inputs stop receiving → the pipeline stores everything already queued → the store
-closes. So a reading an input accepted before the stop is stored, and nothing is acknowledged
-that was not.
+Start order: store (migrated) → alarm service (open alarms resumed) → pipeline → inputs. Stop
+order is the reverse, each step with a timeout: inputs stop receiving → the pipeline stores (and
+evaluates) everything already queued → the alarm tick stops → the store closes. So a reading
+an input accepted before the stop is stored, and nothing is acknowledged that was not.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from vitalstation.app.alarms import AlarmListener, AlarmService
 from vitalstation.app.inbox import make_filedrop_input
 from vitalstation.app.keys import make_rest_input
 from vitalstation.config.settings import Settings
@@ -83,6 +84,13 @@ class Runtime:
         self._pipeline: Pipeline | None = None
         self._inputs: list[Input] = []
         self._failed_inputs: list[InputHealth] = []
+        self._alarms: AlarmService | None = None
+        self._alarm_listeners: list[AlarmListener] = []
+
+    @property
+    def clock(self) -> Clock:
+        """The station's clock (injected in tests)."""
+        return self._clock
 
     @property
     def store(self) -> Store:
@@ -99,6 +107,19 @@ class Runtime:
         return self._pipeline
 
     @property
+    def alarms(self) -> AlarmService:
+        """The alarm engine's service (after :meth:`start`)."""
+        if self._alarms is None:
+            raise RuntimeError("runtime not started")
+        return self._alarms
+
+    def add_alarm_listener(self, listener: AlarmListener) -> None:
+        """Receive every alarm transition (registered before or after :meth:`start`)."""
+        self._alarm_listeners.append(listener)
+        if self._alarms is not None:
+            self._alarms.add_listener(listener)
+
+    @property
     def inputs(self) -> tuple[Input, ...]:
         """The inputs that started."""
         return tuple(self._inputs)
@@ -112,8 +133,14 @@ class Runtime:
         """
         started = time.monotonic()
         self._store = Store.open(self.settings.store_url)
+        self._alarms = AlarmService.from_settings(self.settings, self._store, clock=self._clock)
+        for listener in self._alarm_listeners:
+            self._alarms.add_listener(listener)
         self._pipeline = Pipeline(self._store.writer, clock=self._clock)
+        self._pipeline.subscribe(self._alarms)
         self._pipeline.start()
+        self._alarms.watch_inputs(self._input_health)
+        self._alarms.start()
         for factory in self._input_factories:
             input_ = factory(self.settings, self._pipeline, self._store)
             if input_ is None:
@@ -149,10 +176,16 @@ class Runtime:
             if not drained:
                 _LOGGER.error("the pipeline did not drain within %.0f s", PIPELINE_DRAIN_TIMEOUT_S)
             self._pipeline = None
+        if self._alarms is not None:
+            self._alarms.stop()
+            self._alarms = None
         if self._store is not None:
             self._store.close()
             self._store = None
         return drained
+
+    def _input_health(self) -> list[InputHealth]:
+        return [i.health() for i in tuple(self._inputs)] + list(self._failed_inputs)
 
     def health(self) -> RuntimeHealth:
         """A snapshot for the status bar and ``serve``'s periodic log line."""

@@ -7,6 +7,9 @@ import signal
 import threading
 from types import FrameType
 
+from vitalstation.alarms import AlarmTransition, TransitionKind
+from vitalstation.app.alarms import transition_line
+from vitalstation.app.demo import Demo
 from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import Settings
 
@@ -14,13 +17,26 @@ _LOGGER = logging.getLogger(__name__)
 
 # How often serve logs the pipeline's counters (a heartbeat an admin can grep for).
 STATUS_INTERVAL_S = 60.0
+_LOUD = frozenset(
+    {TransitionKind.RAISED, TransitionKind.PRIORITY_RAISED, TransitionKind.ESCALATED}
+)
 
 
-def serve(settings: Settings, *, stop: threading.Event | None = None) -> int:
+def log_transition(transition: AlarmTransition) -> None:
+    """One parseable line per alarm transition: ``ALARM {"kind": "raised", ...}``; a new alarm,
+    a worse priority or an escalation at WARNING, the rest at INFO."""
+    level = logging.WARNING if transition.kind in _LOUD else logging.INFO
+    _LOGGER.log(level, "%s", transition_line(transition))
+
+
+def serve(
+    settings: Settings, *, stop: threading.Event | None = None, demo: bool = False
+) -> int:
     """Run the station until ``stop`` is set or SIGINT/SIGTERM arrives; return the exit code.
 
     On a signal the runtime stops in order (inputs, then the pipeline drains, then the store
-    closes) and the exit code is 0 when everything queued was stored.
+    closes) and the exit code is 0 when everything queued was stored. ``demo`` starts the
+    built-in simulator on a few beds (``vitalstation serve --demo``).
     """
     stop = stop or threading.Event()
     previous: dict[int, object] = {}
@@ -33,8 +49,13 @@ def serve(settings: Settings, *, stop: threading.Event | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, _on_signal)
     runtime = Runtime(settings)
+    runtime.add_alarm_listener(log_transition)
+    simulated: Demo | None = None
     try:
         runtime.start()
+        if demo:
+            simulated = Demo(runtime)
+            simulated.start()
         _LOGGER.info("serving; stop with Ctrl+C or SIGTERM")
         while not stop.wait(STATUS_INTERVAL_S):
             stats = runtime.health().pipeline
@@ -45,6 +66,8 @@ def serve(settings: Settings, *, stop: threading.Event | None = None) -> int:
                 stats.failed, stats.queued, stats.lag_ms,
             )
     finally:
+        if simulated is not None:
+            simulated.stop()
         drained = runtime.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]

@@ -43,8 +43,8 @@ from vitalstation.ingest.rest_api import (
     BodyError,
     Response,
     RestApi,
+    alarms_raised,
     error_body,
-    no_alerts,
 )
 from vitalstation.ingest.rest_auth import (
     DEFAULT_KEY_CACHE_TTL_S,
@@ -435,7 +435,7 @@ class RestInput:
         keys: KeyDirectory,
         *,
         clock: Clock = utc_now,
-        alerts_triggered: AlertCounter = no_alerts,
+        alerts_triggered: AlertCounter = alarms_raised,
     ) -> None:
         self.config = config
         self._pipeline = pipeline
@@ -474,7 +474,7 @@ class RestInput:
         keys: KeyDirectory,
         *,
         clock: Clock = utc_now,
-        alerts_triggered: AlertCounter = no_alerts,
+        alerts_triggered: AlertCounter = alarms_raised,
     ) -> RestInput:
         """The receiver ``[rest]`` describes."""
         return cls(

@@ -71,8 +71,14 @@ AlertCounter = Callable[[Sequence[ReadingResult]], int]
 """How many alarms a request's readings raised (``alerts_triggered``)."""
 
 
+def alarms_raised(results: Sequence[ReadingResult]) -> int:
+    """``alerts_triggered``: the alarms the readings raised, as the pipeline's alarm engine
+    reported them (``ReadingResult.alarms_raised``; 0 for duplicates and rejected readings)."""
+    return sum(result.alarms_raised for result in results)
+
+
 def no_alerts(results: Sequence[ReadingResult]) -> int:
-    """``alerts_triggered`` until the alarm engine reports what the readings raised."""
+    """Always 0 (a receiver with no alarm engine behind it)."""
     return 0
 
 
@@ -198,7 +204,7 @@ class RestApi:
         max_body_bytes: int,
         max_batch_readings: int,
         clock: Clock = utc_now,
-        alerts_triggered: AlertCounter = no_alerts,
+        alerts_triggered: AlertCounter = alarms_raised,
         submit_wait_s: float = SUBMIT_WAIT_S,
         store_timeout_s: float = STORE_TIMEOUT_S,
     ) -> None:

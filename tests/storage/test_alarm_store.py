@@ -1,0 +1,70 @@
+"""Alarm transitions in the database, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.alarms.support import T0, Ward
+from vitalstation.alarms import AlarmEngine
+from vitalstation.storage.alarms import AlarmStore
+from vitalstation.storage.store import Store
+
+
+def _persist(alarm_store: AlarmStore, ward: Ward, transitions, ids: dict[str, int]) -> None:
+    inserted = alarm_store.write(transitions, ids)
+    for key, alarm_id in inserted.items():
+        if ward.engine.alarm(key) is not None:
+            ward.engine.assign_id(key, alarm_id)
+    ids.update(inserted)
+
+
+def test_raise_update_acknowledge_resolve_are_stored(store: Store) -> None:
+    store.registry.add_patient("P1", "Ada", actor="test", at=T0)
+    store.registry.add_bed("12", None, actor="test", at=T0)
+    alarm_store = AlarmStore(store.engine)
+    ward = Ward()
+    ids: dict[str, int] = {}
+    raised = ward.send(heart_rate=160)
+    assert [t.kind.value for t in raised][0] == "raised"
+    _persist(alarm_store, ward, raised, ids)
+    (row,) = alarm_store.list_alarms(active_only=True)
+    assert row.condition == "heart_rate.high" and row.state == "active"
+    assert row.key == raised[0].alarm.key and row.value == 160
+    assert row.device_id == "DEV1" and row.bed == "12" and row.patient_id == "P1"
+    assert [r.id for r in alarm_store.list_alarms(bed_label="12")] == [row.id]
+    assert ward.engine.alarm(row.id) is not None  # the engine knows the id now
+
+    for _ in range(20):
+        ward.clock.advance(timedelta(seconds=1))
+        _persist(alarm_store, ward, ward.send(heart_rate=170), ids)
+    assert len(alarm_store.list_alarms()) == 1
+
+    ward.clock.advance(timedelta(seconds=1))
+    _persist(alarm_store, ward, ward.send(heart_rate=70), ids)
+    acked = ward.engine.acknowledge(row.id, actor="Nurse Joy", origin="cli")
+    _persist(alarm_store, ward, acked, ids)
+    assert alarm_store.list_alarms(active_only=True) == []
+    (final,) = alarm_store.list_alarms()
+    assert final.state == "resolved" and final.resolved_at is not None
+    events = alarm_store.events(final.id)
+    assert events[0].event == "raised"
+    assert any(e.event == "acknowledged" and e.actor == "Nurse Joy" and e.origin == "cli"
+               for e in events)
+    assert all(isinstance(e.details, dict) for e in events)
+    assert alarm_store.get(final.id) == final
+    d = final.to_dict()
+    assert d["id"] == final.id and d["raised_at"].startswith("2026-")
+
+
+def test_open_alarms_come_back_after_a_restart(store: Store) -> None:
+    alarm_store = AlarmStore(store.engine)
+    ward = Ward()
+    ids: dict[str, int] = {}
+    _persist(alarm_store, ward, ward.send(heart_rate=160), ids)
+    snapshot = alarm_store.load_snapshot()
+    assert len(snapshot.alarms) == 1 and snapshot.alarms[0].alarm_id is not None
+    engine = AlarmEngine("adult-ward", clock=ward.clock)
+    engine.restore(snapshot)
+    (alarm,) = engine.active_alarms()
+    assert alarm.alarm_id == snapshot.alarms[0].alarm_id
+    assert alarm_store.list_alarms(bed_label="nope") == []
