@@ -123,3 +123,26 @@ def test_serve_in_process_stops_on_event(tmp_path) -> None:
     timer = threading.Timer(0.3, stop.set)
     timer.start()
     assert serve(settings, stop=stop) == 0
+
+
+def test_a_factory_that_raises_takes_down_only_its_own_input(tmp_path) -> None:
+    settings = load_settings(tmp_path, {})
+
+    def make_broken(settings, pipeline, store):
+        raise ValueError("stream name refused")
+
+    inputs: list[BurstInput] = []
+
+    def burst(settings, pipeline, store):
+        inputs.append(BurstInput(pipeline, 3))
+        return inputs[-1]
+
+    runtime = Runtime(settings, input_factories=[make_broken, burst])
+    runtime.start()
+    try:
+        health = {i.name: i for i in runtime.health().inputs}
+        assert health["make_broken"].state is InputState.DOWN
+        assert "stream name refused" in health["make_broken"].detail
+        assert health["burst"].state is InputState.UP
+    finally:
+        assert runtime.stop()

@@ -142,15 +142,17 @@ class Runtime:
         self._alarms.watch_inputs(self._input_health)
         self._alarms.start()
         for factory in self._input_factories:
-            input_ = factory(self.settings, self._pipeline, self._store)
-            if input_ is None:
-                continue
+            input_: Input | None = None
             try:
+                input_ = factory(self.settings, self._pipeline, self._store)
+                if input_ is None:
+                    continue
                 input_.start()
             except Exception as exc:  # noqa: BLE001 - reported, and the other inputs go on
-                _LOGGER.error("input %s could not start: %s", input_.name, exc)
+                name = getattr(input_, "name", None) or getattr(factory, "__name__", "input")
+                _LOGGER.error("input %s could not start: %s", name, exc)
                 self._failed_inputs.append(
-                    InputHealth(input_.name, InputState.DOWN, f"could not start: {exc}")
+                    InputHealth(name, InputState.DOWN, f"could not start: {exc}")
                 )
                 continue
             self._inputs.append(input_)
@@ -180,7 +182,12 @@ class Runtime:
             self._alarms.stop()
             self._alarms = None
         if self._store is not None:
-            self._store.close()
+            if drained:
+                self._store.close()
+            else:
+                # The worker may still be committing: closing under it would abort a batch.
+                # Nothing it holds was acknowledged; the process exit releases the database.
+                _LOGGER.error("store left open: the pipeline is still writing")
             self._store = None
         return drained
 
