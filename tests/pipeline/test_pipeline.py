@@ -169,3 +169,31 @@ def test_subscribers_report_the_alarms_each_reading_raised(store: Store) -> None
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED]
     assert [r.alarms_raised for r in results] == [0, 3]
     assert again.outcome is Outcome.DUPLICATE and again.alarms_raised == 0
+
+
+def test_a_commit_that_reported_failure_but_landed_still_reaches_the_subscribers(store) -> None:
+    # The connection drops while the COMMIT is acknowledged: the rows are in, the writer
+    # raised, the retry finds them as duplicates. The alarm engine must still see them.
+    class CommitThenRaise:
+        calls = 0
+
+        def write_readings(self, readings, now):
+            results = store.writer.write_readings(readings, now)
+            CommitThenRaise.calls += 1
+            if CommitThenRaise.calls == 1:
+                raise OSError("server closed the connection unexpectedly")
+            return results
+
+        def write_dead_letter(self, *args):
+            store.writer.write_dead_letter(*args)
+
+    seen = []
+    pipeline = Pipeline(CommitThenRaise(), clock=FakeClock(NOW), retry_delays_s=(0,))
+    pipeline.subscribe(lambda stored: seen.extend(stored))
+    pipeline.start()
+    (result,) = pipeline.process([make_reading(heart_rate=160)])
+    pipeline.stop()
+    assert result.outcome is Outcome.DUPLICATE and result.durable
+    assert [s.reading.measurements[0].value for s in seen] == [160.0]
+    assert seen[0].result.new_kinds == ("heart_rate",)
+    assert stored_count(store) == 1

@@ -372,7 +372,7 @@ class Pipeline:
                     positions.append((s_index, r_index))
             results.append(slots)
 
-        written = self._write_with_retry(to_write, now) if to_write else []
+        written, retried = self._write_with_retry(to_write, now) if to_write else ([], False)
         committed = time.monotonic()
         for (s_index, r_index), result in zip(positions, written, strict=True):
             results[s_index][r_index] = result
@@ -382,6 +382,15 @@ class Pipeline:
         for position, reading, result in zip(positions, to_write, written, strict=True):
             if result.outcome is Outcome.STORED:
                 stored.append(StoredReading(reading, result))
+                stored_at.append(position)
+            elif retried and result.outcome is Outcome.DUPLICATE:
+                # A failed attempt may have committed after all (the connection dropped while
+                # the COMMIT was being acknowledged): the retry then finds the rows. Those
+                # readings were never shown to the subscribers, so show them now: an alarm
+                # evaluated twice is an update; one never evaluated is a silent alarm.
+                stored.append(StoredReading(
+                    reading, dataclasses.replace(result, new_kinds=reading.kinds())
+                ))
                 stored_at.append(position)
         if stored:
             raised = self._notify_subscribers(stored)
@@ -402,11 +411,14 @@ class Pipeline:
             if isinstance(item, _Activity):
                 self._write_activity(item)
 
-    def _write_with_retry(self, readings: list[Reading], now: datetime) -> list[ReadingResult]:
+    def _write_with_retry(
+        self, readings: list[Reading], now: datetime
+    ) -> tuple[list[ReadingResult], bool]:
+        """The store's results, and whether an attempt failed before them."""
         attempt = 0
         while True:
             try:
-                return self._store.write_readings(readings, now)
+                return self._store.write_readings(readings, now), attempt > 0
             except Exception as exc:  # noqa: BLE001 - any store failure is retried, then reported
                 if attempt >= len(self._retry_delays_s):
                     _LOGGER.error(
@@ -414,7 +426,8 @@ class Pipeline:
                         attempt + 1, len(readings), exc,
                     )
                     reason = f"the database did not commit: {exc}"
-                    return [ReadingResult(Outcome.FAILED, errors={"store": reason})] * len(readings)
+                    failed = ReadingResult(Outcome.FAILED, errors={"store": reason})
+                    return [failed] * len(readings), True
                 delay = self._retry_delays_s[attempt]
                 _LOGGER.warning("store failed (%s); retrying in %.2f s", exc, delay)
                 time.sleep(delay)
