@@ -197,3 +197,23 @@ def test_a_commit_that_reported_failure_but_landed_still_reaches_the_subscribers
     assert [s.reading.measurements[0].value for s in seen] == [160.0]
     assert seen[0].result.new_kinds == ("heart_rate",)
     assert stored_count(store) == 1
+
+
+def test_dead_letters_and_activity_are_bounded_too(store, monkeypatch) -> None:
+    from vitalstation.pipeline import core
+
+    monkeypatch.setattr(core, "SIDE_CAPACITY_ITEMS", 3)
+    writer = GatedWriter(store)
+    pipeline = Pipeline(writer, clock=FakeClock(NOW))
+    pipeline.start()
+    pipeline.submit([make_reading()])
+    assert writer.entered.wait(5)  # the worker is held; everything below waits in the queue
+    for n in range(3):
+        pipeline.dead_letter("mqtt", f"t/{n}", "not JSON")
+    with pytest.raises(PipelineBusy, match="dead letters"):
+        pipeline.dead_letter("mqtt", "t/4", "not JSON")
+    pipeline.log_activity([object()])  # dropped and counted, never blocking the input
+    assert pipeline.stats().activity_dropped == 1
+    writer.gate.set()
+    assert pipeline.stop(10)
+    assert pipeline.stats().dead_letters == 3

@@ -839,7 +839,8 @@ class InboxProcessor:
 
     def _dead_letter(self, work: _Work, destination: Path, reason: str) -> None:
         """A note in the database, so that the station shows the quarantined file too."""
-        with contextlib.suppress(PipelineStopped):
+        # The file and its .error.json are already in failed/: the row is a convenience.
+        with contextlib.suppress(PipelineStopped, PipelineBusy):
             self._pipeline.dead_letter(
                 InputKind.FILE.value, f"{self.folders.failed.name}/{destination.name}", reason,
                 work.text[:_EXCERPT_CHARS],

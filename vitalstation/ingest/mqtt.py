@@ -798,6 +798,10 @@ class MqttInput:
             )
         except PipelineStopped:
             return False
+        except PipelineBusy as exc:
+            # Not acknowledged: the broker keeps the message and redelivers it later.
+            _LOGGER.warning("MQTT message on %s not dead-lettered yet: %s", delivery.topic, exc)
+            return False
         return True
 
     def _dead_letter_and_ack(self, delivery: _Delivery, reason: str, counted: bool = False) -> None:

@@ -41,6 +41,11 @@ QUEUE_CAPACITY_READINGS = 20_000
 # Readings per transaction at most. 1,000 rows per commit is where SQLite and PostgreSQL reach
 # their plateau (PLATFORM.md); fewer arrive when the station is quiet, so latency stays low.
 BATCH_MAX_READINGS = 1_000
+# Dead letters and activity-log batches waiting at most, beside the readings. A flood of bad
+# payloads while the database is slow must not grow the station without bound: past this,
+# dead letters are refused (the input does not acknowledge; the sender retries later) and
+# activity rows are dropped with a counter (they are a log, not patient data).
+SIDE_CAPACITY_ITEMS = 10_000
 # A failed commit (database locked, PostgreSQL restarting) is retried after these pauses;
 # after the last one the batch is reported FAILED to its inputs, which keep it unacknowledged.
 STORE_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -145,6 +150,7 @@ class PipelineStats:
     dead_letters: int = 0
     activity: int = 0  # activity-log rows written
     activity_failures: int = 0  # activity-log writes that failed (rows lost, logged)
+    activity_dropped: int = 0  # activity rows dropped because the queue was full
     subscriber_errors: int = 0
     batches: int = 0
     queued: int = 0
@@ -192,6 +198,7 @@ class Pipeline:
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
         self._queued = 0
+        self._side_queued = 0
         self._accepting = False
         self._thread: threading.Thread | None = None
         self._stats_lock = threading.Lock()
@@ -275,11 +282,23 @@ class Pipeline:
     def dead_letter(
         self, input: str, source_ref: str | None, reason: str, excerpt: str = ""
     ) -> None:
-        """Keep a payload that could not become readings (stored by the writer, in order)."""
+        """Keep a payload that could not become readings (stored by the writer, in order).
+
+        Raises :class:`PipelineBusy` when ``SIDE_CAPACITY_ITEMS`` are already waiting: the
+        input then withholds its acknowledgement, as for readings.
+        """
         with self._cond:
             if not self._accepting:
                 raise PipelineStopped("the station is stopping and takes no more payloads")
+            if self._side_queued >= SIDE_CAPACITY_ITEMS:
+                with self._stats_lock:
+                    self._counters.add("busy_refusals")
+                raise PipelineBusy(
+                    f"the station's queue is full ({self._side_queued} dead letters and "
+                    "activity batches waiting)"
+                )
             self._queue.append(_DeadLetter(input, source_ref, reason, excerpt, self._clock()))
+            self._side_queued += 1
             self._cond.notify_all()
 
     def log_activity(
@@ -292,12 +311,18 @@ class Pipeline:
 
         Never waits and never counts against the reading queue: an input hands its buffered
         rows over every fraction of a second, and they are written after the batch's readings
-        are committed and acknowledged, so logging never delays an acknowledgement.
+        are committed and acknowledged, so logging never delays an acknowledgement. Past
+        ``SIDE_CAPACITY_ITEMS`` waiting, the rows are dropped and counted (``activity_dropped``).
         """
         with self._cond:
             if not self._accepting:
                 raise PipelineStopped("the station is stopping and takes no more activity")
+            if self._side_queued >= SIDE_CAPACITY_ITEMS:
+                with self._stats_lock:
+                    self._counters.add("activity_dropped", len(entries))
+                return
             self._queue.append(_Activity(entries, purge))
+            self._side_queued += 1
             self._cond.notify_all()
 
     def stats(self) -> PipelineStats:
@@ -334,7 +359,10 @@ class Pipeline:
                         break  # one activity write per batch keeps batches short
                     if items and taken + size > self._batch_max:
                         break
-                    items.append(self._queue.popleft())
+                    item = self._queue.popleft()
+                    if not isinstance(item, _Submission):
+                        self._side_queued -= 1
+                    items.append(item)
                     taken += size
                 self._queued -= taken
                 self._cond.notify_all()
