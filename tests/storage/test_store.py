@@ -224,6 +224,7 @@ def test_register_round_trip_and_its_refusals(store: Store) -> None:
     registry.assign_device("BSM_G101", bed_label="4", actor=ADMIN, at=T0)
     (device,) = registry.list_devices()
     assert (device.device_id, device.bed, device.status) == ("BSM_G101", "4", "active")
+    assert device.patient_id == "P1"  # the patient in its bed
     assert registry.discharge("P1", actor=ADMIN, at=T0 + timedelta(hours=1)) == "4"
 
 

@@ -328,15 +328,29 @@ class Registry:
             self._audit(connection, at, actor, "device.assign", device_id, target)
 
     def list_devices(self) -> list[DeviceInfo]:
-        """Every registered device with its current assignment."""
+        """Every registered device with its current assignment.
+
+        ``patient_id`` is whom its readings belong to now: the patient it is assigned to, or
+        the patient admitted to its bed.
+        """
+        occupant = patients.alias("occupant")
+        in_bed = admissions.alias("in_bed")
         current = (
             select(
                 device_assignments.c.device_ref,
                 beds.c.label.label("bed"),
-                patients.c.patient_id.label("patient_id"),
+                func.coalesce(patients.c.patient_id, occupant.c.patient_id).label("patient_id"),
             )
             .outerjoin(beds, beds.c.id == device_assignments.c.bed_ref)
             .outerjoin(patients, patients.c.id == device_assignments.c.patient_ref)
+            .outerjoin(
+                in_bed,
+                and_(
+                    in_bed.c.bed_ref == device_assignments.c.bed_ref,
+                    in_bed.c.discharged_at.is_(None),
+                ),
+            )
+            .outerjoin(occupant, occupant.c.id == in_bed.c.patient_ref)
             .where(device_assignments.c.unassigned_at.is_(None))
             .subquery()
         )
