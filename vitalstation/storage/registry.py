@@ -380,30 +380,15 @@ class Registry:
 
     @staticmethod
     def _patient_ref(connection: Connection, patient_id: str) -> int:
-        ref = connection.execute(
-            select(patients.c.id).where(patients.c.patient_id == patient_id)
-        ).scalar_one_or_none()
-        if ref is None:
-            raise NotFound(f"no patient {patient_id} (see `vitalstation patient list`)")
-        return int(ref)
+        return _ref_of(connection, patients.c.id, patients.c.patient_id, patient_id, "patient")
 
     @staticmethod
     def _bed_ref(connection: Connection, label: str) -> int:
-        ref = connection.execute(
-            select(beds.c.id).where(beds.c.label == label)
-        ).scalar_one_or_none()
-        if ref is None:
-            raise NotFound(f"no bed {label} (see `vitalstation bed list`)")
-        return int(ref)
+        return _ref_of(connection, beds.c.id, beds.c.label, label, "bed")
 
     @staticmethod
     def _device_ref(connection: Connection, device_id: str) -> int:
-        ref = connection.execute(
-            select(devices.c.id).where(devices.c.device_id == device_id)
-        ).scalar_one_or_none()
-        if ref is None:
-            raise NotFound(f"no device {device_id} (see `vitalstation device list`)")
-        return int(ref)
+        return _ref_of(connection, devices.c.id, devices.c.device_id, device_id, "device")
 
     @staticmethod
     def _audit(
@@ -414,3 +399,11 @@ class Registry:
                 at=at, actor=actor, action=action, subject=subject, details=str(details)
             )
         )
+
+
+def _ref_of(connection: Connection, id_column: Any, key_column: Any, key: str, kind: str) -> int:
+    """The row id of the ``kind`` named ``key``; ``NotFound`` naming the list command."""
+    ref = connection.execute(select(id_column).where(key_column == key)).scalar_one_or_none()
+    if ref is None:
+        raise NotFound(f"no {kind} {key} (see `vitalstation {kind} list`)")
+    return int(ref)
