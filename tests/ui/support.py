@@ -1,0 +1,61 @@
+"""A real station runtime for widget tests: SQLite in tmp_path, no network inputs, a fake clock,
+patients, beds and devices registered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from vitalstation.app.runtime import Runtime
+from vitalstation.config.settings import load_settings
+from vitalstation.domain.clock import FakeClock
+from vitalstation.storage.store import Store
+
+NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+
+# bed label -> (patient id, name, device id); None: an empty bed
+WARD: dict[str, tuple[str, str, str] | None] = {
+    "1": ("P1", "Ada Lovelace", "DEV1"),
+    "2": ("P2", "Alan Turing", "DEV2"),
+    "3": ("P3", "Grace Hopper", "DEV3"),
+    "4": None,
+}
+
+
+def register_ward(store_url: str, ward: dict[str, tuple[str, str, str] | None] = WARD,
+                  *, at: datetime = NOW - timedelta(hours=2)) -> None:
+    """Patients, beds and devices (one per occupied bed), plus one unassigned device."""
+    store = Store.open(store_url)
+    try:
+        registry = store.registry
+        for bed, occupant in ward.items():
+            registry.add_bed(bed, None, actor="test", at=at)
+            if occupant is None:
+                continue
+            patient, name, device = occupant
+            registry.add_patient(patient, name, actor="test", at=at)
+            registry.admit(patient, bed, actor="test", at=at)
+            registry.add_device(device, actor="test", at=at)
+            registry.assign_device(device, bed_label=bed, actor="test", at=at)
+        registry.add_device("SPARE", actor="test", at=at)
+    finally:
+        store.close()
+
+
+@contextmanager
+def running_station(home: Path, *, clock: FakeClock | None = None,
+                    ward: dict[str, tuple[str, str, str] | None] = WARD) -> Iterator[Runtime]:
+    """A started Runtime on a fresh SQLite data home with no inputs; stopped afterwards."""
+    home.mkdir(parents=True, exist_ok=True)
+    store_url = f"sqlite:///{home / 'station.db'}"
+    env = {"VITALSTATION_STORE__URL": store_url}
+    register_ward(store_url, ward)
+    runtime = Runtime(load_settings(home, env), clock=clock or FakeClock(NOW),
+                      input_factories=[])
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()

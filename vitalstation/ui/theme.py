@@ -1,0 +1,130 @@
+"""Day and night colours, with the IEC 60601-1-8 alarm colours (red high, yellow medium, cyan
+low), and the style sheet built from them.
+
+Night is dark and dimmer so a ward at 3 a.m. is not lit by the screen, but alarm colours stay
+saturated: an alarm must be as unmistakable at night as by day. Text on an alarm colour is
+chosen for contrast (white on red, black on yellow and cyan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vitalstation.alarms import Priority
+
+THEMES = ("day", "night")
+
+
+@dataclass(frozen=True, slots=True)
+class ThemeColors:
+    """Every colour the window uses, as ``#rrggbb`` strings."""
+
+    name: str
+    window: str  # behind the grid
+    surface: str  # a tile, the banner when calm
+    surface_border: str
+    text: str  # numerics and labels
+    muted_text: str  # units, captions
+    stale_text: str  # values older than their cadence (greyed)
+    empty_text: str  # empty beds, unassigned devices
+    trend: str  # the live trend curve
+    ok: str  # an input that is up, a calm banner
+    warning: str  # an input degraded
+    alarm_high: str  # IEC: red
+    alarm_medium: str  # IEC: yellow
+    alarm_low: str  # IEC: cyan
+    on_alarm_high: str  # text on alarm_high
+    on_alarm_medium: str
+    on_alarm_low: str
+
+    def alarm_color(self, priority: Priority) -> str:
+        """The IEC colour of ``priority``."""
+        return {
+            Priority.HIGH: self.alarm_high,
+            Priority.MEDIUM: self.alarm_medium,
+            Priority.LOW: self.alarm_low,
+        }[priority]
+
+    def on_alarm_color(self, priority: Priority) -> str:
+        """The text colour that reads on :meth:`alarm_color`."""
+        return {
+            Priority.HIGH: self.on_alarm_high,
+            Priority.MEDIUM: self.on_alarm_medium,
+            Priority.LOW: self.on_alarm_low,
+        }[priority]
+
+
+_DAY = ThemeColors(
+    name="day",
+    window="#dfe3e8",
+    surface="#ffffff",
+    surface_border="#b8c0c8",
+    text="#101418",
+    muted_text="#4a5561",
+    stale_text="#9aa3ad",
+    empty_text="#6b7580",
+    trend="#1565c0",
+    ok="#2e7d32",
+    warning="#b26a00",
+    alarm_high="#d50000",
+    alarm_medium="#ffd600",
+    alarm_low="#00b8d4",
+    on_alarm_high="#ffffff",
+    on_alarm_medium="#000000",
+    on_alarm_low="#000000",
+)
+
+_NIGHT = ThemeColors(
+    name="night",
+    window="#000000",
+    surface="#101317",
+    surface_border="#2a3038",
+    text="#e6e9ec",
+    muted_text="#98a2ad",
+    stale_text="#5c646d",
+    empty_text="#7a848e",
+    trend="#4fc3f7",
+    ok="#66bb6a",
+    warning="#ffb74d",
+    alarm_high="#e01010",
+    alarm_medium="#ffea00",
+    alarm_low="#00e5ff",
+    on_alarm_high="#ffffff",
+    on_alarm_medium="#000000",
+    on_alarm_low="#000000",
+)
+
+_PALETTES = {"day": _DAY, "night": _NIGHT}
+
+
+def palette_for(theme: str) -> ThemeColors:
+    """The colours of ``theme`` ("day" or "night")."""
+    try:
+        return _PALETTES[theme]
+    except KeyError:
+        raise ValueError(f"unknown theme {theme!r}: use one of {', '.join(THEMES)}") from None
+
+
+def style_sheet(colors: ThemeColors) -> str:
+    """The application style sheet for ``colors`` (widgets name themselves by objectName)."""
+    c = colors
+    return f"""
+QMainWindow, QWidget#bedGrid, QScrollArea, QScrollArea > QWidget > QWidget {{
+    background: {c.window}; color: {c.text};
+}}
+QDockWidget, QDialog, QMenuBar, QMenu, QStatusBar, QToolTip {{
+    background: {c.surface}; color: {c.text};
+}}
+QMenuBar::item:selected, QMenu::item:selected {{ background: {c.surface_border}; }}
+QStatusBar QLabel {{ color: {c.muted_text}; padding: 0 6px; }}
+QFrame#bedTile {{
+    background: {c.surface}; border: 2px solid {c.surface_border}; border-radius: 6px;
+}}
+QLabel {{ color: {c.text}; background: transparent; }}
+QPushButton {{
+    background: {c.surface}; color: {c.text}; border: 1px solid {c.surface_border};
+    border-radius: 4px; padding: 4px 10px;
+}}
+QPushButton:hover {{ border-color: {c.text}; }}
+QPushButton:disabled {{ color: {c.stale_text}; }}
+"""
