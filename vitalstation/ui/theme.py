@@ -39,19 +39,11 @@ class ThemeColors:
 
     def alarm_color(self, priority: Priority) -> str:
         """The IEC colour of ``priority``."""
-        return {
-            Priority.HIGH: self.alarm_high,
-            Priority.MEDIUM: self.alarm_medium,
-            Priority.LOW: self.alarm_low,
-        }[priority]
+        return str(getattr(self, f"alarm_{priority.value}"))
 
     def on_alarm_color(self, priority: Priority) -> str:
         """The text colour that reads on :meth:`alarm_color`."""
-        return {
-            Priority.HIGH: self.on_alarm_high,
-            Priority.MEDIUM: self.on_alarm_medium,
-            Priority.LOW: self.on_alarm_low,
-        }[priority]
+        return str(getattr(self, f"on_alarm_{priority.value}"))
 
 
 _DAY = ThemeColors(
