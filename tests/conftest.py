@@ -35,6 +35,20 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> 
     monkeypatch.setenv("VITALSTATION_HOME", str(tmp_path_factory.mktemp("default-home")))
 
 
+@pytest.fixture(autouse=True)
+def _memory_keyring():
+    """No test touches the developer's OS keyring: each test gets an empty in-memory one."""
+    import keyring
+
+    from tests.factories import memory_keyring
+
+    previous = keyring.get_keyring()
+    backend = memory_keyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
 def _pg_admin():
     import sqlalchemy
 

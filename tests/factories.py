@@ -65,3 +65,54 @@ class GatedWriter:
 
     def __getattr__(self, name):
         return getattr(self._store.writer, name)
+
+
+class MemoryKeyring:
+    """An in-memory OS keyring for tests (keyring's backend protocol), so that no test reads or
+    writes the developer's real keyring. Made a real ``KeyringBackend`` by :func:`memory_keyring`.
+    """
+
+    def __init__(self) -> None:
+        self.passwords: dict[tuple[str, str], str] = {}
+
+    def __str__(self) -> str:
+        return "tests.factories.MemoryKeyring (in memory)"
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.passwords.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.passwords[service, username] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        from keyring.errors import PasswordDeleteError
+
+        if self.passwords.pop((service, username), None) is None:
+            raise PasswordDeleteError(f"no secret {username} in {service}")
+
+
+class _InstancePriority:
+    """1 on an instance; on the class it raises, so keyring never picks it for other code."""
+
+    def __get__(self, instance: object, owner: type) -> float:
+        if instance is None:
+            raise RuntimeError("a test keyring, never chosen automatically")
+        return 1.0
+
+
+_memory_backend_class: list[type] = []
+
+
+def memory_keyring():
+    """A fresh in-memory keyring backend (a ``keyring.backend.KeyringBackend``)."""
+    if not _memory_backend_class:
+        import keyring.backend  # here: only the tests that use a keyring pay for the import
+
+        _memory_backend_class.append(
+            type(
+                "MemoryKeyringBackend",
+                (MemoryKeyring, keyring.backend.KeyringBackend),
+                {"priority": _InstancePriority()},
+            )
+        )
+    return _memory_backend_class[0]()

@@ -80,6 +80,7 @@ DESIGN_DEFAULTS: dict[str, dict[str, object]] = {
         "endpoint_url": "",
     },
     "alarms": {"profile": "adult-ward"},
+    "secrets": {"source": "keyring"},
 }
 
 # Copied from DESIGN.md, "Configuration file (a contract too)".
@@ -233,6 +234,7 @@ OVERRIDES = [
         "https://dynamodb.local:8000",
     ),
     Override("alarms", "profile", '"inhealth"', "inhealth", "inhealth"),
+    Override("secrets", "source", '"environment"', "environment", "environment"),
 ]
 
 

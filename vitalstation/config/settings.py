@@ -47,6 +47,7 @@ __all__ = [
     "KinesisSettings",
     "MqttSettings",
     "RestSettings",
+    "SecretsSettings",
     "Settings",
     "StationSettings",
     "StoreSettings",
@@ -168,6 +169,17 @@ class AlarmsSettings:
     profile: str = "adult-ward"
 
 
+SECRET_SOURCES = ("keyring", "environment")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsSettings:
+    """Where secrets come from: the OS keyring, or (headless servers, by explicit choice) the
+    environment. Never a file: see ``vitalstation.config.secrets``."""
+
+    source: str = "keyring"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration: one attribute per TOML section, plus the data home.
@@ -188,6 +200,7 @@ class Settings:
     filedrop: FiledropSettings = field(default_factory=FiledropSettings)
     dynamodb: DynamoDBSettings = field(default_factory=DynamoDBSettings)
     alarms: AlarmsSettings = field(default_factory=AlarmsSettings)
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
     # (section, key) -> "file:line" or "env NAME"; not part of equality, absent = default.
     _origins: Mapping[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -492,6 +505,15 @@ def _alarm_profile(value: str) -> str | None:
     return "{value} is not an alarm profile; use one of " + ", ".join(ALARM_PROFILES)
 
 
+def _secret_source(value: str) -> str | None:
+    if value in SECRET_SOURCES:
+        return None
+    return (
+        '{value} is not a secret source: "keyring" (the OS keyring) or "environment" '
+        "(VITALSTATION_SECRET_<NAME> variables, for servers without a keyring)"
+    )
+
+
 def _topic_filters(value: tuple[str, ...]) -> str | None:
     """MQTT topic filter rules, checked here so a typo is reported at start, not at subscribe."""
     if not value:
@@ -609,6 +631,7 @@ _KEY_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("dynamodb", "region"): _not_blank,
     ("dynamodb", "endpoint_url"): _endpoint_url,
     ("alarms", "profile"): _alarm_profile,
+    ("secrets", "source"): _secret_source,
 }
 
 
@@ -1022,6 +1045,7 @@ _SECTION_COMMENTS: dict[str, str] = {
     "filedrop": "The file-drop input: *.json files put in the inbox.",
     "dynamodb": "The anomaly sink: abnormal readings copied to a DynamoDB table.",
     "alarms": "Alarm limits.",
+    "secrets": "Passwords and keys: in the OS keyring (set them in Settings), never in this file.",
 }
 
 _COMMENTS: dict[tuple[str, str], str] = {
@@ -1047,7 +1071,7 @@ _COMMENTS: dict[tuple[str, str], str] = {
     ("mqtt", "protocol"): '"3.1.1" or "5" (the embedded broker speaks 3.1.1 only)',
     ("mqtt", "client_id"): "empty: vitalstation-<station>-<data home hash>, same at every start",
     ("mqtt", "keepalive"): "seconds; a dead connection is noticed after 1.5 times this",
-    ("mqtt", "username"): "its password: env VITALSTATION_MQTT_PASSWORD, never this file",
+    ("mqtt", "username"): "its password: secret mqtt.password (keyring), never this file",
     ("mqtt", "timestamp_zone"): "IANA zone of device clocks that send times without offset",
     ("mqtt", "device_id_from_topic"): "true: the device id is the topic's last level",
     ("mqtt", "max_payload_bytes"): "larger messages go to the dead letters",
@@ -1070,6 +1094,7 @@ _COMMENTS: dict[tuple[str, str], str] = {
     ("dynamodb", "region"): "AWS region",
     ("dynamodb", "endpoint_url"): "for local stacks; empty: AWS itself",
     ("alarms", "profile"): "or " + ", ".join(ALARM_PROFILES[1:]),
+    ("secrets", "source"): '"environment": no keyring; VITALSTATION_SECRET_<NAME> variables',
 }
 
 _COMMENT_COLUMN = 37
