@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
              "or the platform's user data directory",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--self-test", action="store_true",
+        help="check this installation end to end (inputs, store, alarm, window) on a temporary "
+             "data home, or in an empty --home DIR, and exit: 0 when every step passed",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -232,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vitalstation`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.self_test:
+        if args.command is not None:
+            parser.error("--self-test runs alone, without a command")
+        return _self_test(args)
     if args.command is None:
         print(
             "vitalstation: the station window is not in this version yet; "
@@ -251,6 +260,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _self_test(args: argparse.Namespace) -> int:
+    """``--self-test``: the app layer's steps, with the Qt window step handed down to it."""
+    from pathlib import Path
+
+    from vitalstation.app.selftest import run_self_test
+
+    if args.verbose:
+        from vitalstation.app.logging_setup import configure_logging
+
+        configure_logging(None, verbose=True)
+
+    def render(runtime: Any, png: Path) -> str:
+        # Imported in the step, so that a bundle without Qt fails that step, by name.
+        from vitalstation.ui.selftest_render import render_station_window
+
+        return render_station_window(runtime, png)
+
+    home = Path(args.home) if args.home else None
+    return run_self_test(sys.stdout, home=home, render=render)
 
 
 def _run(args: argparse.Namespace) -> int:
