@@ -755,6 +755,48 @@ def test_a_reading_the_station_refuses_is_dead_lettered_and_passed(
     assert (input_.health().received, input_.health().rejected) == (2, 1)
 
 
+def test_a_dead_letter_the_database_refused_holds_the_checkpoint_until_it_is_stored(
+    endpoint, sqlite_store, started
+) -> None:
+    class DeadLettersDown:
+        def __init__(self) -> None:
+            self.failures = 2
+            self.calls = 0
+
+        def write_dead_letter(self, *args):
+            self.calls += 1
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("database is locked")
+            return sqlite_store.writer.write_dead_letter(*args)
+
+        def __getattr__(self, name):
+            return getattr(sqlite_store.writer, name)
+
+    writer = DeadLettersDown()
+    pipeline = Pipeline(writer, retry_delays_s=())
+    pipeline.start()
+    try:
+        stream = Stream(endpoint, 1)
+        placed = stream.put([bedside(0), b"{not json", bedside(1)])
+        checkpoints = RecordingCheckpoints(sqlite_store)
+        input_ = started(KinesisInput(settings_for(stream, endpoint), pipeline, checkpoints))
+        wait_for(lambda: checkpoints.load(stream.name) == {placed[-1][0]: placed[-1][1]},
+                 "the checkpoint at the end")
+        with sqlite_store.engine.connect() as connection:
+            letters = connection.execute(select(dead_letters.c.source_ref)).scalars().all()
+        shard, bad = placed[1]
+        assert letters == [f"{stream.name}/{shard}/{bad}"]  # stored, and once
+        assert writer.calls == 3
+        # No checkpoint passed the bad record while its dead letter was not committed.
+        assert checkpoints.saves == [placed[-1]]
+        assert input_.counters.snapshot()["failed_batches"] == 2
+        assert count(sqlite_store) == 2
+        input_.stop(5)
+    finally:
+        pipeline.stop()
+
+
 def test_a_failed_store_is_not_checkpointed_and_the_batch_is_read_again(
     endpoint, sqlite_store, started
 ) -> None:

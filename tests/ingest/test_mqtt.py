@@ -438,6 +438,54 @@ def test_a_failed_store_is_retried_and_acknowledged_only_once_stored(
         pipeline.stop()
 
 
+class DeadLettersDown:
+    """Fails the first ``failures`` dead-letter writes, as a database that is down would."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+        self.calls = 0
+
+    def write_dead_letter(self, *args):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("database is down")
+        return self._store.writer.write_dead_letter(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._store.writer, name)
+
+
+def test_a_dead_letter_the_database_refused_is_kept_and_acknowledged_only_once_stored(
+    broker, sqlite_store, inputs, clients
+) -> None:
+    writer = DeadLettersDown(sqlite_store, failures=4)
+    pipeline = Pipeline(writer, retry_delays_s=())
+    pipeline.start()
+    try:
+        input_ = start_input(inputs, pipeline, broker.port)
+        device = publisher(clients, broker.port)
+        device.publish(TOPIC, b"hello, not json")
+        batch = {"device_id": "IH-2", "readings": [
+            {"timestamp": "2025-11-08T10:00:00Z", "heart_rate": 70},
+            {"timestamp": "2025-11-08T10:01:00Z", "heart_rate": "70"},
+        ]}
+        device.publish("healthcare/monitors/IH-2", json.dumps(batch))
+        wait_until(lambda: len(dead(sqlite_store)) == 2, 10,
+                   lambda: f"both dead letters, at last: {dead(sqlite_store)}")
+        assert writer.calls > 4
+        assert len(records(sqlite_store, "IH-2")) == 1
+        wait_until(lambda: "waiting" not in input_.health().detail)
+        assert input_.health().received == 2  # retried from memory, not redelivered
+        inputs.pop().stop(2)
+        again = delivered_marker(inputs, pipeline, sqlite_store, clients, broker.port,
+                                 "station-under-test")
+        assert again.health().received == 1  # both PUBACKs went out once the letters were in
+    finally:
+        pipeline.stop()
+    assert len(dead(sqlite_store)) == 2  # never stored twice
+
+
 def test_a_full_pipeline_holds_the_network_thread_then_keeps_the_message(
     broker, sqlite_store, inputs, clients, monkeypatch
 ) -> None:
@@ -655,6 +703,7 @@ def test_options_come_from_settings_and_secrets_from_the_environment(tmp_path) -
         '[station]\nname = "Ward 5 North"\n'
         '[mqtt]\nurl = "mqtts://iot.example:8883"\nusername = "station"\n'
         'tls_ca = "certs/ca.pem"\ntls_cert = "certs/c.pem"\ntls_key = "/etc/k.pem"\n'
+        '[secrets]\nsource = "environment"\n'
     )
     settings = load_settings(tmp_path, {})
     options = MqttOptions.from_settings(

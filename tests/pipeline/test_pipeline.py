@@ -145,6 +145,45 @@ def test_dead_letters_go_through_the_single_writer(pipeline, store) -> None:
     assert pipeline.stats().dead_letters == 1
 
 
+def test_a_dead_letter_reports_whether_it_was_committed_before_later_submissions(
+    store: Store,
+) -> None:
+    class DownForDeadLetters:
+        """Readings go in; dead letters fail while ``down`` (a database that is down)."""
+
+        def __init__(self) -> None:
+            self.down = True
+            self.attempts = 0
+
+        def write_dead_letter(self, *args):
+            self.attempts += 1
+            if self.down:
+                raise OSError("database is down")
+            return store.writer.write_dead_letter(*args)
+
+        def __getattr__(self, name):
+            return getattr(store.writer, name)
+
+    writer = DownForDeadLetters()
+    pipeline = Pipeline(writer, clock=FakeClock(NOW), retry_delays_s=(0, 0))
+    pipeline.start()
+    outcomes: list[tuple[str, object]] = []
+    try:
+        pipeline.dead_letter("mqtt", "t", "not JSON", "{{{",
+                             on_done=lambda ok: outcomes.append(("dead letter", ok)))
+        pipeline.submit([], on_done=lambda results: outcomes.append(("ack", results))).wait(5)
+        assert outcomes == [("dead letter", False), ("ack", [])]
+        assert writer.attempts == 3  # retried like readings before giving up
+        writer.down = False
+        pipeline.dead_letter("mqtt", "t", "not JSON", "{{{",
+                             on_done=lambda ok: outcomes.append(("dead letter", ok)))
+        pipeline.process([])
+        assert outcomes[2] == ("dead letter", True)
+    finally:
+        pipeline.stop()
+    assert pipeline.stats().dead_letters == 1
+
+
 def test_lag_and_batch_counters_are_reported(pipeline) -> None:
     pipeline.process([make_reading(at=i) for i in range(10)])
     stats = pipeline.stats()

@@ -325,6 +325,9 @@ class ShardReader:
         self._rejected = 0
         # Dead letters already written for the batch being retried (so a retry adds none).
         self._dead_lettered: set[tuple[str, str]] = set()
+        # Dead letters the writer gave up on (database down), appended on the pipeline thread
+        # before the batch's submission is resolved: the batch is then read again.
+        self._unstored_dead_letters: list[tuple[str, str]] = []
         self._thread = threading.Thread(
             target=self._run, name=f"vitalstation-kinesis-{shard_id}", daemon=True
         )
@@ -541,6 +544,8 @@ class ShardReader:
             results = self._store(readings)
             if results is None:
                 return _Delivery.STOPPED
+            if self._dead_letters_lost():
+                return _Delivery.FAILED
             if any(result.outcome is Outcome.FAILED for result in results):
                 self._counters.add(failed_batches=1)
                 reason = next(
@@ -566,8 +571,14 @@ class ShardReader:
             # they are written before the checkpoint passes the records.
             if rejected and self._store([]) is None:
                 return _Delivery.STOPPED
+            if self._dead_letters_lost():
+                return _Delivery.FAILED
         except PipelineStopped:
             return _Delivery.STOPPED
+        except PipelineBusy as exc:  # too many dead letters waiting: read the batch again
+            _LOGGER.warning("kinesis %s/%s: %s; will read the batch again",
+                            self.stream, self.shard_id, exc)
+            return _Delivery.FAILED
         self._dead_lettered.clear()
         self._received += len(records)
         self._rejected += len(refused)
@@ -578,9 +589,31 @@ class ShardReader:
     def _dead_letter(self, ref: str, reason: str, excerpt: str) -> None:
         if (ref, reason) in self._dead_lettered:
             return
-        self._pipeline.dead_letter(INPUT_NAME, ref, reason, excerpt)
+
+        def on_done(committed: bool) -> None:  # on the pipeline thread
+            if not committed:
+                self._unstored_dead_letters.append((ref, reason))
+
+        self._pipeline.dead_letter(INPUT_NAME, ref, reason, excerpt, on_done=on_done)
         self._dead_lettered.add((ref, reason))
         self._counters.add(dead_letters=1)
+
+    def _dead_letters_lost(self) -> bool:
+        """True when a dead letter of the batch was not committed: it must not be passed.
+
+        Called after a submission queued behind the dead letters is resolved, so each of their
+        outcomes is known by then.
+        """
+        if not self._unstored_dead_letters:
+            return False
+        lost, self._unstored_dead_letters = self._unstored_dead_letters, []
+        self._dead_lettered.difference_update(lost)
+        self._counters.add(dead_letters=-len(lost), failed_batches=1)
+        _LOGGER.warning(
+            "kinesis %s/%s: %d dead letters not stored (database unavailable); will read the "
+            "batch again", self.stream, self.shard_id, len(lost),
+        )
+        return True
 
     def _store(self, readings: list[Reading]) -> list[ReadingResult] | None:
         """Submit and wait for the results; None when stopping before they came."""

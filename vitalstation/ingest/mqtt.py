@@ -47,10 +47,13 @@ Connections
       mutual TLS), or ``embedded``: the loopback broker of ``ingest/broker.py``, on whatever port
       it actually got. The embedded broker speaks MQTT 3.1.1 only: with ``protocol = "5"`` the
       input connects with 3.1.1 and says so in its health.
-    * Secrets never come from the TOML file. Until the OS keyring (issue 8), the broker password
-      is read from the environment variable ``VITALSTATION_MQTT_PASSWORD`` (with
-      ``mqtt.username``) and the client key's passphrase from
-      ``VITALSTATION_MQTT_KEY_PASSPHRASE``.
+    * Secrets never come from the TOML file: the broker password (read only when
+      ``mqtt.username`` is set) is the secret ``mqtt.password``, the client key's passphrase
+      (only with ``tls_key``) ``mqtt.key_passphrase``, both read through
+      ``config.secrets.SecretStore``: the OS keyring, or ``VITALSTATION_SECRET_MQTT_PASSWORD`` /
+      ``VITALSTATION_SECRET_MQTT_KEY_PASSPHRASE`` where the admin chose
+      ``[secrets] source = "environment"``. Without either, the input does not start and says
+      why.
     * Lost connections are retried by paho with a back-off from ``RECONNECT_MIN_DELAY_S`` doubling
       to ``RECONNECT_MAX_DELAY_S``. On every CONNACK the input subscribes again from its own
       table of topic filters (Home Assistant's rule: never trust the broker's session to hold
@@ -78,13 +81,16 @@ Station status
 Payload problems
     Malformed JSON, a payload larger than ``mqtt.max_payload_bytes``, an unknown format or an
     invalid reading go to the dead letters (``Pipeline.dead_letter``: the topic as source, the
-    reason, an excerpt) and are acknowledged; the input carries on. The acknowledgement of such
-    a payload goes through the pipeline as an empty submission, so it follows the dead letter's
-    write. In a batch, the valid readings are stored and the invalid ones dead-lettered; a
-    reading the pipeline itself rejects (e.g. a retired device) is dead-lettered and the message
-    acknowledged. A timestamp without offset is read
-    in ``mqtt.timestamp_zone``; with ``mqtt.device_id_from_topic`` the device id is the topic's
-    last level (the reference publisher sends the same ``deviceid`` from every bed).
+    reason, an excerpt) and are acknowledged once the dead letter is committed; the input
+    carries on. The acknowledgement of such a payload goes through the pipeline as an empty
+    submission, so it follows the dead letter's write; a dead letter the database could not
+    take (down past the pipeline's retries) leaves the message unacknowledged and held for
+    another try, as readings that failed are. In a batch, the valid readings are stored and the
+    invalid ones dead-lettered; a reading the pipeline itself rejects (e.g. a retired device) is
+    dead-lettered and the message acknowledged after that dead letter. A timestamp without
+    offset is read in ``mqtt.timestamp_zone``; with ``mqtt.device_id_from_topic`` the device id
+    is the topic's last level (the reference publisher sends the same ``deviceid`` from every
+    bed).
 
 Threads: paho's network thread (callbacks, parsing, submit), the pipeline thread (``on_done``:
 PUBACKs, dead letters of rejected readings) and ``vitalstation-mqtt-retry`` (resubmissions).
@@ -94,7 +100,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import socket
 import ssl
@@ -115,6 +120,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from vitalstation.config.secrets import (
+    MQTT_KEY_PASSPHRASE,
+    MQTT_PASSWORD,
+    SecretStore,
+    env_variable,
+)
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.errors import PayloadError, summarize
@@ -141,8 +152,9 @@ _LOGGER = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 INPUT_NAME = "mqtt"
-PASSWORD_ENV = "VITALSTATION_MQTT_PASSWORD"
-KEY_PASSPHRASE_ENV = "VITALSTATION_MQTT_KEY_PASSPHRASE"
+# Where the secrets come from on a server without a keyring ([secrets] source = "environment").
+PASSWORD_ENV = env_variable(MQTT_PASSWORD)
+KEY_PASSPHRASE_ENV = env_variable(MQTT_KEY_PASSPHRASE)
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 
@@ -211,7 +223,7 @@ class BrokerAddress(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MqttOptions:
-    """Everything the input needs, resolved from settings and the environment."""
+    """Everything the input needs, resolved from settings and the station's secrets."""
 
     url: str = EMBEDDED
     topics: tuple[str, ...] = ("healthcare/monitors/#",)
@@ -232,12 +244,20 @@ class MqttOptions:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, environ: Mapping[str, str] | None = None
+        cls,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        secrets: SecretStore | None = None,
     ) -> MqttOptions:
-        """The ``[mqtt]`` section, relative TLS paths resolved in the data home, secrets from
-        ``VITALSTATION_MQTT_PASSWORD`` / ``VITALSTATION_MQTT_KEY_PASSPHRASE``."""
-        environ = os.environ if environ is None else environ
+        """The ``[mqtt]`` section, relative TLS paths resolved in the data home, the password
+        and key passphrase from the station's secrets (``SecretStore.for_settings``).
+
+        Raises ``SecretStoreError`` saying why when a needed secret cannot be read (no keyring).
+        """
         mqtt = settings.mqtt
+        secrets = secrets or SecretStore.for_settings(settings, environ)
+        password = secrets.get(MQTT_PASSWORD) if mqtt.username else None
+        key_passphrase = secrets.get(MQTT_KEY_PASSPHRASE) if mqtt.tls_key else None
 
         def path(value: str) -> Path | None:
             return settings.path(value) if value else None
@@ -250,11 +270,11 @@ class MqttOptions:
             client_id=mqtt.client_id or default_client_id(settings.station.name, settings.home),
             keepalive=mqtt.keepalive,
             username=mqtt.username,
-            password=environ.get(PASSWORD_ENV) or None,
+            password=password,
             tls_ca=path(mqtt.tls_ca),
             tls_cert=path(mqtt.tls_cert),
             tls_key=path(mqtt.tls_key),
-            key_passphrase=environ.get(KEY_PASSPHRASE_ENV) or None,
+            key_passphrase=key_passphrase,
             timestamp_zone=mqtt.timestamp_zone,
             device_id_from_topic=mqtt.device_id_from_topic,
             max_payload_bytes=mqtt.max_payload_bytes,
@@ -274,6 +294,10 @@ class _Delivery:
     payload: bytes  # for a dead letter's excerpt, made only when one is needed
     attempts: int = 0
     due: float = 0.0
+    # Reasons to keep in the dead letters before the message may be acknowledged.
+    dead_letters: list[str] = field(default_factory=list)
+    # A dead letter of this message could not be written (database down): hold, retry later.
+    dead_letter_failed: bool = False
 
 
 class _Client(paho.Client):
@@ -388,9 +412,10 @@ class MqttInput:
         embedded: BrokerAddress | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Clock = utc_now,
+        secrets: SecretStore | None = None,
     ) -> MqttInput:
         """The input as ``[mqtt]`` describes it."""
-        options = MqttOptions.from_settings(settings, environ)
+        options = MqttOptions.from_settings(settings, environ, secrets)
         return cls(options, pipeline, embedded=embedded, clock=clock)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -531,7 +556,8 @@ class MqttInput:
         if parts.username or parts.password:
             raise ValueError(
                 "mqtt.url must not carry a user name or password: set mqtt.username, and the "
-                f"password in the environment variable {PASSWORD_ENV}"
+                f"password as the secret {MQTT_PASSWORD} in Settings (the OS keyring; "
+                f"{PASSWORD_ENV} on a server without one)"
             )
         use_tls = scheme == "mqtts"
         if not use_tls and (options.tls_ca or options.tls_cert or options.tls_key):
@@ -576,7 +602,8 @@ class MqttInput:
             raise ValueError(f"MQTT TLS file not found: {exc.filename}") from None
         except ssl.SSLError as exc:
             hint = (
-                f" (a passphrase-protected key needs {KEY_PASSPHRASE_ENV})"
+                f" (a passphrase-protected key needs the secret {MQTT_KEY_PASSPHRASE}, or "
+                f"{KEY_PASSPHRASE_ENV} on a server without a keyring)"
                 if options.tls_key and not options.key_passphrase else ""
             )
             raise ValueError(f"cannot load the MQTT TLS files: {exc}{hint}") from None
@@ -635,7 +662,8 @@ class MqttInput:
         if code in _CREDENTIALS_REFUSED:
             why = f"broker refused our credentials ({_CREDENTIALS_REFUSED[code]})"
             hint = (
-                f"check mqtt.username and {PASSWORD_ENV}, or the client certificate"
+                f"check mqtt.username and the secret {MQTT_PASSWORD} ({PASSWORD_ENV} without "
+                "a keyring), or the client certificate"
                 if code in (0x86, 0x87) else "check the broker's settings for this station"
             )
         elif code in _SETTINGS_REFUSED:
@@ -785,42 +813,32 @@ class MqttInput:
             if not parsed.readings:
                 self._dead_letter_and_ack(delivery, reason, counted=True)
                 return
-            self._dead_letter(delivery, reason)
+            delivery.dead_letters.append(reason)
         delivery.readings = [reading for _, reading in parsed.readings]
         self._submit(delivery, BUSY_BLOCK_S)
 
     # -- to the pipeline and back ----------------------------------------------------------
 
-    def _dead_letter(self, delivery: _Delivery, reason: str) -> bool:
-        try:
-            self._pipeline.dead_letter(
-                INPUT_NAME, delivery.topic, reason, _excerpt(delivery.payload)
-            )
-        except PipelineStopped:
-            return False
-        except PipelineBusy as exc:
-            # Not acknowledged: the broker keeps the message and redelivers it later.
-            _LOGGER.warning("MQTT message on %s not dead-lettered yet: %s", delivery.topic, exc)
-            return False
-        return True
-
     def _dead_letter_and_ack(self, delivery: _Delivery, reason: str, counted: bool = False) -> None:
-        """Keep the payload in the dead letters; acknowledge once the writer has it.
+        """Keep the payload in the dead letters; acknowledge once the writer has committed it.
 
         The acknowledgement goes through the pipeline as an empty submission, so that it
-        follows the dead letter's write and keeps the order of acknowledgements.
+        follows the dead letter's write (whose outcome is known by then) and keeps the order of
+        acknowledgements.
         """
         if not counted:
             self._rejected_here += 1
         _LOGGER.debug("MQTT message on %s dead-lettered: %s", delivery.topic, reason)
-        if self._dead_letter(delivery, reason):
-            delivery.readings = ()
-            self._submit(delivery, BUSY_BLOCK_S)
+        delivery.readings = ()
+        delivery.dead_letters.append(reason)
+        self._submit(delivery, BUSY_BLOCK_S)
 
     def _submit(self, delivery: _Delivery, block_s: float) -> None:
+        """Queue the message's dead letters, then its readings (possibly none: the ack)."""
         with self._outstanding_lock:
             self._outstanding += 1
         try:
+            self._queue_dead_letters(delivery)
             self._pipeline.submit(
                 delivery.readings,
                 on_done=lambda results: self._on_stored(delivery, results),
@@ -832,6 +850,29 @@ class MqttInput:
         except PipelineStopped:
             # The station is stopping: not acknowledged, so a persistent broker keeps it.
             self._resolved()
+
+    def _queue_dead_letters(self, delivery: _Delivery) -> None:
+        """Hand the message's pending dead letters to the writer; put back what it refuses."""
+        reasons, delivery.dead_letters = delivery.dead_letters, []
+        excerpt = _excerpt(delivery.payload) if reasons else ""
+        for index, reason in enumerate(reasons):
+            try:
+                self._pipeline.dead_letter(
+                    INPUT_NAME, delivery.topic, reason, excerpt,
+                    on_done=lambda committed, reason=reason: self._dead_lettered(
+                        delivery, reason, committed
+                    ),
+                )
+            except (PipelineBusy, PipelineStopped):
+                delivery.dead_letters[:0] = reasons[index:]
+                raise
+
+    @staticmethod
+    def _dead_lettered(delivery: _Delivery, reason: str, committed: bool) -> None:
+        """On the pipeline thread, before the message's submission is resolved."""
+        if not committed:
+            delivery.dead_letters.append(reason)
+            delivery.dead_letter_failed = True
 
     def _resolved(self) -> None:
         with self._outstanding_lock:
@@ -850,12 +891,18 @@ class MqttInput:
             reason = next(iter(failed.errors.values()), "the database did not commit")
             self._hold(delivery, reason)
             return
+        delivery.readings = ()  # durable or refused: not submitted again
         for index, result in enumerate(results):
             if result.outcome is Outcome.REJECTED:
                 self._rejected_stored += 1
                 where = f"reading {index}: " if len(results) > 1 else ""
-                self._dead_letter(delivery, where + summarize(result.errors))
-        self._ack(delivery)
+                delivery.dead_letters.append(where + summarize(result.errors))
+        if delivery.dead_letter_failed:
+            self._hold(delivery, "a dead letter could not be stored (database unavailable)")
+        elif delivery.dead_letters:
+            self._submit(delivery, 0.0)  # the dead letters first; the ack follows them
+        else:
+            self._ack(delivery)
 
     def _ack(self, delivery: _Delivery) -> None:
         """PUBACK, if the message's connection is still the current one."""
@@ -874,6 +921,7 @@ class MqttInput:
                 return
             delay = RETRY_DELAYS_S[min(delivery.attempts, len(RETRY_DELAYS_S) - 1)]
             delivery.attempts += 1
+            delivery.dead_letter_failed = False
             delivery.due = time.monotonic() + delay
             if not self._held:
                 _LOGGER.warning("MQTT: readings not stored (%s); retrying in %.0f s", reason, delay)

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.payloads import DEFAULT_MAX_FUTURE_SKEW, validate_reading
@@ -59,6 +60,24 @@ those counts to the readings' ``ReadingResult.alarms_raised`` before answering t
 
 ResultCallback = Callable[[list[ReadingResult]], None]
 """Called on the pipeline thread with a submission's results, after commit and subscribers."""
+
+DeadLetterCallback = Callable[[bool], None]
+"""Called on the pipeline thread once a dead letter is committed (True) or given up (False).
+
+An input acknowledges a payload it dead-letters only after True: a dead letter lost while the
+database is down would otherwise be a payload acknowledged and kept nowhere.
+"""
+
+
+_T = TypeVar("_T")
+
+
+class _GaveUp(Exception):
+    """The store failed after every retry; ``cause`` is the last failure."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class PipelineBusy(Exception):
@@ -125,6 +144,8 @@ class _DeadLetter:
     reason: str
     excerpt: str
     at: datetime
+    on_done: DeadLetterCallback | None = None
+    resolved: bool = False
 
 
 @dataclass(slots=True)
@@ -280,10 +301,19 @@ class Pipeline:
         return self.submit(readings, timeout=timeout).wait(timeout)
 
     def dead_letter(
-        self, input: str, source_ref: str | None, reason: str, excerpt: str = ""
+        self,
+        input: str,
+        source_ref: str | None,
+        reason: str,
+        excerpt: str = "",
+        *,
+        on_done: DeadLetterCallback | None = None,
     ) -> None:
         """Keep a payload that could not become readings (stored by the writer, in order).
 
+        The write is retried like a batch of readings; ``on_done(committed)`` then tells the
+        input whether it may acknowledge the payload. A submission made after this call is
+        resolved only after the dead letter's ``on_done`` (the writer keeps the order).
         Raises :class:`PipelineBusy` when ``SIDE_CAPACITY_ITEMS`` are already waiting: the
         input then withholds its acknowledgement, as for readings.
         """
@@ -297,7 +327,9 @@ class Pipeline:
                     f"the station's queue is full ({self._side_queued} dead letters and "
                     "activity batches waiting)"
                 )
-            self._queue.append(_DeadLetter(input, source_ref, reason, excerpt, self._clock()))
+            self._queue.append(
+                _DeadLetter(input, source_ref, reason, excerpt, self._clock(), on_done)
+            )
             self._side_queued += 1
             self._cond.notify_all()
 
@@ -443,19 +475,26 @@ class Pipeline:
         self, readings: list[Reading], now: datetime
     ) -> tuple[list[ReadingResult], bool]:
         """The store's results, and whether an attempt failed before them."""
+        try:
+            return self._retrying(
+                lambda: self._store.write_readings(readings, now), f"{len(readings)} readings"
+            )
+        except _GaveUp as gave_up:
+            reason = f"the database did not commit: {gave_up.cause}"
+            failed = ReadingResult(Outcome.FAILED, errors={"store": reason})
+            return [failed] * len(readings), True
+
+    def _retrying(self, write: Callable[[], _T], what: str) -> tuple[_T, bool]:
+        """``write()`` retried after ``retry_delays_s``; raises ``_GaveUp`` after the last."""
         attempt = 0
         while True:
             try:
-                return self._store.write_readings(readings, now), attempt > 0
+                return write(), attempt > 0
             except Exception as exc:  # noqa: BLE001 - any store failure is retried, then reported
                 if attempt >= len(self._retry_delays_s):
-                    _LOGGER.error(
-                        "store failed %d times, %d readings not stored: %s",
-                        attempt + 1, len(readings), exc,
-                    )
-                    reason = f"the database did not commit: {exc}"
-                    failed = ReadingResult(Outcome.FAILED, errors={"store": reason})
-                    return [failed] * len(readings), True
+                    _LOGGER.error("store failed %d times, %s not stored: %s",
+                                  attempt + 1, what, exc)
+                    raise _GaveUp(exc) from exc
                 delay = self._retry_delays_s[attempt]
                 _LOGGER.warning("store failed (%s); retrying in %.2f s", exc, delay)
                 time.sleep(delay)
@@ -463,14 +502,27 @@ class Pipeline:
 
     def _write_dead_letter(self, item: _DeadLetter) -> None:
         try:
-            self._store.write_dead_letter(
-                item.input, item.source_ref, item.reason, item.excerpt, item.at
+            self._retrying(
+                lambda: self._store.write_dead_letter(
+                    item.input, item.source_ref, item.reason, item.excerpt, item.at
+                ),
+                f"a dead letter from {item.input} ({item.reason[:200]})",
             )
-        except Exception:  # noqa: BLE001 - logged loudly; the input already answered
-            _LOGGER.exception("could not store a dead letter from %s: %s", item.input, item.reason)
+        except _GaveUp:
+            self._resolve_dead_letter(item, False)  # the input keeps the payload unacknowledged
             return
         with self._stats_lock:
             self._counters.add("dead_letters")
+        self._resolve_dead_letter(item, True)
+
+    @staticmethod
+    def _resolve_dead_letter(item: _DeadLetter, committed: bool) -> None:
+        item.resolved = True
+        if item.on_done is not None:
+            try:
+                item.on_done(committed)
+            except Exception:  # noqa: BLE001 - the input's callback must not stop the pipeline
+                _LOGGER.exception("dead-letter callback failed")
 
     def _write_activity(self, item: _Activity) -> None:
         try:
@@ -506,6 +558,8 @@ class Pipeline:
 
     def _fail_unresolved(self, items: list[_Item], reason: str) -> None:
         for item in items:
+            if isinstance(item, _DeadLetter) and not item.resolved:
+                self._resolve_dead_letter(item, False)
             if isinstance(item, _Submission) and not item.ticket.done():
                 failed = [ReadingResult(Outcome.FAILED, errors={"pipeline": reason})]
                 self._resolve(item, failed * len(item.readings))
