@@ -188,10 +188,10 @@ def test_a_failed_write_is_kept_and_stored_later(store) -> None:
     broken = {"on": True}
 
     class Flaky(AlarmStore):
-        def write(self, transitions, known_ids):
+        def write(self, transitions, known_ids, messages=()):
             if broken["on"]:
                 raise OSError("database down")
-            return super().write(transitions, known_ids)
+            return super().write(transitions, known_ids, messages)
 
     service = AlarmService(ward.engine, Flaky(store.engine))
     heard: list[str] = []

@@ -92,6 +92,7 @@ from vitalstation.domain.readings import DataSource, Measurement, Reading
 from vitalstation.domain.vitals import CANONICAL_UNIT, VitalKind
 
 _ZERO = timedelta(0)
+MAX_COMMENT_CHARS = 2000
 
 AlarmRef = str | int
 """An alarm as operators name it: its key (str) or its database id (int)."""
@@ -406,6 +407,11 @@ class AlarmEngine:
             for kind in AlarmKind
         }
 
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (the time stamped on every transition)."""
+        return self._clock
+
     # == readings ===========================================================================
 
     def process(self, readings: Iterable[AttributedReading]) -> list[AlarmTransition]:
@@ -550,6 +556,65 @@ class AlarmEngine:
         events = escalator.escalate(record.key, wanted, actor=actor, origin=origin, now=now)
         return self._wrap(events, record.snapshot())
 
+    def comment(self, alarm: AlarmRef, text: str, *, actor: str, origin: str
+                ) -> list[AlarmTransition]:
+        """A clinician's note on one alarm (the audit trail keeps it); the state is unchanged."""
+        actor, origin = self._clinician(actor, origin, "comment on")
+        if not isinstance(text, str) or not text.strip():
+            raise AlarmActionError("a comment needs some text")
+        if len(text) > MAX_COMMENT_CHARS:
+            raise AlarmActionError(f"a comment is at most {MAX_COMMENT_CHARS} characters")
+        record = self._find(alarm)
+        return [record.event(
+            TransitionKind.COMMENTED, self._clock(), record.state, {"text": text.strip()},
+            actor=actor, origin=origin,
+        )]
+
+    # == notifications ========================================================================
+
+    def notification_failed(
+        self, alarm: AlarmRef | None, *, channel: str, recipient: str, error: str
+    ) -> list[AlarmTransition]:
+        """The outbox gave up on a notification: a NOTIFICATION_FAILED event on its alarm (if
+        still open) and a MEDIUM technical alarm for the channel, so the nurse sees it."""
+        now = self._clock()
+        details = {"channel": channel, "recipient": recipient, "error": error[:500]}
+        out: list[AlarmTransition] = []
+        record = None
+        if alarm is not None:
+            try:
+                record = self._find(alarm)
+            except UnknownAlarm:
+                record = None
+        if record is not None:
+            out.append(record.event(
+                TransitionKind.NOTIFICATION_FAILED, now, record.state, details
+            ))
+        key = _notify_key(channel)
+        existing = self._open.get(key)
+        if existing is not None:
+            out.append(existing.event(TransitionKind.UPDATED, now, existing.state, details))
+            return out
+        where = "" if record is None else f" ({record.message})"
+        out += self._raise(
+            now, key=key, kind=AlarmKind.TECHNICAL,
+            condition=TechnicalCondition.NOTIFICATION_FAILED.value,
+            priority=Priority.MEDIUM,
+            message=f"Notification by {channel} to {recipient} failed: {error[:200]}{where}",
+            higher_is_worse=None,
+            bed_label=None if record is None else record.bed_label,
+            details=details,
+        )
+        return out
+
+    def notification_delivered(self, channel: str) -> list[AlarmTransition]:
+        """A channel delivered again: its NOTIFICATION_FAILED technical alarm resolves."""
+        record = self._open.get(_notify_key(channel))
+        if record is None:
+            return []
+        now = self._clock()
+        return self._settle(record, record.condition_ended(now, reason="delivered"), now)
+
     # == inputs and devices =================================================================
 
     def report_input(self, name: str, *, up: bool, detail: str = "") -> list[AlarmTransition]:
@@ -612,6 +677,22 @@ class AlarmEngine:
             if track.patient_id == override.patient_id and track.kind is override.kind:
                 out += self._evaluate(track, override.limits, now)
         return out
+
+    def remove_override(
+        self, patient_id: str, kind: VitalKind
+    ) -> tuple[LimitOverride | None, list[AlarmTransition]]:
+        """Go back to the profile's limits for one patient's vital; re-evaluates the latest
+        value. Returns the override removed (None if there was none) and the transitions."""
+        removed = self._overrides.remove(patient_id, kind)
+        if removed is None:
+            return None, []
+        now = self._clock()
+        out: list[AlarmTransition] = []
+        limits = self._limits_for(patient_id, kind)
+        for track in list(self._tracks.values()):
+            if track.patient_id == patient_id and track.kind is kind:
+                out += self._evaluate(track, limits, now)
+        return removed, out
 
     def overrides(self, patient_id: str) -> tuple[LimitOverride, ...]:
         """The overrides in force for a patient."""
@@ -692,6 +773,13 @@ class AlarmEngine:
             and (patient_id is None or r.patient_id == patient_id)
         ]
         return sorted(found, key=lambda a: (-a.priority.rank, a.raised_at, a.key))
+
+    def known_patients(self) -> set[str]:
+        """Every patient the engine holds anything of (alarms, overrides, NEWS2, values)."""
+        found = {r.patient_id for r in self._open.values() if r.patient_id is not None}
+        found |= set(self._overrides.by_patient) | set(self._news2)
+        found |= {t.patient_id for t in self._tracks.values() if t.patient_id is not None}
+        return found
 
     def alarm(self, alarm: AlarmRef) -> Alarm | None:
         """An open alarm by key or database id, or None."""
@@ -1301,6 +1389,10 @@ def _no_data_key(device_id: str, kind: VitalKind) -> str:
 
 def _input_key(name: str) -> str:
     return f"input:{name}|{TechnicalCondition.INPUT_DOWN.value}"
+
+
+def _notify_key(channel: str) -> str:
+    return f"notify:{channel}|{TechnicalCondition.NOTIFICATION_FAILED.value}"
 
 
 def _news2_key(patient_id: str) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 from vitalstation.alarms.model import AlarmActionError, Priority
 from vitalstation.domain.vitals import VitalKind, fahrenheit_to_celsius
@@ -150,6 +151,36 @@ class VitalLimits:
         """The least severe limit on one side: where the normal band ends."""
         candidates = [lim for lim in self.limits if lim.direction is direction]
         return candidates[-1] if candidates else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (a stored override); :meth:`from_dict` reads it back."""
+        return {
+            "kind": self.kind.value,
+            "limits": [
+                {"direction": lim.direction.value, "value": lim.value,
+                 "priority": lim.priority.value, "inclusive": lim.inclusive}
+                for lim in self.limits
+            ],
+            "delay_s": self.delay.total_seconds(),
+            "hysteresis": self.hysteresis,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VitalLimits:
+        """Rebuild limits from :meth:`to_dict` output; ``ValueError`` on a malformed one."""
+        try:
+            limits = tuple(
+                Limit(Direction(item["direction"]), float(item["value"]),
+                      Priority(item["priority"]), bool(item.get("inclusive", False)))
+                for item in data["limits"]
+            )
+            return cls(
+                VitalKind(data["kind"]), limits,
+                delay=timedelta(seconds=float(data.get("delay_s", 0.0))),
+                hysteresis=float(data.get("hysteresis", 0.0)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed limits {dict(data)!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +482,13 @@ class _OverrideBook:
 
     def drop(self, patient_id: str) -> tuple[LimitOverride, ...]:
         return tuple(self.by_patient.pop(patient_id, {}).values())
+
+    def remove(self, patient_id: str, kind: VitalKind) -> LimitOverride | None:
+        per = self.by_patient.get(patient_id)
+        removed = None if per is None else per.pop(kind, None)
+        if per is not None and not per:
+            del self.by_patient[patient_id]
+        return removed
 
     def get(self, patient_id: str | None, kind: VitalKind) -> LimitOverride | None:
         if patient_id is None:

@@ -100,6 +100,8 @@ class TransitionKind(enum.StrEnum):
     PATIENT_ANSWERED = "patient_answered"
     ESCALATED = "escalated"  # roles notified: by the answer's choice, timeout, or by hand
     ESCALATION_ENDED = "escalation_ended"
+    COMMENTED = "commented"  # a clinician's note on the alarm (details: text)
+    NOTIFICATION_FAILED = "notification_failed"  # the outbox gave up on a notification
 
 
 class Role(enum.StrEnum):

@@ -41,6 +41,7 @@ class TechnicalCondition(enum.StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     CLOCK_AHEAD = "clock_ahead"
     INPUT_DOWN = "input_down"
+    NOTIFICATION_FAILED = "notification_failed"  # the outbox gave up on a channel's message
 
 
 DEFAULT_NO_DATA_AFTER: Mapping[VitalKind, timedelta] = MappingProxyType({

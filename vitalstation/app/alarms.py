@@ -3,13 +3,36 @@
 :class:`AlarmService` owns the one :class:`~vitalstation.alarms.AlarmEngine`. Every engine call
 goes through one lock, because three threads reach it: the pipeline thread (each committed
 batch, as a pipeline subscriber), the tick thread (once a second: delays, no data, pause expiry,
-escalation timeouts) and the operators' threads (window, CLI, REST). The transitions of each
-call are stored in one short transaction (:class:`~vitalstation.storage.alarms.AlarmStore`) and
+escalation timeouts, requests from the CLI, discharges) and the operators' threads (window, CLI,
+REST). The transitions of each call are stored in one short transaction
+(:class:`~vitalstation.storage.alarms.AlarmStore`), with the outbox messages they cause, and
 then handed to every listener (``serve``'s log line, the window's signal).
 
 **No alarm is ever dropped.** A transition that could not be stored is logged as an error, kept,
 and stored first on the next batch or tick; listeners get it at once all the same. A listener
 that raises is logged and the others still run.
+
+API for the window, the CLI and the REST receiver (stable; all thread-safe, none blocks
+beyond one short store transaction; ``actor`` is who, ``origin`` is where from: ``cli``,
+``station:<name>`` or ``rest:<device>``; refusals raise ``AlarmActionError`` with a message
+for the operator, ``UnknownAlarm`` for an alarm that is not open):
+
+- actions, each returning the transitions it caused (already stored and published):
+  :meth:`~AlarmService.acknowledge`, :meth:`~AlarmService.pause_audio` (one alarm or all),
+  :meth:`~AlarmService.record_patient_answer`, :meth:`~AlarmService.escalate`,
+  :meth:`~AlarmService.comment`, :meth:`~AlarmService.enter_observation` (NEWS2 manual
+  inputs), :meth:`~AlarmService.sync_discharges` (after a discharge);
+- limits: :meth:`~AlarmService.set_limit_override` / :meth:`~AlarmService.remove_limit_override`
+  (stored and audited, kept across restarts, reverted on discharge by any route);
+- reads (engine state, no I/O): :meth:`~AlarmService.active_alarms`, :meth:`~AlarmService.alarm`,
+  :meth:`~AlarmService.escalation`, :meth:`~AlarmService.audio_pause`,
+  :meth:`~AlarmService.overrides`, :meth:`~AlarmService.limits_for`, :meth:`~AlarmService.news2`;
+- reads (one short query): :meth:`~AlarmService.list_alarms`, :meth:`~AlarmService.events`,
+  :meth:`~AlarmService.notifications` (delivery state of an alarm's notifications),
+  :meth:`~AlarmService.override_history`;
+- :meth:`~AlarmService.add_listener`: every transition, in order, on the thread that caused it
+  (the window re-emits it through a queued signal). A notification the outbox gave up on
+  arrives as a ``notification_failed`` transition and a technical alarm.
 """
 
 from __future__ import annotations
@@ -19,20 +42,36 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 
 from vitalstation.alarms import (
+    Alarm,
+    AlarmActionError,
     AlarmEngine,
     AlarmRef,
     AlarmTransition,
     AttributedReading,
+    AudioPause,
+    ChainState,
+    Consciousness,
+    Limit,
+    LimitOverride,
+    News2Result,
+    PatientAnswer,
+    Role,
+    SpO2Scale,
     TransitionKind,
     UnknownAlarm,
+    VitalLimits,
 )
+from vitalstation.alarms.model import check_actor, check_origin, is_device_origin
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
+from vitalstation.domain.vitals import VitalKind
 from vitalstation.ingest.base import InputHealth, InputState
 from vitalstation.pipeline.types import StoredReading
-from vitalstation.storage.alarms import AlarmRow, AlarmStore
+from vitalstation.storage.alarms import AlarmEventRow, AlarmRow, AlarmStore, OverrideRow
+from vitalstation.storage.outbox import OutboxMessage, OutboxRow, OutboxStore
 from vitalstation.storage.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,6 +83,12 @@ AlarmListener = Callable[[AlarmTransition], None]
 
 InputStates = Callable[[], Iterable[InputHealth]]
 """The inputs' health, polled by the tick (a DOWN input for too long is a technical alarm)."""
+
+NotificationRouter = Callable[[AlarmTransition], list[OutboxMessage]]
+"""The outbox messages one transition causes (recipients resolved); see app/notifications."""
+
+TickHook = Callable[[], None]
+"""Extra work for the tick thread (e.g. applying the CLI's requests), outside the lock."""
 
 
 class AlarmService:
@@ -66,6 +111,10 @@ class AlarmService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._input_states: InputStates | None = None
+        self._router: NotificationRouter | None = None
+        self._tick_hooks: list[TickHook] = []
+        self._outbox = OutboxStore(alarm_store.engine)
+        self._directory_version: int | None = None
         self.raised_total = 0
         self.store_failures = 0
 
@@ -83,15 +132,20 @@ class AlarmService:
     # -- lifecycle -------------------------------------------------------------------------
 
     def resume(self) -> None:
-        """Take up the alarms (and escalation chains) left open in the database."""
+        """Take up the alarms (and escalation chains) left open in the database, and the limit
+        overrides of patients still in their bed; then apply the discharges made meanwhile."""
         snapshot = self._store.load_snapshot()
+        overrides = self._store.overrides_in_force()
         with self._lock:
             self.engine.restore(snapshot)
             for alarm in snapshot.alarms:
                 if alarm.alarm_id is not None:
                     self._ids[alarm.key] = alarm.alarm_id
+            for override in overrides:
+                self.engine.set_override(override)
         if snapshot.alarms:
             _LOGGER.info("resumed %d open alarms from the database", len(snapshot.alarms))
+        self.sync_discharges()
 
     def start(self) -> None:
         """Start the tick thread."""
@@ -127,6 +181,15 @@ class AlarmService:
     def watch_inputs(self, input_states: InputStates) -> None:
         """Poll ``input_states`` on every tick and report each input up or down."""
         self._input_states = input_states
+
+    def route_notifications(self, router: NotificationRouter) -> None:
+        """Enqueue, with each transition, the outbox messages ``router`` makes of it."""
+        with self._lock:
+            self._router = router
+
+    def add_tick_hook(self, hook: TickHook) -> None:
+        """Run ``hook`` on the tick thread after each tick (outside the lock)."""
+        self._tick_hooks.append(hook)
 
     @property
     def unsaved(self) -> int:
@@ -174,11 +237,227 @@ class AlarmService:
             return transitions
 
     def acknowledge(self, alarm: AlarmRef, *, actor: str, origin: str) -> list[AlarmTransition]:
-        """A clinician acknowledges one alarm; stored and published like every transition."""
+        """A clinician acknowledges one alarm (ends its escalation chain; a latched alarm
+        resolves)."""
         with self._lock:
-            transitions = self.engine.acknowledge(alarm, actor=actor, origin=origin)
+            return self._handle(self.engine.acknowledge(alarm, actor=actor, origin=origin))
+
+    def pause_audio(
+        self,
+        alarm: AlarmRef | None = None,
+        *,
+        actor: str,
+        origin: str,
+        duration: timedelta | None = None,
+    ) -> list[AlarmTransition]:
+        """Silence one alarm, or every sounding alarm (``alarm=None``), for ``duration``
+        (default 2 min, at most 5); a new higher-priority alarm breaks through."""
+        with self._lock:
+            return self._handle(self.engine.pause_audio(
+                alarm, actor=actor, origin=origin, duration=duration
+            ))
+
+    def record_patient_answer(
+        self, alarm: AlarmRef, answer: PatientAnswer | str, *, actor: str, origin: str
+    ) -> list[AlarmTransition]:
+        """The patient's answer to stage 1 (doctor, nurse, ems, all, declined), brought by the
+        nurse (``station:``/``cli``) or the bedside device (``rest:<device>``)."""
+        if isinstance(answer, str) and not isinstance(answer, PatientAnswer):
+            answer = PatientAnswer.parse(answer)
+        with self._lock:
+            return self._handle(self.engine.record_patient_answer(
+                alarm, answer, actor=actor, origin=origin
+            ))
+
+    def escalate(
+        self,
+        alarm: AlarmRef,
+        roles: Iterable[Role | str] | None = None,
+        *,
+        actor: str,
+        origin: str,
+    ) -> list[AlarmTransition]:
+        """Notify ``roles`` now; by default the next rung of the ladder above those already
+        notified (nurse, then doctor, then EMS)."""
+        with self._lock:
+            chosen = list(roles) if roles is not None else self._next_rung(alarm)
+            return self._handle(self.engine.escalate(alarm, chosen, actor=actor, origin=origin))
+
+    def comment(self, alarm: AlarmRef, text: str, *, actor: str, origin: str
+                ) -> list[AlarmTransition]:
+        """A clinician's note on an alarm, kept in its audit trail."""
+        with self._lock:
+            return self._handle(self.engine.comment(alarm, text, actor=actor, origin=origin))
+
+    def enter_observation(
+        self,
+        patient_id: str,
+        *,
+        actor: str,
+        origin: str,
+        consciousness: Consciousness | str | None = None,
+        on_oxygen: bool | None = None,
+        spo2_scale: SpO2Scale | int | None = None,
+        bed_label: str | None = None,
+    ) -> list[AlarmTransition]:
+        """A clinician's NEWS2 entries (ACVPU, air or oxygen, SpO2 scale); audited, and the
+        patient re-scored."""
+        actor, origin = _clinician(actor, origin, "enter observations")
+        if consciousness is None and on_oxygen is None and spo2_scale is None:
+            raise AlarmActionError("enter consciousness, oxygen or the SpO2 scale")
+        with self._lock:
+            transitions = self.engine.enter_news2(
+                patient_id, consciousness=consciousness, on_oxygen=on_oxygen,
+                scale=spo2_scale, bed_label=bed_label,
+            )
+            self._store.audit(
+                self.engine_now(), actor, "news2.entry", patient_id,
+                {"consciousness": None if consciousness is None else str(consciousness),
+                 "on_oxygen": on_oxygen,
+                 "spo2_scale": None if spo2_scale is None else int(spo2_scale),
+                 "origin": origin},
+            )
+            return self._handle(transitions)
+
+    def set_limit_override(
+        self,
+        patient_id: str,
+        vital: VitalKind | str,
+        limits: Iterable[Limit],
+        *,
+        author: str,
+        reason: str,
+        origin: str,
+        delay: timedelta | None = None,
+        hysteresis: float | None = None,
+    ) -> LimitOverride:
+        """Replace one vital's limits for one admitted patient until discharge or removal.
+
+        Stored (``limit_overrides``) and audited (``audit_log``: who, when, from where, why)
+        before it takes effect; the patient's latest value is re-evaluated at once. The
+        critical floor (asystole, apnoea, profound desaturation) always stays HIGH.
+        ``NotAdmitted`` if the patient is in no bed; ``AlarmActionError`` for bad limits.
+        """
+        author, origin = _clinician(author, origin, "change limits")
+        kind = _vital(vital)
+        base = self.limits_for(patient_id, kind)
+        try:
+            vital_limits = VitalLimits(
+                kind, tuple(limits),
+                delay=delay if delay is not None else (base.delay if base else timedelta(0)),
+                hysteresis=hysteresis if hysteresis is not None
+                else (base.hysteresis if base else 0.0),
+            )
+        except ValueError as exc:
+            raise AlarmActionError(str(exc)) from None
+        with self._lock:
+            override = LimitOverride(
+                patient_id=patient_id, limits=vital_limits, author=author,
+                reason=reason.strip() if isinstance(reason, str) else reason,
+                at=self.engine_now(),
+            )
+            self._store.save_override(override, origin=origin)
+            self._handle(self.engine.set_override(override))
+            return override
+
+    def remove_limit_override(
+        self, patient_id: str, vital: VitalKind | str, *, actor: str, reason: str, origin: str
+    ) -> bool:
+        """Back to the profile's limits for one patient's vital; stored and audited.
+        False when no override was in force."""
+        actor, origin = _clinician(actor, origin, "change limits")
+        if not isinstance(reason, str) or not reason.strip():
+            raise AlarmActionError("removing a limit override needs a reason")
+        kind = _vital(vital)
+        with self._lock:
+            stored = self._store.remove_override(
+                patient_id, kind, actor=actor, origin=origin, reason=reason.strip(),
+                at=self.engine_now(),
+            )
+            removed, transitions = self.engine.remove_override(patient_id, kind)
             self._handle(transitions)
-            return transitions
+            return stored or removed is not None
+
+    def sync_discharges(self) -> list[AlarmTransition]:
+        """Apply the discharges made anywhere (window, CLI, another station): revert the
+        patients' overrides (audited) and resolve their limit and NEWS2 alarms. The tick calls
+        it when the register changes; the window may call it right after a discharge."""
+        try:
+            version = self._store.directory_version()
+            if version == self._directory_version:
+                return []
+            reverted = self._store.revert_discharged(self.engine_now())
+            with self._lock:
+                gone = self._store.discharged_among(sorted(self.engine.known_patients()))
+                transitions: list[AlarmTransition] = []
+                for override in reverted:
+                    if override.patient_id not in gone:
+                        transitions += self.engine.remove_override(
+                            override.patient_id, override.kind
+                        )[1]
+                for patient_id in sorted(gone):
+                    transitions += self.engine.discharge(patient_id).transitions
+                self._directory_version = version
+                return self._handle(transitions)
+        except Exception:  # noqa: BLE001 - retried on the next tick
+            _LOGGER.exception("could not apply discharges to the alarm engine")
+            return []
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def engine_now(self) -> datetime:
+        """The engine's clock now (the time stamped on actions)."""
+        return self.engine.clock()
+
+    def active_alarms(
+        self, *, bed_label: str | None = None, patient_id: str | None = None
+    ) -> list[Alarm]:
+        """Open alarms, highest priority first, then oldest first."""
+        with self._lock:
+            return self.engine.active_alarms(bed_label=bed_label, patient_id=patient_id)
+
+    def alarm(self, alarm: AlarmRef) -> Alarm | None:
+        """An open alarm by database id or key, or None."""
+        with self._lock:
+            return self.engine.alarm(alarm)
+
+    def escalation(self, alarm: AlarmRef) -> ChainState | None:
+        """The alarm's escalation chain in progress (stage, roles notified, next step due)."""
+        with self._lock:
+            return self.engine.escalation(alarm)
+
+    def audio_pause(self) -> AudioPause | None:
+        """The station-wide audio pause in force, if any."""
+        with self._lock:
+            return self.engine.audio_pause
+
+    def overrides(self, patient_id: str) -> tuple[LimitOverride, ...]:
+        """The limit overrides in force for a patient."""
+        with self._lock:
+            return self.engine.overrides(patient_id)
+
+    def limits_for(self, patient_id: str | None, vital: VitalKind | str) -> VitalLimits | None:
+        """The limits in force for a patient's vital (override, else the profile's)."""
+        with self._lock:
+            return self.engine.limits_for(patient_id, _vital(vital))
+
+    def news2(self, patient_id: str) -> News2Result | None:
+        """The patient's NEWS2 now (None when nothing is known of them)."""
+        with self._lock:
+            return self.engine.news2(patient_id)
+
+    def events(self, alarm_id: int) -> list[AlarmEventRow]:
+        """A stored alarm's transitions, oldest first (its audit trail)."""
+        return self._store.events(alarm_id)
+
+    def notifications(self, alarm_id: int) -> list[OutboxRow]:
+        """A stored alarm's notifications and their delivery state (pending, delivered,
+        failed; attempts, next attempt, last error), oldest first."""
+        return self._outbox.for_alarm(alarm_id)
+
+    def override_history(self, patient_id: str) -> list[OverrideRow]:
+        """Every limit override set for a patient, with who removed it and why."""
+        return self._store.override_history(patient_id)
 
     def report_input(self, name: str, *, up: bool, detail: str = "") -> None:
         """An input went down or came back (technical alarm)."""
@@ -199,9 +478,27 @@ class AlarmService:
                 self.tick()
             except Exception:  # noqa: BLE001 - the tick must outlive any one failure
                 _LOGGER.exception("alarm tick failed")
+            self.sync_discharges()
+            for hook in list(self._tick_hooks):
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001 - one hook must not stop the others
+                    _LOGGER.exception("alarm tick hook %r failed", hook)
 
-    def _handle(self, transitions: list[AlarmTransition]) -> None:
-        """Store (with whatever is left unsaved), then publish; under the lock."""
+    def _next_rung(self, alarm: AlarmRef) -> list[Role]:
+        policy = self.engine.policy.escalation
+        if policy is None:
+            raise AlarmActionError("escalation is disabled on this station")
+        chain = self.engine.escalation(alarm)
+        notified = () if chain is None else chain.notified
+        for role in policy.ladder:
+            if role not in notified:
+                return [role]
+        raise AlarmActionError("every role has been notified already")
+
+    def _handle(self, transitions: list[AlarmTransition]) -> list[AlarmTransition]:
+        """Store (with whatever is left unsaved), then publish; under the lock. Returns
+        ``transitions``."""
         self.raised_total += sum(1 for t in transitions if t.kind is TransitionKind.RAISED)
         saved = self._save(transitions) if transitions or self._unsaved else []
         for transition in transitions:
@@ -221,12 +518,14 @@ class AlarmService:
         for transition in saved:
             if not transition.alarm.is_open:
                 self._ids.pop(transition.alarm.key, None)
+        return transitions
 
     def _save(self, transitions: list[AlarmTransition]) -> list[AlarmTransition]:
         """Store what is unsaved, then ``transitions``; return what was stored."""
         pending = self._unsaved + transitions
         try:
-            inserted = self._store.write(pending, self._ids)
+            messages = [self._messages(t) for t in pending] if self._router else []
+            inserted = self._store.write(pending, self._ids, messages)
         except Exception as exc:  # noqa: BLE001 - kept and retried, never dropped
             self._unsaved = pending
             self.store_failures += 1
@@ -243,6 +542,30 @@ class AlarmService:
             except UnknownAlarm:
                 pass  # raised and resolved within the same call
         return pending
+
+
+    def _messages(self, transition: AlarmTransition) -> list[OutboxMessage]:
+        assert self._router is not None
+        try:
+            return self._router(transition)
+        except Exception:  # noqa: BLE001 - the transition is stored even if routing fails
+            _LOGGER.exception("could not route the notifications of %s", transition.alarm.key)
+            return []
+
+
+def _clinician(actor: str, origin: str, action: str) -> tuple[str, str]:
+    """``actor`` and ``origin`` checked; a bedside device may not ``action``."""
+    actor, origin = check_actor(actor), check_origin(origin)
+    if is_device_origin(origin):
+        raise AlarmActionError(f"a bedside device cannot {action}")
+    return actor, origin
+
+
+def _vital(vital: VitalKind | str) -> VitalKind:
+    try:
+        return vital if isinstance(vital, VitalKind) else VitalKind(vital)
+    except ValueError:
+        raise AlarmActionError(f"{vital!r} is not a vital sign") from None
 
 
 def _raised_by_reading(

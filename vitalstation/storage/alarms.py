@@ -1,4 +1,5 @@
-"""Alarms in the database: every transition the engine hands out, and the alarm list.
+"""Alarms in the database: every transition the engine hands out, the alarm list, and the
+per-patient limit overrides.
 
 Each :class:`~vitalstation.alarms.AlarmTransition` becomes one ``alarm_events`` row (event, who,
 when, from where, details as JSON) and an insert (RAISED) or update (everything later) of its
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from vitalstation.alarms import (
     Alarm,
@@ -23,9 +24,22 @@ from vitalstation.alarms import (
     AlarmTransition,
     ChainState,
     EngineSnapshot,
+    LimitOverride,
     TransitionKind,
+    VitalLimits,
 )
-from vitalstation.storage.schema import alarm_events, alarms, beds, patients
+from vitalstation.domain.errors import UserError
+from vitalstation.domain.vitals import VitalKind
+from vitalstation.storage.directory import current_version
+from vitalstation.storage.outbox import OutboxMessage, insert_messages, write_audit
+from vitalstation.storage.schema import (
+    admissions,
+    alarm_events,
+    alarms,
+    beds,
+    limit_overrides,
+    patients,
+)
 
 DEFAULT_LIST_LIMIT = 1000
 
@@ -76,18 +90,54 @@ class AlarmEventRow:
     details: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class OverrideRow:
+    """One stored limit override (in force while ``removed_at`` is None)."""
+
+    id: int
+    override: LimitOverride
+    origin: str
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+    removed_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id, "patient_id": self.override.patient_id,
+            "vital": self.override.kind.value, "limits": self.override.limits.to_dict(),
+            "author": self.override.author, "reason": self.override.reason,
+            "at": _iso(self.override.at), "origin": self.origin,
+            "removed_at": _iso(self.removed_at), "removed_by": self.removed_by,
+            "removed_reason": self.removed_reason,
+        }
+
+
+class NotAdmitted(UserError):
+    """A limit override was asked for a patient who is in no bed (overrides last a stay)."""
+
+
 class AlarmStore:
     """Writes transitions and reads alarms. Thread-safe (each call its own connection)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (shared with the outbox)."""
+        return self._engine
+
     # -- writing ---------------------------------------------------------------------------
 
     def write(
-        self, transitions: Sequence[AlarmTransition], known_ids: Mapping[str, int]
+        self,
+        transitions: Sequence[AlarmTransition],
+        known_ids: Mapping[str, int],
+        messages: Sequence[Sequence[OutboxMessage]] = (),
     ) -> dict[str, int]:
-        """Store ``transitions`` in order, in one transaction.
+        """Store ``transitions`` in order, in one transaction, with their outbox messages
+        (``messages[i]`` belongs to ``transitions[i]``; the alarm id is added to each).
 
         ``known_ids`` maps the keys of alarms already stored to their row ids (transitions
         made before the engine learnt the id carry none). Returns the ids of the rows this call
@@ -97,7 +147,7 @@ class AlarmStore:
         ids = dict(known_ids)
         inserted: dict[str, int] = {}
         with self._engine.begin() as connection:
-            for transition in transitions:
+            for index, transition in enumerate(transitions):
                 alarm = transition.alarm
                 alarm_id = None if transition.kind is TransitionKind.RAISED else (
                     alarm.alarm_id if alarm.alarm_id is not None else ids.get(alarm.key)
@@ -127,7 +177,139 @@ class AlarmStore:
                     origin=transition.origin,
                     details=json.dumps(dict(transition.details), default=str, sort_keys=True),
                 ))
+                if index < len(messages) and messages[index]:
+                    insert_messages(connection, messages[index], at=transition.at,
+                                    alarm_id=alarm_id, alarm_key=alarm.key)
         return inserted
+
+    def audit(self, at: datetime, actor: str, action: str, subject: str,
+              details: Mapping[str, Any]) -> None:
+        """One audit-log row in its own transaction (e.g. a NEWS2 entry)."""
+        with self._engine.begin() as connection:
+            write_audit(connection, at, actor, action, subject, details)
+
+    # -- limit overrides -------------------------------------------------------------------
+
+    def save_override(self, override: LimitOverride, *, origin: str) -> OverrideRow:
+        """Store ``override`` for the patient's current stay (replacing the one in force for
+        that vital) and audit it, in one transaction. ``NotAdmitted`` if not in a bed."""
+        with self._engine.begin() as connection:
+            admission = connection.execute(
+                select(admissions.c.id)
+                .join(patients, patients.c.id == admissions.c.patient_ref)
+                .where(patients.c.patient_id == override.patient_id,
+                       admissions.c.discharged_at.is_(None))
+            ).scalar_one_or_none()
+            if admission is None:
+                raise NotAdmitted(
+                    f"patient {override.patient_id} is not admitted to a bed: limits are "
+                    "overridden for a stay"
+                )
+            self._end_overrides(
+                connection, override.patient_id, override.kind, at=override.at,
+                actor=override.author, reason="replaced",
+            )
+            limits = json.dumps(override.limits.to_dict(), sort_keys=True)
+            row_id = int(connection.execute(limit_overrides.insert().values(
+                patient_id=override.patient_id, admission_ref=admission,
+                vital=override.kind.value, limits=limits, author=override.author,
+                reason=override.reason, origin=origin, set_at=override.at,
+            )).inserted_primary_key[0])
+            write_audit(connection, override.at, override.author, "limits.override",
+                   f"{override.patient_id}/{override.kind.value}",
+                   {"limits": override.limits.to_dict(), "reason": override.reason,
+                    "origin": origin, "override_id": row_id})
+        return OverrideRow(row_id, override, origin)
+
+    def remove_override(
+        self, patient_id: str, kind: VitalKind, *, actor: str, origin: str, reason: str,
+        at: datetime,
+    ) -> bool:
+        """End the override in force for one patient's vital, audited; False if none."""
+        with self._engine.begin() as connection:
+            ended = self._end_overrides(
+                connection, patient_id, kind, at=at, actor=actor, reason=reason
+            )
+            if ended:
+                write_audit(connection, at, actor, "limits.revert", f"{patient_id}/{kind.value}",
+                       {"reason": reason, "origin": origin})
+        return bool(ended)
+
+    def overrides_in_force(self) -> list[LimitOverride]:
+        """The overrides of patients still in the bed they were set for (restart)."""
+        query = (
+            select(limit_overrides)
+            .join(admissions, admissions.c.id == limit_overrides.c.admission_ref)
+            .where(limit_overrides.c.removed_at.is_(None), admissions.c.discharged_at.is_(None))
+            .order_by(limit_overrides.c.id)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [_override_row(row).override for row in rows]
+
+    def override_history(self, patient_id: str) -> list[OverrideRow]:
+        """Every override set for a patient, oldest first (the audit view)."""
+        query = (
+            select(limit_overrides).where(limit_overrides.c.patient_id == patient_id)
+            .order_by(limit_overrides.c.id)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [_override_row(row) for row in rows]
+
+    def revert_discharged(self, at: datetime) -> list[LimitOverride]:
+        """End, audited, the overrides whose stay has ended (a discharge by the CLI or
+        another station); returns them, so the engine can drop them too."""
+        query = (
+            select(limit_overrides)
+            .join(admissions, admissions.c.id == limit_overrides.c.admission_ref)
+            .where(limit_overrides.c.removed_at.is_(None),
+                   admissions.c.discharged_at.is_not(None))
+        )
+        with self._engine.begin() as connection:
+            rows = connection.execute(query).mappings().all()
+            for row in rows:
+                connection.execute(
+                    limit_overrides.update().where(limit_overrides.c.id == row["id"]).values(
+                        removed_at=at, removed_by="system", removed_reason="patient discharged"
+                    )
+                )
+                write_audit(connection, at, "system", "limits.revert",
+                       f"{row['patient_id']}/{row['vital']}",
+                       {"reason": "patient discharged", "override_id": row["id"]})
+        return [_override_row(row).override for row in rows]
+
+    def discharged_among(self, patient_ids: Sequence[str]) -> set[str]:
+        """Those of ``patient_ids`` who were admitted once and are in no bed now."""
+        if not patient_ids:
+            return set()
+        query = (
+            select(patients.c.patient_id, admissions.c.discharged_at)
+            .join(admissions, admissions.c.patient_ref == patients.c.id)
+            .where(patients.c.patient_id.in_(list(patient_ids)))
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        admitted = {row.patient_id for row in rows if row.discharged_at is None}
+        return {row.patient_id for row in rows} - admitted
+
+    def directory_version(self) -> int:
+        """The register's version (bumped by every admission, discharge, assignment)."""
+        with self._engine.connect() as connection:
+            return current_version(connection)
+
+    @staticmethod
+    def _end_overrides(
+        connection: Connection, patient_id: str, kind: VitalKind, *, at: datetime, actor: str,
+        reason: str,
+    ) -> int:
+        return int(connection.execute(
+            limit_overrides.update()
+            .where(limit_overrides.c.patient_id == patient_id,
+                   limit_overrides.c.vital == kind.value,
+                   limit_overrides.c.removed_at.is_(None))
+            .values(removed_at=at, removed_by=actor, removed_reason=reason)
+        ).rowcount)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -230,6 +412,17 @@ def _row_values(transition: AlarmTransition) -> dict[str, Any]:
         "escalation": None if transition.escalation is None
         else json.dumps(transition.escalation.to_dict(), sort_keys=True),
     }
+
+
+def _override_row(row: Any) -> OverrideRow:
+    override = LimitOverride(
+        patient_id=row["patient_id"], limits=VitalLimits.from_dict(json.loads(row["limits"])),
+        author=row["author"], reason=row["reason"], at=row["set_at"],
+    )
+    return OverrideRow(
+        id=row["id"], override=override, origin=row["origin"], removed_at=row["removed_at"],
+        removed_by=row["removed_by"], removed_reason=row["removed_reason"],
+    )
 
 
 def _ref(id_column: Any, name_column: Any, name: str | None) -> Any:

@@ -259,6 +259,79 @@ alarm_events = Table(
     Index("ix_alarm_events_alarm_at", "alarm_ref", "at"),
 )
 
+# 0003: per-patient limit overrides (in force while ``removed_at`` is NULL; kept as history).
+limit_overrides = Table(
+    "limit_overrides",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("admission_ref", ForeignKey("admissions.id")),
+    Column("vital", String(32), nullable=False),
+    Column("limits", Text, nullable=False),  # JSON: VitalLimits.to_dict()
+    Column("author", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("origin", String(100), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime),
+    Column("removed_by", String(100)),
+    Column("removed_reason", Text),
+    Index("ix_limit_overrides_patient", "patient_id", "removed_at"),
+)
+
+# 0003: the notification outbox: one row per message to deliver (email, webhook, station,
+# DynamoDB item), retried with back-off until delivered or failed.
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("alarm_ref", Integer),
+    Column("alarm_key", String(200)),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(500), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+    Index("ix_notification_outbox_alarm", "alarm_ref"),
+)
+
+# 0003: who is notified: per ward (scope_id = ward name, "" for every ward) or per patient.
+notification_contacts = Table(
+    "notification_contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(16), nullable=False),  # ward | patient
+    Column("scope_id", String(64), nullable=False),
+    Column("role", String(16), nullable=False),  # nurse | doctor | ems
+    Column("channel", String(16), nullable=False),  # email | webhook
+    Column("address", String(500), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    UniqueConstraint(
+        "scope", "scope_id", "role", "channel", "address", name="uq_notification_contacts_contact"
+    ),
+)
+
+# 0003: alarm actions asked for by another process (the CLI) and applied by the running
+# station's tick; the CLI waits for ``status`` to leave ``pending``.
+alarm_requests = Table(
+    "alarm_requests",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),  # pending | done | failed
+    Column("result", Text),
+    Column("done_at", UTCDateTime),
+    Index("ix_alarm_requests_status", "status", "id"),
+)
+
 kinesis_checkpoints = Table(
     "kinesis_checkpoints",
     metadata,
