@@ -117,3 +117,39 @@ def store(store_url: str):
     opened = Store.open(store_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def make_station(tmp_path):
+    """Starts a station ``Runtime`` with no inputs on a temporary data home (SQLite unless a
+    URL is given), with bed 4 holding patient P1 (Ada Lovelace, admitted 3 days ago) and the
+    bedside monitor DEV1 assigned to the bed; every station started is stopped afterwards."""
+    from datetime import UTC, datetime, timedelta
+
+    from vitalstation.app.runtime import Runtime
+    from vitalstation.config.settings import load_settings
+    from vitalstation.domain.clock import utc_now
+
+    started: list[Runtime] = []
+
+    def start(store_url: str | None = None, *, clock=utc_now) -> Runtime:
+        home = tmp_path / f"home{len(started)}"
+        home.mkdir()
+        env = {"VITALSTATION_STATION__NAME": "Ward 5 North"}
+        if store_url is not None:
+            env["VITALSTATION_STORE__URL"] = store_url
+        runtime = Runtime(load_settings(home, env), clock=clock, input_factories=[])
+        runtime.start()
+        started.append(runtime)
+        registry = runtime.store.registry
+        at = datetime.now(UTC) - timedelta(days=3)
+        registry.add_patient("P1", "Ada Lovelace", actor="test", at=at)
+        registry.add_bed("4", "5 North", actor="test", at=at)
+        registry.admit("P1", "4", actor="test", at=at)
+        registry.add_device("DEV1", name="Bed 4 monitor", actor="test", at=at)
+        registry.assign_device("DEV1", bed_label="4", actor="test", at=at)
+        return runtime
+
+    yield start
+    for runtime in reversed(started):
+        runtime.stop()

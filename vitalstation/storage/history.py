@@ -359,9 +359,12 @@ class HistoryQueries:
             .order_by(vital_signs.c.measured_at, vital_signs.c.id)
         )
         with self._engine.connect() as connection:
-            result = connection.execution_options(yield_per=EXPORT_CHUNK_ROWS).execute(query)
-            for row in result:
-                yield RecordRow(*row)
+            # Closed with the generator (``close()``): a stopped export frees its cursor.
+            with connection.execution_options(yield_per=EXPORT_CHUNK_ROWS).execute(
+                query
+            ) as result:
+                for row in result:
+                    yield RecordRow(*row)
 
     # -- internals -------------------------------------------------------------------------
 
