@@ -80,6 +80,17 @@ DESIGN_DEFAULTS: dict[str, dict[str, object]] = {
         "endpoint_url": "",
     },
     "alarms": {"profile": "adult-ward"},
+    "notifications": {
+        "smtp_host": "",
+        "smtp_port": 587,
+        "smtp_security": "starttls",
+        "smtp_username": "",
+        "smtp_from": "vitalstation@localhost",
+        "timeout_s": 10,
+        "retry_initial_s": 5,
+        "retry_max_s": 300,
+        "max_attempts": 10,
+    },
     "secrets": {"source": "keyring"},
 }
 
@@ -234,6 +245,15 @@ OVERRIDES = [
         "https://dynamodb.local:8000",
     ),
     Override("alarms", "profile", '"inhealth"', "inhealth", "inhealth"),
+    Override("notifications", "smtp_host", '"smtp.example"', "smtp.example", "smtp.example"),
+    Override("notifications", "smtp_port", "465", "465", 465),
+    Override("notifications", "smtp_security", '"ssl"', "ssl", "ssl"),
+    Override("notifications", "smtp_username", '"ward5"', "ward5", "ward5"),
+    Override("notifications", "smtp_from", '"w5@h.example"', "w5@h.example", "w5@h.example"),
+    Override("notifications", "timeout_s", "3", "3", 3),
+    Override("notifications", "retry_initial_s", "1", "1", 1),
+    Override("notifications", "retry_max_s", "60", "60", 60),
+    Override("notifications", "max_attempts", "3", "3", 3),
     Override("secrets", "source", '"environment"', "environment", "environment"),
 ]
 
@@ -690,6 +710,9 @@ def test_a_key_type_the_loader_cannot_read_fails_when_the_schema_is_built() -> N
         ("dynamodb", "table", '""', "must not be empty"),
         ("dynamodb", "region", '""', "must not be empty"),
         ("dynamodb", "endpoint_url", '"http://"', "names no host"),
+        ("notifications", "smtp_security", '"tls"', '"tls" is not one of starttls, ssl'),
+        ("notifications", "smtp_port", "0", "0 is not an SMTP port"),
+        ("notifications", "max_attempts", "0", "0 must be at least 1"),
         ("rest", "tls_cert", '"cert.pem"', "is set but rest.tls_key is empty; HTTPS needs both"),
         ("rest", "tls_key", '"key.pem"', "is set but rest.tls_cert is empty"),
         ("rest", "max_body_bytes", "100", "100 must be between 1024 bytes and 256 MiB"),

@@ -60,6 +60,7 @@ ENV_PREFIX = "VITALSTATION_"
 CONFIG_FILE_NAME = "vitalstation.toml"
 DATABASE_FILE_NAME = "vitalstation.db"
 ALARM_PROFILES = ("adult-ward", "inhealth", "bedside-monitor")
+SMTP_SECURITY = ("starttls", "ssl", "none")
 
 
 # --- sections: field name = TOML key, default = DESIGN.md's default -------------------------
@@ -169,6 +170,23 @@ class AlarmsSettings:
     profile: str = "adult-ward"
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationsSettings:
+    """How escalations reach people: the SMTP server for email (its password is the secret
+    ``smtp.password``), and the outbox's retry policy. Who gets what is in the contacts
+    (``vitalstation alarms contact``); webhook URLs are contacts too."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_from: str = "vitalstation@localhost"
+    timeout_s: int = 10
+    retry_initial_s: int = 5
+    retry_max_s: int = 300
+    max_attempts: int = 10
+
+
 SECRET_SOURCES = ("keyring", "environment")
 
 
@@ -200,6 +218,7 @@ class Settings:
     filedrop: FiledropSettings = field(default_factory=FiledropSettings)
     dynamodb: DynamoDBSettings = field(default_factory=DynamoDBSettings)
     alarms: AlarmsSettings = field(default_factory=AlarmsSettings)
+    notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     # (section, key) -> "file:line" or "env NAME"; not part of equality, absent = default.
     _origins: Mapping[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
@@ -505,6 +524,16 @@ def _alarm_profile(value: str) -> str | None:
     return "{value} is not an alarm profile; use one of " + ", ".join(ALARM_PROFILES)
 
 
+def _smtp_security(value: str) -> str | None:
+    if value in SMTP_SECURITY:
+        return None
+    return "{value} is not one of " + ", ".join(SMTP_SECURITY)
+
+
+def _smtp_port(value: int) -> str | None:
+    return _port(value) if value != 0 else "{value} is not an SMTP port (1 to 65535)"
+
+
 def _secret_source(value: str) -> str | None:
     if value in SECRET_SOURCES:
         return None
@@ -631,6 +660,13 @@ _KEY_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("dynamodb", "region"): _not_blank,
     ("dynamodb", "endpoint_url"): _endpoint_url,
     ("alarms", "profile"): _alarm_profile,
+    ("notifications", "smtp_port"): _smtp_port,
+    ("notifications", "smtp_security"): _smtp_security,
+    ("notifications", "smtp_from"): _not_blank,
+    ("notifications", "timeout_s"): _at_least_one,
+    ("notifications", "retry_initial_s"): _at_least_one,
+    ("notifications", "retry_max_s"): _at_least_one,
+    ("notifications", "max_attempts"): _at_least_one,
     ("secrets", "source"): _secret_source,
 }
 
@@ -1045,6 +1081,8 @@ _SECTION_COMMENTS: dict[str, str] = {
     "filedrop": "The file-drop input: *.json files put in the inbox.",
     "dynamodb": "The anomaly sink: abnormal readings copied to a DynamoDB table.",
     "alarms": "Alarm limits.",
+    "notifications": "Escalation messages: email (SMTP), webhooks, retries. Recipients are "
+    "contacts (vitalstation alarms contact add).",
     "secrets": "Passwords and keys: in the OS keyring (set them in Settings), never in this file.",
 }
 
@@ -1094,6 +1132,15 @@ _COMMENTS: dict[tuple[str, str], str] = {
     ("dynamodb", "region"): "AWS region",
     ("dynamodb", "endpoint_url"): "for local stacks; empty: AWS itself",
     ("alarms", "profile"): "or " + ", ".join(ALARM_PROFILES[1:]),
+    ("notifications", "smtp_host"): "SMTP server for email notifications; empty: no email",
+    ("notifications", "smtp_port"): "587 for STARTTLS, 465 for SSL, 25 plain",
+    ("notifications", "smtp_security"): '"starttls", "ssl" or "none"',
+    ("notifications", "smtp_username"): "its password: secret smtp.password (keyring), not here",
+    ("notifications", "smtp_from"): "sender address of the station's emails",
+    ("notifications", "timeout_s"): "seconds per SMTP or webhook attempt",
+    ("notifications", "retry_initial_s"): "first retry after a failed delivery; doubles each time",
+    ("notifications", "retry_max_s"): "longest wait between two attempts",
+    ("notifications", "max_attempts"): "then the message fails and a technical alarm says so",
     ("secrets", "source"): '"environment": no keyring; VITALSTATION_SECRET_<NAME> variables',
 }
 
