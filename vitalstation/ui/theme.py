@@ -97,26 +97,59 @@ def palette_for(theme: str) -> ThemeColors:
         raise ValueError(f"unknown theme {theme!r}: use one of {', '.join(THEMES)}") from None
 
 
-def style_sheet(colors: ThemeColors) -> str:
-    """The application style sheet for ``colors`` (widgets name themselves by objectName)."""
+# Font sizes (device-independent pixels, so high-DPI screens scale them): the grid's usual
+# sizes, and "wall" mode's, readable at 4 m (IEC 60601-1-8 wants the highest priority
+# perceivable at 4 m; a 70 px digit is about 5 cm tall on a 96-dpi wall screen).
+FONT_PX = {"big": 34, "value": 20, "caption": 12, "bed": 17, "patient": 13, "marks": 11,
+           "status": 13}
+WALL_FONT_PX = {"big": 72, "value": 40, "caption": 18, "bed": 30, "patient": 20, "marks": 16,
+                "status": 22}
+
+
+def style_sheet(colors: ThemeColors, *, wall: bool = False) -> str:
+    """The application style sheet for ``colors`` (widgets name themselves by objectName; alarm
+    and stale looks are dynamic properties)."""
     c = colors
-    return f"""
-QMainWindow, QWidget#bedGrid, QScrollArea, QScrollArea > QWidget > QWidget {{
-    background: {c.window}; color: {c.text};
-}}
-QDockWidget, QDialog, QMenuBar, QMenu, QStatusBar, QToolTip {{
+    f = WALL_FONT_PX if wall else FONT_PX
+    rules = [f"""
+QMainWindow, QWidget#bedGrid, QScrollArea#bedGridArea {{ background: {c.window}; }}
+QWidget {{ color: {c.text}; }}
+QDockWidget, QDialog, QMenuBar, QMenu, QStatusBar, QToolTip, QTableView, QHeaderView::section {{
     background: {c.surface}; color: {c.text};
 }}
 QMenuBar::item:selected, QMenu::item:selected {{ background: {c.surface_border}; }}
 QStatusBar QLabel {{ color: {c.muted_text}; padding: 0 6px; }}
-QFrame#bedTile {{
-    background: {c.surface}; border: 2px solid {c.surface_border}; border-radius: 6px;
-}}
-QLabel {{ color: {c.text}; background: transparent; }}
+QStatusBar QLabel[health="down"] {{ color: {c.alarm_high}; font-weight: bold; }}
+QStatusBar QLabel[health="degraded"] {{ color: {c.warning}; font-weight: bold; }}
+QLabel {{ background: transparent; }}
 QPushButton {{
     background: {c.surface}; color: {c.text}; border: 1px solid {c.surface_border};
-    border-radius: 4px; padding: 4px 10px;
+    border-radius: 4px; padding: 4px 12px;
 }}
 QPushButton:hover {{ border-color: {c.text}; }}
 QPushButton:disabled {{ color: {c.stale_text}; }}
-"""
+QFrame#bedTile {{
+    background: {c.surface}; border: 3px solid {c.surface_border}; border-radius: 6px;
+}}
+QFrame#bedTile[empty="true"] {{ background: {c.window}; border-style: dashed; }}
+QLabel#bedLabel {{ font-size: {f["bed"]}px; font-weight: bold; }}
+QLabel#patientLabel {{ font-size: {f["patient"]}px; color: {c.muted_text}; }}
+QLabel#marksLabel {{ font-size: {f["marks"]}px; color: {c.muted_text}; }}
+QLabel#tileStatus {{ font-size: {f["status"]}px; color: {c.empty_text}; padding: 1px 4px; }}
+QLabel#vitalCaption, QLabel#vitalUnit {{ font-size: {f["caption"]}px; color: {c.muted_text}; }}
+QLabel#vitalValueBig {{ font-size: {f["big"]}px; font-weight: bold; }}
+QLabel#vitalValue {{ font-size: {f["value"]}px; font-weight: bold; }}
+QLabel#vitalValueBig[stale="true"], QLabel#vitalValue[stale="true"] {{ color: {c.stale_text}; }}
+QWidget#numericCell {{ border-radius: 4px; }}
+"""]
+    for priority in ("high", "medium", "low"):
+        bg = getattr(c, f"alarm_{priority}")
+        fg = getattr(c, f"on_alarm_{priority}")
+        rules.append(f"""
+QFrame#bedTile[alarm="{priority}"] {{ border-color: {bg}; }}
+QWidget#numericCell[alarm="{priority}"] {{ background: {bg}; }}
+QWidget#numericCell[alarm="{priority}"] QLabel {{ color: {fg}; }}
+QWidget#numericCell[alarm="{priority}-ack"] {{ border: 2px solid {bg}; }}
+QLabel#tileStatus[alarm="{priority}"] {{ background: {bg}; color: {fg}; border-radius: 3px; }}
+""")
+    return "".join(rules)

@@ -1,0 +1,158 @@
+"""The bed grid: one tile per bed (then unassigned devices), as many columns as fit, scrolling
+beyond one screen.
+
+Refresh budget (PLATFORM.md: the cost is per plot item, not per point): numerics of the tiles
+that changed are refreshed every frame (text only when it changed); trend curves are redrawn
+at most once per TREND_MIN_INTERVAL_MS per tile, at most MAX_TRENDS_PER_FRAME per frame, only
+for tiles on screen, so 128 beds at 5,000 readings/s cost a few curves per frame, not 128.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
+
+from vitalstation.ui.alarm_state import ActiveAlarms
+from vitalstation.ui.bed_tile import BedTile
+from vitalstation.ui.live_model import WardModel
+from vitalstation.ui.theme import ThemeColors
+
+TREND_MIN_INTERVAL_MS = 1000
+MAX_TRENDS_PER_FRAME = 8
+TILE_MIN_WIDTH_PX = 240
+WALL_TILE_MIN_WIDTH_PX = 460
+
+
+class BedGrid(QScrollArea):
+    """Tiles of :class:`WardModel`, coloured by :class:`ActiveAlarms`; ``bed_activated`` with
+    the bed's label (or ``device:<id>``) when a tile is clicked."""
+
+    bed_activated = Signal(str)
+
+    def __init__(self, ward: WardModel, alarms: ActiveAlarms, colors: ThemeColors,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("bedGridArea")
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._ward = ward
+        self._alarms = alarms
+        self._colors = colors
+        self._container = QWidget()
+        self._container.setObjectName("bedGrid")
+        self._layout = QGridLayout(self._container)
+        self._layout.setContentsMargins(6, 6, 6, 6)
+        self._layout.setSpacing(6)
+        self.setWidget(self._container)
+        self.tiles: dict[str, BedTile] = {}
+        self._order: list[str] = []
+        self._columns = 0
+        self._trend_due: dict[str, float] = {}  # key -> monotonic time a redraw may happen
+        self._trend_dirty: set[str] = set()
+        self.wall_mode = False
+        self.trend_updates = 0
+        ward.tiles_changed.connect(self.rebuild)
+        ward.frame.connect(self._on_frame)
+        alarms.changed.connect(self._on_alarms_changed)
+        self.rebuild()
+
+    # -- structure -------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Create, drop and re-place tiles after the ward's beds changed."""
+        states = self._ward.tiles()
+        keys = [t.key for t in states]
+        for key in set(self.tiles) - set(keys):
+            tile = self.tiles.pop(key)
+            self._layout.removeWidget(tile)
+            tile.deleteLater()
+            self._trend_due.pop(key, None)
+            self._trend_dirty.discard(key)
+        for key in keys:
+            if key not in self.tiles:
+                tile = BedTile(key, self._colors, self._container)
+                tile.activated.connect(self.bed_activated)
+                self.tiles[key] = tile
+                self._trend_dirty.add(key)
+        self._order = keys
+        self._place(force=True)
+        self._refresh(set(keys))
+
+    def set_wall_mode(self, on: bool) -> None:
+        """Fewer, larger tiles (big numbers for reading at 4 m)."""
+        self.wall_mode = on
+        self._place(force=True)
+
+    def set_colors(self, colors: ThemeColors) -> None:
+        """Theme change."""
+        self._colors = colors
+        for tile in self.tiles.values():
+            tile.set_colors(colors)
+
+    def _place(self, *, force: bool = False) -> None:
+        minimum = WALL_TILE_MIN_WIDTH_PX if self.wall_mode else TILE_MIN_WIDTH_PX
+        width = max(1, self.viewport().width() - 12)
+        columns = max(1, min(len(self._order) or 1, width // minimum))
+        if not force and columns == self._columns:
+            return
+        self._columns = columns
+        for tile in self.tiles.values():
+            self._layout.removeWidget(tile)
+        for index, key in enumerate(self._order):
+            self._layout.addWidget(self.tiles[key], index // columns, index % columns)
+        for column in range(self._layout.columnCount()):
+            self._layout.setColumnStretch(column, 1 if column < columns else 0)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        """Re-flow the columns to the new width."""
+        super().resizeEvent(event)
+        self._place()
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _on_frame(self, keys: set[str]) -> None:
+        self._refresh(keys)
+        self._update_trends()
+
+    def _on_alarms_changed(self) -> None:
+        self._refresh(set(self.tiles))
+
+    def _refresh(self, keys: set[str]) -> None:
+        now = self._ward.now()
+        for key in keys:
+            tile = self.tiles.get(key)
+            state = self._ward.tile(key)
+            if tile is None or state is None:
+                continue
+            alarms = [] if state.is_device else self._alarms.for_bed(state.label)
+            tile.show_state(state, alarms, now)
+            if state.trend_version != tile.trend_version:
+                self._trend_dirty.add(key)
+
+    def _update_trends(self) -> None:
+        """Redraw a few due curves of tiles on screen (see the module docstring)."""
+        if not self._trend_dirty:
+            return
+        clock = time.monotonic()
+        now = self._ward.now()
+        done = 0
+        for key in list(self._trend_dirty):
+            if done >= MAX_TRENDS_PER_FRAME:
+                break
+            if self._trend_due.get(key, 0.0) > clock:
+                continue
+            tile = self.tiles.get(key)
+            state = self._ward.tile(key)
+            self._trend_dirty.discard(key)
+            if tile is None or state is None or tile.visibleRegion().isEmpty():
+                if tile is not None and state is not None:
+                    self._trend_dirty.add(key)  # drawn when scrolled into view
+                    self._trend_due[key] = clock + TREND_MIN_INTERVAL_MS / 1000
+                continue
+            tile.show_trend(state, now)
+            self._trend_due[key] = clock + TREND_MIN_INTERVAL_MS / 1000
+            self.trend_updates += 1
+            done += 1

@@ -1,0 +1,332 @@
+"""One bed's tile: who is in it, the numerics with units coloured by alarm state, a trend curve,
+the data's age when it goes stale, battery and signal, and the input it came by.
+
+Everything is cheap to refresh: a label's text is only set when it changed, the alarm and stale
+looks are dynamic properties re-polished only when they change, and the curve is redrawn only
+when :class:`~vitalstation.ui.bed_grid.BedGrid` asks (at most once a second per tile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from vitalstation.alarms import Alarm, AlarmKind, AlarmState, Priority
+from vitalstation.domain.vitals import VitalKind
+from vitalstation.ui.live_model import TREND_WINDOW_S, TileState
+from vitalstation.ui.theme import ThemeColors
+
+# The trend's vertical span (heart rate, /min): values beyond widen it for that tile.
+TREND_Y_RANGE = (40.0, 160.0)
+TREND_HEIGHT_PX = 44
+
+
+@dataclass(frozen=True, slots=True)
+class Numeric:
+    """One numeric cell: its caption, unit and the vitals it shows."""
+
+    key: str
+    caption: str
+    unit: str
+    vitals: tuple[VitalKind, ...]
+    decimals: int = 0
+    big: bool = False
+
+
+NUMERICS: tuple[Numeric, ...] = (
+    Numeric("hr", "HR", "/min", (VitalKind.HEART_RATE,), big=True),
+    Numeric("spo2", "SpO₂", "%", (VitalKind.SPO2,), big=True),
+    Numeric("bp", "BP", "mmHg", (VitalKind.SYSTOLIC_BP, VitalKind.DIASTOLIC_BP)),
+    Numeric("temp", "Temp", "°C", (VitalKind.TEMPERATURE,), decimals=1),
+    Numeric("rr", "RR", "/min", (VitalKind.RESPIRATORY_RATE,)),
+    Numeric("news2", "NEWS2", "", ()),
+)
+_CELL_OF_VITAL = {v: n.key for n in NUMERICS for v in n.vitals}
+NO_VALUE = "--"
+
+
+def format_age(seconds: float) -> str:
+    """``2:15 ago``, ``1:02:15 ago``: how old the data shown is."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d} ago"
+    return f"{minutes}:{secs:02d} ago"
+
+
+def _set_text(label: QLabel, text: str) -> None:
+    if label.text() != text:
+        label.setText(text)
+
+
+def _set_look(widget: QWidget, name: str, value: str) -> None:
+    """Set a style-sheet property and re-polish, only when it changed."""
+    if widget.property(name) != value:
+        widget.setProperty(name, value)
+        style = widget.style()
+        style.unpolish(widget)
+        style.polish(widget)
+
+
+class NumericCell(QWidget):
+    """Caption (with the alarm's ``***`` marker), value and unit of one numeric."""
+
+    def __init__(self, numeric: Numeric, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.numeric = numeric
+        self.setObjectName("numericCell")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 1, 4, 1)
+        layout.setSpacing(0)
+        top = QHBoxLayout()
+        top.setSpacing(3)
+        self.caption = QLabel(numeric.caption, self)
+        self.caption.setObjectName("vitalCaption")
+        self.unit = QLabel(numeric.unit, self)
+        self.unit.setObjectName("vitalUnit")
+        top.addWidget(self.caption)
+        top.addStretch(1)
+        top.addWidget(self.unit)
+        self.value = QLabel(NO_VALUE, self)
+        self.value.setObjectName("vitalValueBig" if numeric.big else "vitalValue")
+        self.value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        layout.addLayout(top)
+        layout.addWidget(self.value)
+        self._marker = ""
+
+    def show_value(self, text: str, *, alarm: Priority | None, acknowledged: bool,
+                   stale: bool, tooltip: str = "") -> None:
+        """Text and looks; each set only when it changed."""
+        _set_text(self.value, text)
+        marker = alarm.marker if alarm is not None else ""
+        if marker != self._marker:
+            self._marker = marker
+            self.caption.setText(f"{self.numeric.caption} {marker}".strip())
+        look = "none" if alarm is None else alarm.value + ("-ack" if acknowledged else "")
+        _set_look(self, "alarm", look)
+        _set_look(self.value, "stale", "true" if stale else "false")
+        if self.toolTip() != tooltip:
+            self.setToolTip(tooltip)
+
+
+class BedTile(QFrame):
+    """One tile of the bed grid; ``activated`` (its key) when clicked."""
+
+    activated = Signal(str)
+
+    def __init__(self, key: str, colors: ThemeColors, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.key = key
+        self.setObjectName("bedTile")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setMinimumSize(230, 150)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(2)
+
+        header = QHBoxLayout()
+        header.setSpacing(6)
+        self.bed_label = QLabel(self)
+        self.bed_label.setObjectName("bedLabel")
+        self.patient_label = QLabel(self)
+        self.patient_label.setObjectName("patientLabel")
+        self.patient_label.setMinimumWidth(20)
+        self.marks_label = QLabel(self)
+        self.marks_label.setObjectName("marksLabel")
+        self.marks_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        header.addWidget(self.bed_label)
+        header.addWidget(self.patient_label, 1)
+        header.addWidget(self.marks_label)
+        layout.addLayout(header)
+
+        self.status_label = QLabel(self)
+        self.status_label.setObjectName("tileStatus")
+        self.status_label.hide()
+        layout.addWidget(self.status_label)
+
+        self.numerics = QWidget(self)
+        grid = QGridLayout(self.numerics)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(2)
+        grid.setVerticalSpacing(1)
+        self.cells: dict[str, NumericCell] = {}
+        for index, numeric in enumerate(NUMERICS):
+            cell = NumericCell(numeric, self.numerics)
+            self.cells[numeric.key] = cell
+            row, column = (0, index) if numeric.big else (1, index - 2)
+            if numeric.big:
+                grid.addWidget(cell, 0, index * 2, 1, 2)
+            else:
+                grid.addWidget(cell, row, column)
+        layout.addWidget(self.numerics, 1)
+
+        self.plot = pg.PlotWidget(self)
+        self.plot.setObjectName("trendPlot")
+        self.plot.setFixedHeight(TREND_HEIGHT_PX)
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.plot.setMouseEnabled(False, False)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setXRange(-TREND_WINDOW_S, 0, padding=0)
+        self.plot.setYRange(*TREND_Y_RANGE, padding=0)
+        self.plot.getPlotItem().setContentsMargins(0, 0, 0, 0)
+        self.plot.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
+        self.curve = self.plot.plot()
+        self.curve.setClipToView(True)
+        self._y_range = TREND_Y_RANGE
+        self.trend_version = -1
+        layout.addWidget(self.plot)
+        self.set_colors(colors)
+
+    # -- looks ---------------------------------------------------------------------------
+
+    def set_colors(self, colors: ThemeColors) -> None:
+        """Theme change: the curve and the plot background (the rest is the style sheet)."""
+        self._colors = colors
+        self.plot.setBackground(colors.surface)
+        self.curve.setPen(pg.mkPen(colors.trend, width=2))
+
+    # -- data ------------------------------------------------------------------------------
+
+    def show_state(self, tile: TileState, alarms: Sequence[Alarm], now: datetime) -> None:
+        """Numerics, marks, stale looks and alarm colours of ``tile`` at ``now``."""
+        if tile.is_device:
+            _set_text(self.bed_label, tile.label)
+            _set_text(self.patient_label, "not assigned to a bed")
+        else:
+            _set_text(self.bed_label, f"Bed {tile.label}")
+            _set_text(self.patient_label, _patient_text(tile))
+        self.patient_label.setToolTip(_patient_text(tile))
+        _set_text(self.marks_label, _marks(tile))
+
+        levels, acknowledged, device_level = _alarm_levels(alarms)
+        bed_level = max((a.priority for a in alarms
+                         if a.state is not AlarmState.ACKNOWLEDGED), default=None)
+        _set_look(self, "alarm", "none" if bed_level is None else bed_level.value)
+        _set_look(self, "empty", "true" if tile.is_empty else "false")
+
+        stale = tile.stale_vitals(now)
+        status = ""
+        if tile.is_empty:
+            status = "Empty bed"
+        elif not tile.values:
+            status = "No data yet" if not tile.devices else f"No data yet from {tile.devices[0]}"
+        elif tile.all_stale(now) and tile.last_arrived_at is not None:
+            age = (now - tile.last_arrived_at).total_seconds()
+            status = f"No data · {format_age(age)}"
+        elif device_level is not None:
+            worst = max((a for a in alarms if a.kind is AlarmKind.TECHNICAL),
+                        key=lambda a: a.priority.rank)
+            status = f"{worst.priority.marker} {worst.message}"
+        _set_text(self.status_label, status)
+        self.status_label.setVisible(bool(status))
+        _set_look(self.status_label, "alarm",
+                  "none" if device_level is None or tile.all_stale(now) else device_level.value)
+        self.numerics.setVisible(not tile.is_empty)
+        self.plot.setVisible(not tile.is_empty)
+
+        for numeric in NUMERICS:
+            cell = self.cells[numeric.key]
+            if numeric.key == "news2":
+                text, is_stale, tip = _news2_text(tile)
+            else:
+                text, is_stale, tip = _numeric_text(numeric, tile, stale, now)
+            cell.show_value(text, alarm=levels.get(numeric.key),
+                            acknowledged=numeric.key in acknowledged, stale=is_stale,
+                            tooltip=tip)
+
+    def show_trend(self, tile: TileState, now: datetime) -> None:
+        """Redraw the curve (the grid calls this at most once a second per tile)."""
+        times, values = tile.trend.view()
+        self.trend_version = tile.trend_version
+        if not len(times):
+            self.curve.setData([], [])
+            return
+        low = min(TREND_Y_RANGE[0], float(values.min()) - 5)
+        high = max(TREND_Y_RANGE[1], float(values.max()) + 5)
+        if (low, high) != self._y_range:
+            self._y_range = (low, high)
+            self.plot.setYRange(low, high, padding=0)
+        self.curve.setData(times - now.timestamp(), values, skipFiniteCheck=True)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        """A click opens the bed's detail."""
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.activated.emit(self.key)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+
+def _patient_text(tile: TileState) -> str:
+    if tile.patient_id is None:
+        return "no patient" if tile.values else ""
+    name = tile.patient_name or ""
+    return f"{name} ({tile.patient_id})" if name else tile.patient_id
+
+
+def _marks(tile: TileState) -> str:
+    """Input, battery and signal, as text (colour is never the only cue)."""
+    parts = []
+    if tile.input:
+        parts.append(tile.input.upper())
+    if tile.battery is not None:
+        parts.append(f"bat {tile.battery:.0f}%")
+    if tile.signal is not None:
+        parts.append(f"sig {tile.signal:.0f}")
+    return " · ".join(parts)
+
+
+def _alarm_levels(alarms: Sequence[Alarm]) -> tuple[dict[str, Priority], set[str],
+                                                    Priority | None]:
+    """Per numeric cell: the highest alarm priority; which are all acknowledged; and the
+    highest technical (device) alarm priority of the bed."""
+    levels: dict[str, Priority] = {}
+    unacknowledged: set[str] = set()
+    device_level: Priority | None = None
+    for alarm in alarms:
+        if alarm.kind is AlarmKind.NEWS2:
+            cell = "news2"
+        elif alarm.kind is AlarmKind.LIMIT and alarm.vital is not None:
+            cell = _CELL_OF_VITAL.get(alarm.vital)
+        else:
+            device_level = max(device_level or alarm.priority, alarm.priority)
+            continue
+        if cell is None:
+            continue
+        levels[cell] = max(levels.get(cell, alarm.priority), alarm.priority)
+        if alarm.state is not AlarmState.ACKNOWLEDGED:
+            unacknowledged.add(cell)
+    return levels, set(levels) - unacknowledged, device_level
+
+
+def _numeric_text(numeric: Numeric, tile: TileState, stale: set[VitalKind],
+                  now: datetime) -> tuple[str, bool, str]:
+    values = [tile.values.get(v) for v in numeric.vitals]
+    if all(v is None for v in values):
+        return NO_VALUE, False, ""
+    parts = [NO_VALUE if v is None else f"{v.value:.{numeric.decimals}f}" for v in values]
+    is_stale = any(v in stale for v in numeric.vitals if tile.values.get(v) is not None)
+    newest = max(v.arrived_at for v in values if v is not None)
+    tip = f"{numeric.caption}: {format_age((now - newest).total_seconds())}"
+    return "/".join(parts), is_stale, tip
+
+
+def _news2_text(tile: TileState) -> tuple[str, bool, str]:
+    result = tile.news2
+    if result is None:
+        return NO_VALUE, False, "NEWS2: not enough observations"
+    if result.complete:
+        return str(result.total), False, f"NEWS2 {result.total} ({result.risk})"
+    missing = ", ".join(str(p) for p in (*result.missing, *result.stale))
+    return f"≥{result.minimum_total}", True, f"NEWS2 at least {result.minimum_total}; " \
+        f"missing: {missing}"
