@@ -205,6 +205,8 @@ vital_signs = Table(
     Column("notes", Text),
     UniqueConstraint("device_id", "vital", "measured_at", name="uq_vital_signs_reading"),
     Index("ix_vital_signs_patient_vital_time", "patient_ref", "vital", "measured_at"),
+    # 0004: a bed's trends and export (records of a bed with nobody admitted carry no patient).
+    Index("ix_vital_signs_bed_vital_time", "bed_ref", "vital", "measured_at"),
 )
 
 # Devices that sent readings without being registered: shown to the admin for registration.
