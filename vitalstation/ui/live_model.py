@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -323,24 +323,22 @@ class WardModel(QObject):
         self._bed_of_patient: dict[str, str] = {}
         self.is_loaded = False
         self._attached = False
-        self._frame_timer = QTimer(self)
-        self._frame_timer.setObjectName("ward-frame")
-        self._frame_timer.setInterval(FRAME_INTERVAL_MS)
-        self._frame_timer.timeout.connect(self.tick)
-        self._stale_timer = QTimer(self)
-        self._stale_timer.setObjectName("ward-stale")
-        self._stale_timer.setInterval(STALE_CHECK_INTERVAL_MS)
-        self._stale_timer.timeout.connect(self._on_stale_check)
-        self._register_timer = QTimer(self)
-        self._register_timer.setObjectName("ward-register")
-        self._register_timer.setInterval(REGISTRY_REFRESH_INTERVAL_MS)
-        self._register_timer.timeout.connect(self.refresh_register)
-        self._news2_timer = QTimer(self)
-        self._news2_timer.setObjectName("ward-news2")
-        self._news2_timer.setInterval(NEWS2_REFRESH_INTERVAL_MS)
-        self._news2_timer.timeout.connect(self.refresh_news2)
+        self._frame_timer = self._timer("ward-frame", FRAME_INTERVAL_MS, self.tick)
+        self._stale_timer = self._timer("ward-stale", STALE_CHECK_INTERVAL_MS,
+                                        self._on_stale_check)
+        self._register_timer = self._timer("ward-register", REGISTRY_REFRESH_INTERVAL_MS,
+                                           self.refresh_register)
+        self._news2_timer = self._timer("ward-news2", NEWS2_REFRESH_INTERVAL_MS,
+                                        self.refresh_news2)
         self._stale_shown: dict[str, frozenset[VitalKind]] = {}
         self.frames = 0
+
+    def _timer(self, name: str, interval_ms: int, slot: Callable[[], object]) -> QTimer:
+        timer = QTimer(self)
+        timer.setObjectName(name)
+        timer.setInterval(interval_ms)
+        timer.timeout.connect(slot)
+        return timer
 
     # -- lifecycle -----------------------------------------------------------------------
 
