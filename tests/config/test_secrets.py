@@ -214,3 +214,58 @@ def test_secrets_read_or_written_are_redacted_from_logs(tmp_path, caplog) -> Non
         logger.removeFilter(redacting)
     assert "smtp-hunter2-secret" not in caplog.text
     assert "bad password ***" in caplog.text
+
+
+# --- the inputs take their secrets from here ---------------------------------------------------
+
+
+def test_mqtt_reads_its_password_and_passphrase_from_the_keyring(tmp_path) -> None:
+    from vitalstation.ingest.mqtt import MqttOptions
+
+    (tmp_path / "vitalstation.toml").write_text(
+        '[mqtt]\nurl = "mqtts://iot.example:8883"\nusername = "station"\n'
+        'tls_cert = "c.pem"\ntls_key = "k.pem"\n'
+    )
+    settings = load_settings(tmp_path, {})
+    store = SecretStore.for_settings(settings)  # the keyring keyring chose (this test's)
+    store.set(MQTT_PASSWORD, "broker-pw-1")
+    store.set("mqtt.key_passphrase", "key-phrase-1")
+    # The old variables are not read any more; the TOML names no secret.
+    options = MqttOptions.from_settings(settings, {"VITALSTATION_MQTT_PASSWORD": "old"})
+    assert (options.password, options.key_passphrase) == ("broker-pw-1", "key-phrase-1")
+    assert "broker-pw-1" not in (tmp_path / "vitalstation.toml").read_text()
+
+    # No keyring: the input refuses to start with the reason, rather than log in without one.
+    with pytest.raises(SecretsUnavailable, match="cannot read the secret mqtt.password"):
+        MqttOptions.from_settings(
+            settings, secrets=SecretStore.for_settings(settings, backend=fail.Keyring())
+        )
+    # Without a user name no password is needed, so no keyring is asked.
+    plain = load_settings(tmp_path, {"VITALSTATION_MQTT__USERNAME": "",
+                                     "VITALSTATION_MQTT__TLS_KEY": "",
+                                     "VITALSTATION_MQTT__TLS_CERT": ""})
+    none = MqttOptions.from_settings(
+        plain, secrets=SecretStore.for_settings(plain, backend=fail.Keyring())
+    )
+    assert (none.password, none.key_passphrase) == (None, None)
+
+
+def test_kinesis_clients_sign_with_the_keyring_keys(tmp_path, caplog) -> None:
+    from vitalstation.app.credentials import aws_credentials
+    from vitalstation.ingest.kinesis import boto3_client_factory
+
+    settings = load_settings(tmp_path, {})
+    store = SecretStore.for_settings(settings)
+    store.set("aws.access_key_id", "AKIAKEYRING")
+    store.set("aws.secret_access_key", "keyring-secret-key")
+    credentials = aws_credentials(settings)
+    client = boto3_client_factory(settings.kinesis, credentials)()
+    frozen = client._request_signer._credentials.get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key) == ("AKIAKEYRING", "keyring-secret-key")
+    # No keyring: boto3's default chain (instance roles are legitimate), said in the log.
+    with caplog.at_level(logging.WARNING):
+        fallback = aws_credentials(
+            settings, SecretStore.for_settings(settings, backend=fail.Keyring())
+        )
+    assert fallback is None
+    assert "boto3's default chain" in caplog.text

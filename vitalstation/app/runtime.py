@@ -38,10 +38,14 @@ def make_kinesis_input(settings: Settings, pipeline: Pipeline, store: Store) -> 
     if not settings.kinesis.enabled:
         return None
     # Imported here: boto3 costs a quarter of a second to import, for stations that use it.
-    from vitalstation.ingest.kinesis import KinesisInput
+    from vitalstation.app.credentials import aws_credentials
+    from vitalstation.ingest.kinesis import KinesisInput, boto3_client_factory
     from vitalstation.storage.checkpoints import CheckpointStore
 
-    return KinesisInput(settings.kinesis, pipeline, CheckpointStore(store.engine))
+    factory = boto3_client_factory(settings.kinesis, aws_credentials(settings))
+    return KinesisInput(
+        settings.kinesis, pipeline, CheckpointStore(store.engine), client_factory=factory
+    )
 
 
 def default_input_factories() -> list[InputFactory]:

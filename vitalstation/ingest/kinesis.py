@@ -15,9 +15,10 @@ default: everything the stream retains) or ``LATEST``. Children of a shard this 
 read always start at ``TRIM_HORIZON``, or the records put between the split and their reader's
 start would be skipped.
 
-Credentials come from boto3's default chain (environment variables, the shared credentials and
-config files with ``AWS_PROFILE``, container or instance roles); the OS keyring comes in a later
-issue. They are never logged, nor shown in health.
+Credentials: the station's secrets ``aws.access_key_id`` / ``aws.secret_access_key`` (the OS
+keyring, set in Settings; the runtime passes them in), else boto3's default chain (environment
+variables, the shared credentials and config files with ``AWS_PROFILE``, container or instance
+roles). They are never logged, nor shown in health.
 
 Stopping: ``stop(timeout)`` ends every pause at once (all waits are on an ``Event``); a reader
 waiting for the pipeline to store its last batch keeps waiting, up to the timeout, and then
@@ -56,6 +57,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from vitalstation.config.secrets import AwsCredentials
 from vitalstation.config.settings import KinesisSettings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.ingest.base import InputHealth, InputState
@@ -149,7 +151,8 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
             return ErrorKind.IN_USE, message or code
         if code in _CREDENTIAL_CODES:
             return ErrorKind.CREDENTIALS, (
-                f"AWS refused the credentials ({code}); check the environment or AWS profile"
+                f"AWS refused the credentials ({code}); check the AWS keys in Settings (the "
+                "keyring), or the environment or AWS profile"
             )
         if code == "InvalidArgumentException":
             return ErrorKind.INVALID, f"{code}: {message}"
@@ -158,8 +161,8 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
         return ErrorKind.OTHER, f"{code}: {message}" if message else code
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return ErrorKind.CREDENTIALS, (
-            f"no usable AWS credentials ({type(exc).__name__}); set them in the environment "
-            "or an AWS profile"
+            f"no usable AWS credentials ({type(exc).__name__}); set the AWS keys in Settings "
+            "(the keyring), or in the environment or an AWS profile"
         )
     if isinstance(exc, ConnectionError | HTTPClientError | IncompleteReadError):
         return ErrorKind.TRANSIENT, f"cannot reach Kinesis: {str(exc)[:200]}"
@@ -169,13 +172,15 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
 
 
 
-def boto3_client_factory(settings: KinesisSettings) -> ClientFactory:
+def boto3_client_factory(
+    settings: KinesisSettings, credentials: AwsCredentials | None = None
+) -> ClientFactory:
     """A factory of Kinesis clients for ``settings``: a new client per call (one per thread).
 
     botocore's own retries are off: the readers retry with their own back-off, which ``stop``
-    interrupts and health shows. Credentials come from boto3's default chain (environment,
-    shared files and ``AWS_PROFILE``, container and instance roles); the OS keyring is a later
-    issue.
+    interrupts and health shows. ``credentials`` (the station's keyring secrets) if given, else
+    boto3's default chain (environment, shared files and ``AWS_PROFILE``, container and instance
+    roles).
     """
     config = Config(
         region_name=settings.region,
@@ -194,7 +199,15 @@ def boto3_client_factory(settings: KinesisSettings) -> ClientFactory:
     def make() -> Any:
         with lock:
             if not sessions:
-                sessions.append(boto3.session.Session())
+                sessions.append(
+                    boto3.session.Session(
+                        aws_access_key_id=credentials.access_key_id,
+                        aws_secret_access_key=credentials.secret_access_key,
+                        aws_session_token=credentials.session_token,
+                    )
+                    if credentials is not None
+                    else boto3.session.Session()
+                )
             return sessions[0].client(
                 "kinesis",
                 region_name=settings.region,
