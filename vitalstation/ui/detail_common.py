@@ -1,0 +1,101 @@
+"""Small shared pieces of the alarm list, bed detail, escalation and export windows: who is
+acting, from where, and how times, vitals and priorities are written for a nurse."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QColor
+
+from vitalstation.alarms import Priority
+from vitalstation.domain.vitals import VitalKind
+from vitalstation.ui.theme import ThemeColors
+
+if TYPE_CHECKING:
+    from vitalstation.app.runtime import Runtime
+
+VITAL_NAMES: dict[str, str] = {
+    VitalKind.HEART_RATE.value: "Heart rate",
+    VitalKind.SPO2.value: "SpO₂",
+    VitalKind.RESPIRATORY_RATE.value: "Resp. rate",
+    VitalKind.SYSTOLIC_BP.value: "BP systolic",
+    VitalKind.DIASTOLIC_BP.value: "BP diastolic",
+    VitalKind.TEMPERATURE.value: "Temperature",
+    VitalKind.GLUCOSE.value: "Glucose",
+    VitalKind.WEIGHT.value: "Weight",
+}
+
+# Stored (UCUM) units as a nurse writes them.
+UNIT_TEXT: dict[str, str] = {
+    "/min": "/min", "mm[Hg]": "mmHg", "Cel": "°C", "[degF]": "°F", "%": "%",
+    "mg/dL": "mg/dL", "mmol/L": "mmol/L", "kg": "kg", "[lb_av]": "lb",
+}
+
+
+def operator_name() -> str:
+    """Who acts at this station: the logged-in account (as the CLI's ``cli:<login>``)."""
+    try:
+        return getpass.getuser() or "station"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "station"
+
+
+def station_origin(runtime: Runtime) -> str:
+    """``station:<name>``: where an action taken in this window comes from (audited)."""
+    return f"station:{runtime.settings.station.name}"
+
+
+def local_time(at: datetime | None, *, seconds: bool = True, date: bool = False) -> str:
+    """A stored UTC time in the station's local time, e.g. ``03:14:07`` or ``23 Nov 03:14``."""
+    if at is None:
+        return ""
+    local = at.astimezone()
+    text = local.strftime("%H:%M:%S" if seconds else "%H:%M")
+    return f"{local:%d %b} {text}" if date else text
+
+
+def vital_name(vital: str | None) -> str:
+    """``heart_rate`` → ``Heart rate``."""
+    if not vital:
+        return ""
+    return VITAL_NAMES.get(vital, vital.replace("_", " ").capitalize())
+
+
+def unit_text(unit: str) -> str:
+    """``Cel`` → ``°C``."""
+    return UNIT_TEXT.get(unit, unit)
+
+
+def format_value(value: float | None) -> str:
+    """A value as the monitor shows it: whole numbers without decimals, else one decimal."""
+    if value is None:
+        return ""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def priority_of(name: str | Priority) -> Priority:
+    """A stored priority name as the enum."""
+    return name if isinstance(name, Priority) else Priority(name)
+
+
+def priority_text(priority: str | Priority) -> str:
+    """``*** high``: colour is never the only cue (IEC 60601-1-8)."""
+    level = priority_of(priority)
+    return f"{level.marker} {level.value}"
+
+
+def alarm_qcolor(colors: ThemeColors, priority: str | Priority) -> QColor:
+    """The IEC colour of a priority."""
+    return QColor(colors.alarm_color(priority_of(priority)))
+
+
+def on_alarm_qcolor(colors: ThemeColors, priority: str | Priority) -> QColor:
+    """The text colour that reads on the IEC colour."""
+    return QColor(colors.on_alarm_color(priority_of(priority)))
+
+
+def event_text(event: str) -> str:
+    """``patient_answered`` → ``patient answered``."""
+    return event.replace("_", " ")
