@@ -132,20 +132,20 @@ def test_registering_a_device_seen_but_unknown_with_its_details(store, secrets) 
                           manufacturer="Acme", model="VS-9", firmware="2.1.0")
     assert admin.unknown_devices() == []
     [device] = admin.devices()
-    assert (device.device_id, device.name, device.manufacturer, device.model,
-            device.firmware, device.status) == (
+    assert (device.device_id, device.info.name, device.manufacturer, device.model,
+            device.firmware, device.info.status) == (
         "BSM-NEW", "Bed 4 monitor", "Acme", "VS-9", "2.1.0", "active")
     assert [a.subject for a in audits(store, "device.details")] == ["BSM-NEW"]
     with pytest.raises(Conflict, match="already exists"):
         admin.register_device("BSM-NEW")
-    with pytest.raises(UserError, match="longer than 100"):
+    with pytest.raises(UserError, match="the manufacturer .* is longer than"):
         admin.set_device_details("BSM-NEW", manufacturer="x" * 101, model="", firmware="")
 
     admin.add_bed("4", "5N")
     admin.assign_device("BSM-NEW", bed_label="4")
     admin.set_device_status("BSM-NEW", "maintenance")
     [device] = admin.devices()
-    assert (device.bed, device.status) == ("4", "maintenance")
+    assert (device.info.bed, device.info.status) == ("4", "maintenance")
 
 
 def test_keys_issued_shown_once_kept_for_the_simulator_rotated_and_revoked(

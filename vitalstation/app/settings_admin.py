@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,12 @@ from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.errors import UserError
 from vitalstation.storage.keys import KeyInfo, NewKey, key_prefix
 from vitalstation.storage.register_admin import RegisterAdmin
-from vitalstation.storage.registry import BedInfo, PatientInfo, UnknownDeviceInfo
+from vitalstation.storage.registry import (
+    BedInfo,
+    DeviceInfo,
+    PatientInfo,
+    UnknownDeviceInfo,
+)
 from vitalstation.storage.store import Store
 
 __all__ = [
@@ -182,21 +186,18 @@ class AdminLock:
 
 @dataclass(frozen=True, slots=True)
 class DeviceView:
-    """A registered device as Settings > Devices lists it."""
+    """A registered device as Settings > Devices lists it: the register's row and what the
+    device is."""
 
-    device_id: str
-    name: str
-    device_type: str
-    manufacturer: str
-    model: str
-    firmware: str
-    status: str
-    bed: str | None
-    patient_id: str | None
-    last_seen_at: datetime | None
-    last_input: str | None
-    battery_level: float | None
-    signal_quality: float | None
+    info: DeviceInfo
+    manufacturer: str = ""
+    model: str = ""
+    firmware: str = ""
+
+    @property
+    def device_id(self) -> str:
+        """The id the device sends."""
+        return self.info.device_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,15 +267,10 @@ class AdminService:
         views = []
         for info in self._registry.list_devices():
             detail = details.get(info.device_id)
-            views.append(DeviceView(
-                device_id=info.device_id, name=info.name, device_type=info.device_type,
-                manufacturer=detail.manufacturer if detail else "",
-                model=detail.model if detail else "",
-                firmware=detail.firmware if detail else "",
-                status=info.status, bed=info.bed, patient_id=info.patient_id,
-                last_seen_at=info.last_seen_at, last_input=info.last_input,
-                battery_level=info.battery_level, signal_quality=info.signal_quality,
-            ))
+            if detail is None:
+                views.append(DeviceView(info))
+            else:
+                views.append(DeviceView(info, detail.manufacturer, detail.model, detail.firmware))
         return views
 
     def unknown_devices(self) -> list[UnknownDeviceInfo]:

@@ -12,10 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from vitalstation.domain.errors import UserError
 from vitalstation.storage.directory import bump_version
 from vitalstation.storage.outbox import write_audit
-from vitalstation.storage.registry import Conflict, NotFound
+from vitalstation.storage.registry import Conflict, NotFound, _check_id
 from vitalstation.storage.schema import (
     admissions,
     beds,
@@ -28,9 +27,6 @@ from vitalstation.storage.schema import (
 
 __all__ = ["DeviceDetails", "RegisterAdmin"]
 
-_MAX_DETAIL_CHARS = 100
-
-
 @dataclass(frozen=True, slots=True)
 class DeviceDetails:
     """What a registered device is (shown and edited in Settings > Devices)."""
@@ -42,12 +38,9 @@ class DeviceDetails:
 
 
 def _detail(kind: str, value: str) -> str:
+    """An optional detail: empty, or checked as the register checks ids."""
     value = value.strip()
-    if len(value) > _MAX_DETAIL_CHARS:
-        raise UserError(f"the {kind} is longer than {_MAX_DETAIL_CHARS} characters")
-    if any(ord(ch) < 32 for ch in value):
-        raise UserError(f"the {kind} must not contain control characters")
-    return value
+    return _check_id(f"the {kind}", value) if value else value
 
 
 class RegisterAdmin:
