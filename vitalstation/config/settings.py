@@ -53,6 +53,8 @@ __all__ = [
     "StoreSettings",
     "default_toml",
     "load_settings",
+    "render_toml_value",
+    "settings_schema",
 ]
 
 CURRENT_SCHEMA_VERSION = 1
@@ -933,8 +935,9 @@ def _read_file(
     file: Path,
     values: dict[str, dict[str, Any]],
     origins: dict[tuple[str, str], _Origin],
+    text: str | None = None,
 ) -> None:
-    text = _read_text(file)
+    text = _read_text(file) if text is None else text
     if text is None:
         return
     data = _parse(text, file)
@@ -1037,19 +1040,23 @@ def _check(sections: dict[str, Any], home: Path, origins: dict[tuple[str, str], 
 
 
 def load_settings(
-    home: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    home: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    text: str | None = None,
 ) -> Settings:
     """Reads ``<home>/vitalstation.toml`` (absent or empty: every default), then env overrides.
 
     ``environ`` defaults to ``os.environ``; tests pass their own so the developer's environment
-    cannot leak in. Raises ConfigError naming the key and the line or variable at the first
+    cannot leak in. ``text``, if given, is read instead of the file (Settings checks a file
+    before saving it). Raises ConfigError naming the key and the line or variable at the first
     problem found.
     """
     home_path = _absolute(home)
     environ = os.environ if environ is None else environ
     values: dict[str, dict[str, Any]] = {name: {} for name in _SCHEMA}
     origins: dict[tuple[str, str], _Origin] = {}
-    _read_file(home_path / CONFIG_FILE_NAME, values, origins)
+    _read_file(home_path / CONFIG_FILE_NAME, values, origins, text)
     _read_environment(environ, values, origins)
     sections = {name: _SCHEMA[name].cls(**values[name]) for name in _SCHEMA}
     _check(sections, home_path, origins)
@@ -1173,6 +1180,16 @@ def _toml_literal(value: object) -> str:
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_literal(item) for item in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")
+
+
+def render_toml_value(value: object) -> str:
+    """A settings value as TOML (for the Settings dialog's file editor)."""
+    return _toml_literal(value)
+
+
+def settings_schema() -> dict[str, tuple[str, ...]]:
+    """Every section and its keys, in file order."""
+    return {name: tuple(section.types) for name, section in _SCHEMA.items()}
 
 
 def default_toml() -> str:
