@@ -52,30 +52,12 @@ def changed_keys(old: Settings, new: Settings) -> set[tuple[str, str]]:
     return changed
 
 
-def _value_end(line: str, start: int) -> int:
-    """Where the TOML value starting at ``start`` ends on this line (before a comment)."""
-    index, depth, quote = start, 0, ""
-    while index < len(line):
-        char = line[index]
-        if quote:
-            if char == "\\" and quote == '"':
-                index += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        elif char == "#" and depth <= 0:
-            break
-        index += 1
-    return len(line[:index].rstrip()) if index < len(line) else len(line.rstrip())
+def _scan(text: str) -> tuple[int, int | None]:
+    """The bracket depth at the end of a TOML value, and where a comment after it starts.
 
-
-def _balanced(text: str) -> bool:
-    """Whether the brackets of a (possibly multi-line) array value are closed."""
+    Strings are skipped (a ``#`` or ``]`` in a string is text); comments inside a multi-line
+    array run to their line's end.
+    """
     depth, quote, index = 0, "", 0
     while index < len(text):
         char = text[index]
@@ -87,6 +69,8 @@ def _balanced(text: str) -> bool:
         elif char in "\"'":
             quote = char
         elif char == "#":
+            if depth <= 0:
+                return depth, index
             newline = text.find("\n", index)
             index = len(text) if newline < 0 else newline
             continue
@@ -95,7 +79,18 @@ def _balanced(text: str) -> bool:
         elif char in "]}":
             depth -= 1
         index += 1
-    return depth <= 0
+    return depth, None
+
+
+def _value_end(line: str, start: int) -> int:
+    """Where the TOML value starting at ``start`` ends on this line (before a comment)."""
+    comment = _scan(line[start:])[1]
+    return len(line[: start + comment].rstrip()) if comment is not None else len(line.rstrip())
+
+
+def _balanced(text: str) -> bool:
+    """Whether the brackets of a (possibly multi-line) array value are closed."""
+    return _scan(text)[0] <= 0
 
 
 def _edit_lines(text: str, changes: Changes) -> str:
