@@ -10,8 +10,9 @@ an input accepted before the stop is stored, and nothing is acknowledged that wa
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vitalstation.app.alarms import AlarmListener, AlarmService
@@ -31,6 +32,16 @@ PIPELINE_DRAIN_TIMEOUT_S = 30.0
 
 InputFactory = Callable[[Settings, Pipeline, Store], Input | None]
 """Builds one input from the settings, or returns None when that input is disabled."""
+
+# The input each default factory builds, for restarting one that its settings had disabled
+# (a factory may also say so itself with an ``input_name`` attribute).
+_FACTORY_INPUTS = {
+    "make_rest_input": "rest",
+    "make_filedrop_input": "filedrop",
+    "make_kinesis_input": "kinesis",
+    "embedded_broker": "mqtt-broker",
+    "mqtt_input": "mqtt",
+}
 
 
 def make_kinesis_input(settings: Settings, pipeline: Pipeline, store: Store) -> Input | None:
@@ -88,6 +99,11 @@ class Runtime:
         self._pipeline: Pipeline | None = None
         self._inputs: list[Input] = []
         self._failed_inputs: list[InputHealth] = []
+        # Which factory built each input (by its index) and the input name of each factory,
+        # so that one input can be restarted in place (``restart_inputs``).
+        self._slot_of: dict[int, int] = {}
+        self._slot_names: dict[int, str] = {}
+        self._restart_lock = threading.Lock()
         self._alarms: AlarmService | None = None
         self._alarm_listeners: list[AlarmListener] = []
 
@@ -145,21 +161,8 @@ class Runtime:
         self._pipeline.start()
         self._alarms.watch_inputs(self._input_health)
         self._alarms.start()
-        for factory in self._input_factories:
-            input_: Input | None = None
-            try:
-                input_ = factory(self.settings, self._pipeline, self._store)
-                if input_ is None:
-                    continue
-                input_.start()
-            except Exception as exc:  # noqa: BLE001 - reported, and the other inputs go on
-                name = getattr(input_, "name", None) or getattr(factory, "__name__", "input")
-                _LOGGER.error("input %s could not start: %s", name, exc)
-                self._failed_inputs.append(
-                    InputHealth(name, InputState.DOWN, f"could not start: {exc}")
-                )
-                continue
-            self._inputs.append(input_)
+        for index in range(len(self._input_factories)):
+            self._start_input(index)
         _LOGGER.info(
             "station %r started in %.0f ms: store %s, inputs: %s",
             self.settings.station.name,
@@ -194,6 +197,80 @@ class Runtime:
                 _LOGGER.error("store left open: the pipeline is still writing")
             self._store = None
         return drained
+
+    def _start_input(self, index: int) -> None:
+        """Build and start the input of factory ``index``; a failure is kept as DOWN health.
+
+        The lists are replaced, never changed in place, so that ``health`` on another thread
+        always sees a whole list.
+        """
+        factory = self._input_factories[index]
+        input_: Input | None = None
+        try:
+            input_ = factory(self.settings, self.pipeline, self.store)
+            if input_ is None:
+                return
+            self._slot_names[index] = input_.name
+            input_.start()
+        except Exception as exc:  # noqa: BLE001 - reported, and the other inputs go on
+            name = getattr(input_, "name", None) or self._factory_name(index)
+            self._slot_names[index] = name
+            _LOGGER.error("input %s could not start: %s", name, exc)
+            self._failed_inputs = [
+                *self._failed_inputs, InputHealth(name, InputState.DOWN, f"could not start: {exc}")
+            ]
+            return
+        self._slot_of[id(input_)] = index
+        self._inputs = sorted(
+            [*self._inputs, input_], key=lambda i: self._slot_of.get(id(i), len(self._slot_of))
+        )
+
+    def _factory_name(self, index: int) -> str:
+        factory = self._input_factories[index]
+        name = getattr(factory, "input_name", None) or _FACTORY_INPUTS.get(
+            getattr(factory, "__name__", ""), ""
+        )
+        return self._slot_names.get(index) or name or getattr(factory, "__name__", "input")
+
+    def restart_inputs(self, names: Iterable[str], settings: Settings | None = None) -> list[str]:
+        """Restart the inputs called ``names`` with ``settings`` (now the runtime's settings);
+        every other input keeps running, untouched.
+
+        Named inputs stop in reverse start order, then start again in start order (the
+        embedded broker before the MQTT input). An input its new settings disable stays
+        stopped; one they enable starts. Returns the names of the inputs running afterwards.
+        Blocks while inputs stop (up to ``INPUT_STOP_TIMEOUT_S`` each): not on the GUI thread.
+        """
+        wanted = set(names)
+        with self._restart_lock:
+            if settings is not None:
+                self.settings = settings
+            slots = [i for i in range(len(self._input_factories))
+                     if self._factory_name(i) in wanted]
+            for input_ in reversed(self._inputs):
+                if self._slot_of.get(id(input_)) in slots:
+                    self._inputs = [i for i in self._inputs if i is not input_]
+                    self._slot_of.pop(id(input_), None)
+                    try:
+                        input_.stop(INPUT_STOP_TIMEOUT_S)
+                    except Exception:  # noqa: BLE001 - its replacement still starts
+                        _LOGGER.exception("input %s did not stop cleanly", input_.name)
+            self._failed_inputs = [h for h in self._failed_inputs if h.name not in wanted]
+            for index in slots:
+                self._start_input(index)
+            running = [i.name for i in self._inputs if self._slot_of.get(id(i)) in slots]
+        _LOGGER.info("inputs restarted with new settings: %s (running: %s)",
+                     ", ".join(sorted(wanted)), ", ".join(running) or "none")
+        return running
+
+    def restart_input(self, name: str, settings: Settings | None = None) -> InputHealth | None:
+        """Restart one input (see :meth:`restart_inputs`); its health afterwards, or None when
+        its settings disable it."""
+        self.restart_inputs([name], settings)
+        for health in self._input_health():
+            if health.name == name:
+                return health
+        return None
 
     def _input_health(self) -> list[InputHealth]:
         return [i.health() for i in tuple(self._inputs)] + list(self._failed_inputs)
