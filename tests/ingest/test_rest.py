@@ -591,6 +591,47 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(station: Station) ->
     assert reply.status == 413
 
 
+def test_silent_slow_and_surplus_clients_are_dropped(station: Station) -> None:
+    strict = station.receiver(idle_timeout_s=0.4, max_connections=3)
+
+    def closed_after(sock: socket.socket, drip: bytes = b"") -> float:
+        """Seconds until the server closes ``sock``, sending ``drip`` a byte at a time."""
+        started = time.monotonic()
+        sock.settimeout(0.05)
+        for byte in drip:
+            sock.sendall(bytes([byte]))
+            try:
+                if sock.recv(65536) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                pass
+            except OSError:
+                return time.monotonic() - started
+        sock.settimeout(5)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        return time.monotonic() - started
+
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as silent:
+        assert closed_after(silent) < 1.5  # never sent a byte
+    head = b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 100
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as loris:
+        # A byte every 50 ms keeps the socket busy, but the head must be in within 0.4 s.
+        assert closed_after(loris, head) < 1.5
+    held = [socket.create_connection(("127.0.0.1", strict.port), timeout=5) for _ in range(3)]
+    try:
+        time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as surplus:
+            assert closed_after(surplus) < 0.5  # over max_connections: closed at once
+    finally:
+        for sock in held:
+            sock.close()
+    assert station.client(strict).get("/api/openapi.json").status == 200
+
+
 def test_expect_100_continue_is_honoured_only_for_wanted_bodies(station: Station) -> None:
     device = station.device()
     key = station.key(device).key

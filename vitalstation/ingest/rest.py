@@ -1,17 +1,19 @@
-"""The REST receiver: an embedded HTTP(S) server for devices, on its own threads.
+"""The REST receiver: an embedded HTTP(S) server for devices, on its own thread.
 
-Server: the standard library's ``ThreadingHTTPServer`` (a thread per connection, daemon
-threads), with Nagle's algorithm disabled (PLATFORM.md: 726 → 6k requests/s) and each answer
-written in one ``send``. It adds no dependency, speaks HTTP/1.1 keep-alive and TLS through
-``ssl``, and a ward's devices are tens to hundreds of connections, not tens of thousands; the
-endpoint logic (``rest_api``) does not depend on it, should an asyncio server be wanted later.
+Server: one asyncio event loop (standard library, no dependency) in the thread
+``vitalstation-rest``, serving HTTP/1.1 keep-alive and TLS (``ssl``), with Nagle's algorithm
+disabled and each answer written in one ``send``. A thread per connection (the stdlib's
+``ThreadingHTTPServer``, used before) spent most of its time handing the GIL between 32 handler
+threads and the single writer; on one loop, requests waiting for their commit are just futures,
+so many of them are in flight at once and the pipeline commits them together
+(``bench/rest.py`` has the figures).
 
-Hardening around the stdlib server: a cap on open connections, an idle timeout per connection
-(slow or silent clients are dropped), the TLS handshake done on the connection's thread (a
-slow handshake cannot stall the accept loop), JSON error bodies even for malformed HTTP, no
-per-request stderr logging, no Python version in the ``Server`` header, and a stop that lets
-requests in flight finish (their readings are acknowledged) while idle keep-alive connections
-are closed.
+Hardening: a cap on open connections, an idle timeout (a silent client is dropped; the whole
+head of a request, and then its body, must arrive within it, so a slow-loris client is dropped
+too), TLS handshakes asynchronous with the same timeout, a body over the limit refused (413)
+before any of it is read, JSON error bodies even for malformed HTTP, no per-request stderr
+logging, no Python version in the ``Server`` header, and a stop that lets requests in flight
+finish (their readings are acknowledged) while idle keep-alive connections are closed.
 
 Every request leaves one activity-log row (``input_activity``): buffered here and handed to the
 pipeline's single writer every quarter second, so logging never delays an answer. Rows older
@@ -20,6 +22,8 @@ than ``rest.activity_retention_days`` are purged at start and every ten minutes.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import email.utils
 import logging
 import socket
@@ -29,9 +33,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from socketserver import TCPServer
 from typing import Any
 
 from vitalstation.config.settings import Settings
@@ -70,6 +73,10 @@ ACTIVITY_FLUSH_S = 0.25
 ACTIVITY_PURGE_EVERY_S = 600.0
 # Activity rows waiting at most (a database outage); beyond, rows are dropped and counted.
 ACTIVITY_BUFFER_MAX = 100_000
+# How often slow connections are looked for (at most; a quarter of the idle timeout if less).
+SWEEP_PERIOD_S = 0.5
+# Connections waiting to be accepted at most (the kernel's queue).
+LISTEN_BACKLOG = 128
 _MAX_REQUEST_LINE = 65536
 _MAX_HEADER_LINE = 8192
 _MAX_HEADERS = 100
@@ -114,17 +121,32 @@ class RestConfig:
         )
 
 
+_REASONS = {status: phrase for status, (phrase, _) in BaseHTTPRequestHandler.responses.items()}
+
+
 class _Connection:
-    __slots__ = ("idle", "sock")
+    """One open connection; ``idle`` while it waits for a request line (closed at stop).
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    ``deadline`` (loop time, 0 for none) is when the client must have sent what the server
+    waits for: a sweep closes connections past it. One sweep for all connections costs far
+    less than a timer per request (``asyncio.timeout`` was a tenth of the loop's time).
+    """
+
+    __slots__ = ("deadline", "idle", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
         self.idle = True
+        self.deadline = 0.0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _Server:
+    """HTTP/1.1 on one asyncio event loop in its own thread, in front of :class:`RestApi`.
+
+    The socket is bound in the constructor (so a port in use is an error of ``start``); the
+    loop thread accepts, reads, answers. TLS handshakes are asynchronous too, so a slow one
+    never holds anyone else up.
+    """
 
     def __init__(
         self,
@@ -134,84 +156,135 @@ class _Server(ThreadingHTTPServer):
         max_connections: int,
         idle_timeout_s: float,
     ) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(address)
+            listener.listen(LISTEN_BACKLOG)
+        except OSError:
+            listener.close()
+            raise
+        listener.setblocking(False)
+        self._listener = listener
+        self.server_address = listener.getsockname()
         self.api = api
         self.context = context
         self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
         self.stopping = False
-        self._slots = threading.BoundedSemaphore(max_connections)
         self._connections: set[_Connection] = set()
-        self._connections_lock = threading.Lock()
         self._date = (0, "")
-        super().__init__(address, _Handler)
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_exceptions)
+        self._server: asyncio.AbstractServer | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="vitalstation-rest", daemon=True
+        )
+        self._started = threading.Event()
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN (a DNS query, seconds on some
-        # networks) for a name nobody reads here.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-        if self.context is not None:
-            self.socket = self.context.wrap_socket(
-                self.socket, server_side=True, do_handshake_on_connect=False
-            )
+    # -- lifecycle (any thread) -------------------------------------------------------------
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if self.stopping or not self._slots.acquire(blocking=False):
-            _LOGGER.warning("REST: refusing a connection from %s (too many open connections)",
-                            client_address[0] if client_address else "?")
-            self.shutdown_request(request)
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(10)
+
+    def stop(self, deadline: float) -> None:
+        """Stop accepting, finish requests in flight, close idle connections, end the loop."""
+        if not self._thread.is_alive():
+            self._listener.close()
             return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(deadline), self._loop)
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that vanished, a failed TLS handshake (plain HTTP to the HTTPS port): not
-        # the station's problem, and not worth a traceback on stderr.
-        _LOGGER.debug("REST connection from %s ended with an error", client_address,
-                      exc_info=True)
-
-    # -- connection bookkeeping, for a stop that closes idle keep-alive connections ---------
-
-    def register(self, sock: socket.socket) -> _Connection:
-        connection = _Connection(sock)
-        with self._connections_lock:
-            self._connections.add(connection)
-        return connection
-
-    def unregister(self, connection: _Connection) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
+            future.result(max(0.1, deadline - time.monotonic()) + 1.0)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            _LOGGER.warning("REST: the server did not stop in time")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(max(0.1, deadline - time.monotonic()))
 
     def open_connections(self) -> int:
-        with self._connections_lock:
-            return len(self._connections)
+        return len(self._connections)
 
-    def close_idle(self) -> None:
-        with self._connections_lock:
-            idle = [c for c in self._connections if c.idle]
-        for connection in idle:
-            try:
-                connection.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._server = self._loop.run_until_complete(asyncio.start_server(
+                self._serve, sock=self._listener, ssl=self.context,
+                ssl_handshake_timeout=self.idle_timeout_s if self.context else None,
+                limit=_MAX_REQUEST_LINE + 1,
+            ))
+            self._started.set()
+            sweeper = self._loop.create_task(self._sweep())
+            self._loop.run_forever()
+            sweeper.cancel()
+        finally:
+            self._started.set()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.close()
+
+    async def _sweep(self) -> None:
+        """Close connections whose client is too slow (idle, slow-loris, stalled body)."""
+        period = min(SWEEP_PERIOD_S, self.idle_timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for connection in [c for c in self._connections if 0 < c.deadline < now]:
+                connection.writer.transport.abort()
+
+    async def _shutdown(self, deadline: float) -> None:
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        while self._connections and time.monotonic() < deadline:
+            for connection in [c for c in self._connections if c.idle]:
+                connection.writer.transport.abort()
+            await asyncio.sleep(0.01)
+        if self._connections:
+            _LOGGER.warning("REST: %d connections still open at stop", len(self._connections))
+            for connection in list(self._connections):
+                connection.writer.transport.abort()
+
+    # -- one connection (on the loop) --------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self.stopping or len(self._connections) >= self.max_connections:
+            _LOGGER.warning("REST: refusing a connection from %s (too many open connections)",
+                            peer[0] if peer else "?")
+            writer.transport.abort()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = _Connection(writer)
+        self._connections.add(connection)
+        exchange = _Exchange(self, connection, reader, str(peer[0]) if peer else "?")
+        try:
+            while not self.stopping and await exchange.one():
                 pass
+        except (OSError, ConnectionError, asyncio.IncompleteReadError):
+            pass  # a client that vanished: not the station's problem
+        except Exception:  # noqa: BLE001 - one connection's bug must not end the server
+            _LOGGER.exception("REST connection from %s failed", peer)
+        finally:
+            self._connections.discard(connection)
+            writer.transport.close()
 
     def date(self) -> str:
         now = int(time.time())
         if self._date[0] != now:
             self._date = (now, email.utils.formatdate(now, usegmt=True))
         return self._date[1]
+
+
+def _quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A failed TLS handshake (plain HTTP to the HTTPS port) or a reset: debug, not stderr."""
+    _LOGGER.debug("REST: %s", context.get("message"), exc_info=context.get("exception"))
 
 
 class _Headers:
@@ -246,113 +319,118 @@ class _BadRequest(Exception):
 
 
 class _BodyReader:
-    __slots__ = ("_handler", "consumed", "expect_continue")
+    """The body, read when the endpoint asks (after its checks): 413 never reads it."""
 
-    def __init__(self, handler: _Handler, expect_continue: bool) -> None:
-        self._handler = handler
+    __slots__ = ("_exchange", "consumed", "expect_continue")
+
+    def __init__(self, exchange: _Exchange, expect_continue: bool) -> None:
+        self._exchange = exchange
         self.consumed = False
         self.expect_continue = expect_continue
 
-    def read(self, length: int) -> bytes:
-        handler = self._handler
+    async def read(self, length: int) -> bytes:
+        exchange = self._exchange
+        connection = exchange.connection
         self.consumed = True
         try:
             if self.expect_continue:
                 self.expect_continue = False
-                handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            data = handler.rfile.read(length)
+                exchange.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            connection.deadline = exchange.loop.time() + exchange.server.idle_timeout_s
+            return await exchange.reader.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            raise BodyError(f"got {len(exc.partial)} of the {length} bytes announced") from None
         except (OSError, ValueError) as exc:
             raise BodyError(f"the connection failed while reading the body ({exc})") from None
-        if len(data) < length:
-            raise BodyError(f"got {len(data)} of the {length} bytes announced")
-        return data
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "VitalStation"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def setup(self) -> None:
-        self.timeout = self.server.idle_timeout_s
-        self.request.settimeout(self.timeout)
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()
-        super().setup()
-        self._connection = self.server.register(self.request)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
         finally:
-            self.server.unregister(self._connection)
+            connection.deadline = 0.0
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silenced: every request is in the activity log instead of on stderr."""
 
-    def handle_one_request(self) -> None:
-        connection = self._connection
-        if self.server.stopping:
-            self.close_connection = True
-            return
-        connection.idle = True
-        try:
-            line = self.rfile.readline(_MAX_REQUEST_LINE + 1)
-        except (OSError, ValueError):  # idle timeout, reset, or closed by stop()
-            self.close_connection = True
-            return
-        finally:
-            connection.idle = False
-        if not line:
-            self.close_connection = True
-            return
+class _Exchange:
+    """Requests and answers on one connection, one after the other (HTTP/1.1 keep-alive)."""
+
+    __slots__ = (
+        "close_connection", "command", "connection", "headers", "loop", "path", "peer", "reader",
+        "server", "writer",
+    )
+
+    def __init__(
+        self, server: _Server, connection: _Connection, reader: asyncio.StreamReader, peer: str
+    ) -> None:
+        self.server = server
+        self.connection = connection
+        self.reader = reader
+        self.writer = connection.writer
+        self.loop = asyncio.get_running_loop()
+        self.peer = peer
+        self.close_connection = False
         self.command = ""
+        self.path = ""
+        self.headers = _Headers()
+
+    async def one(self) -> bool:
+        """Serve one request; False when the connection is to be closed."""
+        server = self.server
+        connection = self.connection
+        connection.idle = True
+        # Between requests, and for the whole head of one: a silent or slow (slow-loris)
+        # client is dropped after the idle timeout.
+        connection.deadline = self.loop.time() + server.idle_timeout_s
         try:
-            expect_continue = self._parse(line)
+            try:
+                line = await self.reader.readline()
+            except ValueError:
+                raise _BadRequest(414, "Request line too long") from None
+            finally:
+                connection.idle = False
+            if not line.endswith(b"\n"):
+                return False  # closed (or closed by stop) before a whole request line
+            self.command = ""
+            expect_continue = await self._parse(line)
         except _BadRequest as bad:
-            self.send_error(bad.status, bad.reason)
-            return
-        except (OSError, ValueError):
-            self.close_connection = True
-            return
+            self._send(Response(bad.status, error_body(bad.reason)), close=True)
+            return False
+        except (ValueError, OSError, asyncio.IncompleteReadError):
+            return False
+        finally:
+            connection.deadline = 0.0
         # "100 Continue" is sent only when the body is actually wanted: a request refused on
         # its headers (401, 413, ...) is answered at once, without inviting the body.
         body = _BodyReader(self, expect_continue)
-        response = self.server.api.handle(
-            self.command, self.path, self.headers, str(self.client_address[0]), body
+        response = await server.api.handle(
+            self.command, self.path, self.headers, self.peer, body
         )
-        close = response.close or self.close_connection or self.server.stopping
+        close = response.close or self.close_connection or server.stopping
         if not close and not body.consumed:
-            close = not self._drain(body)
+            close = not await self._drain(body)
         self._send(response, close)
+        await self.writer.drain()
+        return not close
 
-    def _parse(self, line: bytes) -> bool:
+    async def _parse(self, line: bytes) -> bool:
         """The request line and headers (HTTP/1.0 and 1.1); True when 100-continue is expected.
 
-        Written out rather than ``BaseHTTPRequestHandler.parse_request``: the stdlib runs the
-        headers through the e-mail parser, a quarter of the receiver's CPU under load. Strict:
-        obsolete line folding, a malformed header, too many or too long headers are refused.
+        Strict: obsolete line folding, a malformed header, too many or too long headers are
+        refused.
         """
-        if len(line) > _MAX_REQUEST_LINE:
-            raise _BadRequest(414, "Request line too long")
         parts = line.split()
         if len(parts) != 3:
             raise _BadRequest(400, "Bad request line")
         method, target, version = (part.decode("latin-1") for part in parts)
-        self.command, self.path, self.request_version = method, target, version
+        self.command, self.path = method, target
         if version not in ("HTTP/1.1", "HTTP/1.0"):
-            self.close_connection = True
             raise _BadRequest(505 if version.startswith("HTTP/") else 400,
                               f"Unsupported protocol {version[:20]!r}")
         headers = _Headers()
-        readline = self.rfile.readline
+        readline = self.reader.readline
         for _ in range(_MAX_HEADERS + 1):
-            raw = readline(_MAX_HEADER_LINE + 1)
+            try:
+                raw = await readline()
+            except ValueError:
+                raise _BadRequest(431, "Header line too long") from None
             if raw in _END_OF_HEADERS:
                 break
-            if not raw:
+            if not raw.endswith(b"\n"):
                 raise ValueError("connection closed in the headers")
             if len(raw) > _MAX_HEADER_LINE:
                 raise _BadRequest(431, "Header line too long")
@@ -364,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers.add(name.decode("latin-1").lower(), value.strip().decode("latin-1"))
         else:
             raise _BadRequest(431, "Too many headers")
-        self.headers = headers  # type: ignore[assignment]
+        self.headers = headers
         connection = (headers.get("connection") or "").lower()
         if version == "HTTP/1.1":
             self.close_connection = "close" in connection
@@ -374,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # no chunked bodies: the framing is unknown
         return version == "HTTP/1.1" and (headers.get("expect") or "").lower() == "100-continue"
 
-    def _drain(self, body: _BodyReader) -> bool:
+    async def _drain(self, body: _BodyReader) -> bool:
         """Read an unwanted body so the connection can serve the next request."""
         if body.expect_continue:
             return False  # the client may or may not send it now: start afresh
@@ -388,16 +466,16 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if length:
             try:
-                body.read(length)
+                await body.read(length)
             except BodyError:
                 return False
         return True
 
     def _send(self, response: Response, close: bool) -> None:
+        """The whole answer in one write (head and body together)."""
         status = response.status
-        reason = self.responses.get(status, ("",))[0]
         head = [
-            f"HTTP/1.1 {status} {reason}",
+            f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
             "Server: VitalStation",
             f"Date: {self.server.date()}",
             "Content-Type: application/json",
@@ -412,15 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         if self.command != "HEAD":  # a HEAD answer has the headers of the body, not the body
             data += response.body
-        try:
-            self.wfile.write(data)
-        except OSError:
-            self.close_connection = True
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Malformed HTTP (bad request line, bad headers): a JSON error, then close."""
-        reason = message or self.responses.get(code, ("Error",))[0]
-        self._send(Response(code, error_body(reason)), close=True)
+        self.writer.write(data)
 
 
 class RestInput:
@@ -455,7 +525,6 @@ class RestInput:
             alerts_triggered=alerts_triggered,
         )
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
         self._stop_flushing = threading.Event()
         self._activity: list[ActivityEntry] = []
@@ -526,11 +595,7 @@ class RestInput:
                    if exc.errno in (98, 48, 10048) else "")
             ) from exc
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1},
-            name="vitalstation-rest", daemon=True,
-        )
-        self._thread.start()
+        server.start()
         self._stop_flushing.clear()
         self._next_purge = 0.0  # purge old activity at once
         self._flusher = threading.Thread(
@@ -548,16 +613,7 @@ class RestInput:
         if server is None:
             return
         deadline = time.monotonic() + timeout
-        server.stopping = True
-        server.shutdown()
-        server.server_close()
-        while server.open_connections() and time.monotonic() < deadline:
-            server.close_idle()
-            time.sleep(0.01)
-        if server.open_connections():
-            _LOGGER.warning("REST: %d connections still open at stop", server.open_connections())
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
+        server.stop(deadline)
         self._stop_flushing.set()
         if self._flusher is not None:
             self._flusher.join(max(0.0, deadline - time.monotonic()))

@@ -16,6 +16,7 @@ re-sent reading answers with the id it was first stored under.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -63,6 +64,8 @@ STORE_TIMEOUT_S = 15.0
 RETRY_BUSY_S = 1
 RETRY_STORE_S = 5
 RETRY_STOPPING_S = 10
+# How often a request waiting for room in a full pipeline queue tries again.
+BUSY_POLL_S = 0.01
 
 # Device states whose readings the receiver refuses (403); "maintenance" is still accepted.
 _REFUSED_STATES = ("retired", "inactive")
@@ -92,7 +95,7 @@ class Headers(Protocol):
 class Body(Protocol):
     """The request body, read at most once and only when the endpoint wants it."""
 
-    def read(self, length: int) -> bytes:
+    async def read(self, length: int) -> bytes:
         """Exactly ``length`` bytes; raises ``BodyError`` if the client sends fewer."""
         ...
 
@@ -189,8 +192,49 @@ def error_body(error: str, errors: dict[str, Any] | None = None) -> bytes:
 _INTERNAL = error_body("Internal server error")
 
 
+class _Waker:
+    """Hands results from the pipeline thread to the loop's futures, one wake-up per batch.
+
+    ``call_soon_threadsafe`` per request writes to the loop's wake-up pipe each time; the
+    pipeline resolves a whole batch of requests at once, so they are queued here and the loop
+    is woken once for all of them.
+    """
+
+    __slots__ = ("_lock", "_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[list[ReadingResult]], list[ReadingResult]]] = []
+
+    def __call__(
+        self, future: asyncio.Future[list[ReadingResult]], results: list[ReadingResult]
+    ) -> None:
+        with self._lock:
+            first = not self._pending
+            self._pending.append((future, results))
+        if first:
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, results in pending:
+            if not future.done():  # a request that timed out gave up its future
+                future.set_result(results)
+
+
 class RestApi:
-    """The endpoints. Thread-safe: the HTTP server calls :meth:`handle` from many threads."""
+    """The endpoints, as coroutines on the HTTP server's event loop.
+
+    Nothing here blocks the loop for long: a key the cache does not know and the status query
+    go to the database on a worker thread, and a request waiting for its commit only awaits a
+    future the pipeline resolves (many requests are in flight at once, so the single writer
+    commits them together).
+    """
 
     def __init__(
         self,
@@ -222,10 +266,17 @@ class RestApi:
         self._store_timeout_s = store_timeout_s
         self._lock = threading.Lock()
         self.counters = RestCounters()
+        self._wakers: dict[asyncio.AbstractEventLoop, _Waker] = {}
+
+    def _waker(self, loop: asyncio.AbstractEventLoop) -> _Waker:
+        waker = self._wakers.get(loop)
+        if waker is None:
+            waker = self._wakers[loop] = _Waker(loop)
+        return waker
 
     # -- entry -----------------------------------------------------------------------------
 
-    def handle(
+    async def handle(
         self, method: str, target: str, headers: Headers, peer: str, body: Body
     ) -> Response:
         """Answer one request; never raises (an unexpected error is a logged 500)."""
@@ -236,7 +287,7 @@ class RestApi:
         client = self._addresses.resolve(peer, headers.get_all("X-Forwarded-For"))
         call = _Call(method=method, path=path, peer=client)
         try:
-            response = self._dispatch(call, method, path, headers, body)
+            response = await self._dispatch(call, method, path, headers, body)
         except _Refusal as refusal:
             call.error = refusal.error
             response = Response(
@@ -283,7 +334,7 @@ class RestApi:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _dispatch(
+    async def _dispatch(
         self, call: _Call, method: str, path: str, headers: Headers, body: Body
     ) -> Response:
         route = _route(path)
@@ -305,7 +356,7 @@ class RestApi:
         if method == "POST":
             length = self._content_length(headers)
             self._content_type(headers)
-        grant = self._authenticate(call, headers)
+        grant = await self._authenticate(call, headers)
         retry = self._limiter.check(grant.prefix)
         if retry is not None:
             raise _Refusal(
@@ -315,7 +366,7 @@ class RestApi:
                 headers=(("Retry-After", str(retry)),),
             )
         if endpoint == "status":
-            return self._status(call, grant)
+            return await self._status(call, grant)
         if grant.device_status in _REFUSED_STATES:
             call.action = "auth"
             raise _Refusal(
@@ -325,14 +376,14 @@ class RestApi:
             call.action = "auth"
             raise _Refusal(403, "API key does not have permission to write vitals")
         call.action = "data_post"
-        raw = self._read(body, length)
+        raw = await self._read(body, length)
         received_at = self._clock()
         obj = self._decode(raw)
         text = raw.decode("utf-8", "replace")
         source = f"{method} {path[:100]} key={grant.prefix} peer={call.peer}"
         if endpoint == "vitals":
-            return self._vitals(call, grant, obj, text, source, received_at)
-        return self._batch(call, grant, obj, text, source, received_at)
+            return await self._vitals(call, grant, obj, text, source, received_at)
+        return await self._batch(call, grant, obj, text, source, received_at)
 
     def _content_length(self, headers: Headers) -> int:
         if headers.get("Transfer-Encoding") is not None:
@@ -374,7 +425,7 @@ class RestApi:
                 415, f"Content-Type must be application/json (UTF-8), not {shown!r}",
             )
 
-    def _authenticate(self, call: _Call, headers: Headers) -> KeyGrant:
+    async def _authenticate(self, call: _Call, headers: Headers) -> KeyGrant:
         header = headers.get("Authorization") or ""
         challenge = (("WWW-Authenticate", 'Bearer realm="vitalstation"'),)
         if header == "Bearer":  # "Bearer " with its trailing space stripped by the parser
@@ -391,7 +442,12 @@ class RestApi:
             raise _Refusal(401, "Empty API key", headers=challenge)
         call.key_prefix = presented_prefix(key)
         try:
-            grant = self._keys.verify(key)
+            if self._keys.fresh(key):
+                grant = self._keys.verify(key)
+            else:  # a database query: on a worker thread, not on the loop
+                grant = await asyncio.get_running_loop().run_in_executor(
+                    None, self._keys.verify, key
+                )
         except Exception as exc:  # noqa: BLE001 - the database is down: the device retries
             _LOGGER.warning("API key verification failed: %s", exc)
             raise _Refusal(
@@ -407,12 +463,12 @@ class RestApi:
         call.device_id = grant.device_id
         return grant
 
-    def _read(self, body: Body, length: int) -> bytes:
+    async def _read(self, body: Body, length: int) -> bytes:
         if length == 0:
             raise _Refusal(400, "Empty request body: expected a JSON object",
                            {"body": "empty: expected a JSON object"})
         try:
-            return body.read(length)
+            return await body.read(length)
         except BodyError as exc:
             raise _Refusal(400, f"Incomplete request body: {exc}", close=True) from None
 
@@ -426,10 +482,12 @@ class RestApi:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    def _status(self, call: _Call, grant: KeyGrant) -> Response:
+    async def _status(self, call: _Call, grant: KeyGrant) -> Response:
         call.action = "data_get"
         try:
-            status = self._directory.device_status(grant.device_id, now=self._clock())
+            status = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self._directory.device_status(grant.device_id, now=self._clock())
+            )
         except Exception as exc:  # noqa: BLE001 - database down
             _LOGGER.warning("device status query failed: %s", exc)
             raise _Refusal(
@@ -468,7 +526,7 @@ class RestApi:
             )
             raise _Refusal(400, reason[0].upper() + reason[1:], {"device_id": reason})
 
-    def _vitals(
+    async def _vitals(
         self,
         call: _Call,
         grant: KeyGrant,
@@ -494,7 +552,7 @@ class RestApi:
             self._count(0, 1)
             raise _Refusal(400, exc.message, exc.errors) from None
         self._check_assigned(grant)
-        (result,) = self._store([reading])
+        (result,) = await self._store([reading])
         if result.outcome is Outcome.REJECTED:
             self._count(0, 1)
             raise _Refusal(400, "Invalid reading: " + "; ".join(
@@ -508,7 +566,7 @@ class RestApi:
             "timestamp": iso(reading.measured_at),
         }))
 
-    def _batch(
+    async def _batch(
         self,
         call: _Call,
         grant: KeyGrant,
@@ -550,7 +608,7 @@ class RestApi:
             )
         self._check_assigned(grant)
         readings = [reading for _, reading in parsed.readings]
-        results = self._store(readings)
+        results = await self._store(readings)
         created: list[int] = []
         durable: list[ReadingResult] = []
         duplicates = 0
@@ -581,23 +639,25 @@ class RestApi:
             "errors": dict(sorted(errors.items(), key=lambda item: int(item[0]))),
         }))
 
-    def _store(self, readings: list[Reading]) -> list[ReadingResult]:
-        """Submit and wait for the commit; 503 when the station cannot store them now."""
-        # Woken by a bare lock released from the pipeline's callback: cheaper than the ticket's
-        # Event (a Condition in Python), which showed as the top cost under load.
-        done = threading.Lock()
-        done.acquire()
-        box: list[list[ReadingResult]] = []
-
-        def on_done(results: list[ReadingResult]) -> None:
-            box.append(results)
-            done.release()
-
+    async def _store(self, readings: list[Reading]) -> list[ReadingResult]:
+        """Submit and await the commit; 503 when the station cannot store them now."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[ReadingResult]] = loop.create_future()
+        wake = self._waker(loop)
+        deadline = loop.time() + self._submit_wait_s
         try:
-            self._pipeline.submit(readings, on_done=on_done, timeout=self._submit_wait_s)
-            if not done.acquire(timeout=self._store_timeout_s):
-                raise TimeoutError("not stored in time")
-            results = box[0]
+            while True:
+                try:
+                    self._pipeline.submit(
+                        readings, on_done=lambda results: wake(future, results), timeout=0.0
+                    )
+                    break
+                except PipelineBusy:
+                    if loop.time() >= deadline:
+                        raise
+                    await asyncio.sleep(BUSY_POLL_S)  # the loop serves others meanwhile
+            async with asyncio.timeout(self._store_timeout_s):
+                results = await future
         except PipelineBusy:
             raise _Refusal(
                 503, "The station is busy; try again shortly (nothing was stored)",

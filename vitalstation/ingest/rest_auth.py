@@ -127,6 +127,12 @@ class KeyCache:
             return None
         return grant
 
+    def fresh(self, key: str) -> bool:
+        """True when :meth:`verify` would answer ``key`` from the cache, without the database."""
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        entry = self._entries.get(digest)
+        return entry is not None and entry[0] > self._monotonic()
+
     def clear(self) -> None:
         """Forget every cached verification (the next request of each key asks the store)."""
         with self._lock:

@@ -29,11 +29,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from vitalstation.domain.readings import Reading
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.pipeline.types import ActivityEntry, Attribution, Outcome, ReadingResult
-from vitalstation.storage.directory import Attributed, Directory, current_version
+from vitalstation.storage.directory import Attributed, Directory
 from vitalstation.storage.keys import bump_usage
 from vitalstation.storage.schema import (
     dead_letters,
     devices,
+    directory_version,
     input_activity,
     raw_payloads,
     unknown_devices,
@@ -70,6 +71,23 @@ _SQLITE_INSERT_PAYLOAD = (
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
 )
 _SQLITE_FIND = "SELECT id FROM vital_signs WHERE device_id = ? AND vital = ? AND measured_at = ?"
+_SQLITE_VERSION = "SELECT version FROM directory_version WHERE id = 1"
+_SQLITE_UPDATE_DEVICE = (
+    "UPDATE devices SET last_seen_at = ?, last_input = ?, "
+    "battery_level = coalesce(?, battery_level), signal_quality = coalesce(?, signal_quality) "
+    "WHERE id = ?"
+)
+_ACTIVITY_COLUMNS = (
+    "at", "input", "action", "device_id", "key_prefix", "peer", "endpoint", "method", "status",
+    "duration_ms", "error",
+)
+_SQLITE_INSERT_ACTIVITY = (
+    f"INSERT INTO input_activity ({', '.join(_ACTIVITY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ACTIVITY_COLUMNS)})"
+)
+# The directory version, as every batch asks it (built once: building it costs more than
+# running it).
+_VERSION = select(directory_version.c.version).where(directory_version.c.id == 1)
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -209,29 +227,42 @@ class ReadingWriter:
         ``purge`` = (input, before) deletes up to ``ACTIVITY_PURGE_CHUNK`` older rows of it.
         """
         usage: dict[str, tuple[int, datetime]] = {}
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for entry in entries:
-            rows.append({
-                "at": entry.at,
-                "input": entry.input,
-                "action": entry.action,
-                "device_id": storable_text(entry.device_id, 64) if entry.device_id else None,
-                "key_prefix": entry.key_prefix,
-                "peer": storable_text(entry.peer, 100) if entry.peer else None,
-                "endpoint": storable_text(entry.endpoint, 200) if entry.endpoint else None,
-                "method": storable_text(entry.method, 10) if entry.method else None,
-                "status": entry.status,
-                "duration_ms": entry.duration_ms,
-                "error": storable_text(entry.error, MAX_EXCERPT_CHARS) if entry.error else None,
-            })
+            rows.append((  # in _ACTIVITY_COLUMNS order
+                entry.at,
+                entry.input,
+                entry.action,
+                storable_text(entry.device_id, 64) if entry.device_id else None,
+                entry.key_prefix,
+                storable_text(entry.peer, 100) if entry.peer else None,
+                storable_text(entry.endpoint, 200) if entry.endpoint else None,
+                storable_text(entry.method, 10) if entry.method else None,
+                entry.status,
+                entry.duration_ms,
+                storable_text(entry.error, MAX_EXCERPT_CHARS) if entry.error else None,
+            ))
             if entry.key_used and entry.key_prefix:
                 count, latest = usage.get(entry.key_prefix, (0, entry.at))
                 usage[entry.key_prefix] = (count + 1, max(latest, entry.at))
         if not rows and purge is None:
             return
         with self._engine.begin() as connection:
-            if rows:
-                connection.execute(input_activity.insert(), rows)
+            if rows and self._dialect == "sqlite":
+                # The driver's executemany: SQLAlchemy's per-row parameter processing was most
+                # of the cost of logging a busy receiver's requests.
+                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.executemany(_SQLITE_INSERT_ACTIVITY, [
+                        (_sqlite_time(row[0]), *row[1:]) for row in rows
+                    ])
+                finally:
+                    cursor.close()
+            elif rows:
+                connection.execute(
+                    input_activity.insert(),
+                    [dict(zip(_ACTIVITY_COLUMNS, row, strict=True)) for row in rows],
+                )
             bump_usage(connection, usage)
             if purge is not None:
                 input_name, before = purge
@@ -245,9 +276,20 @@ class ReadingWriter:
     # -- steps -----------------------------------------------------------------------------
 
     def _fresh_directory(self, connection: Connection) -> Directory:
-        if self._directory is None or self._directory.version != current_version(connection):
+        if self._directory is None or self._directory.version != self._version(connection):
             self._directory = Directory.load(connection)
         return self._directory
+
+    def _version(self, connection: Connection) -> int:
+        """The directory version in the database (``directory.current_version``, cheaper)."""
+        if self._dialect == "sqlite":
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                found = cursor.execute(_SQLITE_VERSION).fetchone()
+            finally:
+                cursor.close()
+            return int(found[0] if found and found[0] is not None else 0)
+        return int(connection.execute(_VERSION).scalar_one_or_none() or 0)
 
     def _store_payloads(
         self, connection: Connection, readings: Sequence[Reading]
@@ -466,7 +508,19 @@ class ReadingWriter:
                     state["battery_level"] = reading.battery_level
                 if reading.signal_quality is not None:
                     state["signal_quality"] = reading.signal_quality
-        if latest:
+        if latest and self._dialect == "sqlite":
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(_SQLITE_UPDATE_DEVICE, [
+                    (
+                        _sqlite_time(state["last_seen_at"]), state["last_input"],
+                        state.get("battery_level"), state.get("signal_quality"), device_ref,
+                    )
+                    for device_ref, state in latest.items()
+                ])
+            finally:
+                cursor.close()
+        elif latest:
             connection.execute(
                 self._update_device,
                 [
