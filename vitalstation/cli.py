@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="check this installation end to end (inputs, store, alarm, window) on a temporary "
              "data home, or in an empty --home DIR, and exit: 0 when every step passed",
     )
+    parser.add_argument(
+        "--demo", dest="window_demo", action="store_true",
+        help="with no command: open the window with simulated beds (MQTT, REST, file drop)",
+    )
+    parser.add_argument(
+        "--screenshot", metavar="FILE",
+        help="with no command: render the window offscreen, save it as PNG and exit",
+    )
+    parser.add_argument(
+        "--after", metavar="S", type=float, default=3.0,
+        help="with --screenshot: seconds to wait before the picture (default 3)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -241,14 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is not None:
             parser.error("--self-test runs alone, without a command")
         return _self_test(args)
-    if args.command is None:
-        print(
-            "vitalstation: the station window is not in this version yet; "
-            "run `vitalstation serve` for the station without a window "
-            "(`vitalstation --help` lists every command)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    if args.command is None and args.after < 0:
+        parser.error("--after must not be negative")
     # Imported here so that `--version` and `--help` answer without loading the station.
     from vitalstation.config.settings import ConfigError
     from vitalstation.domain.errors import UserError
@@ -290,6 +296,16 @@ def _run(args: argparse.Namespace) -> int:
 
     home = ensure_home(resolve_home(args.home))
     settings = load_settings(home)
+    if args.command is None:
+        # The window: imported here so that every other command runs without Qt.
+        from pathlib import Path
+
+        from vitalstation.ui.app import run_window
+
+        configure_logging(home, verbose=args.verbose)
+        screenshot = Path(args.screenshot).resolve() if args.screenshot else None
+        return run_window(settings, demo=args.window_demo, screenshot=screenshot,
+                          after_s=args.after)
     if args.command == "serve":
         from vitalstation.app.serve import serve
 

@@ -18,12 +18,14 @@ from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
 from vitalstation.ui.alarm_state import ActiveAlarms
 from vitalstation.ui.bed_tile import BedTile
 from vitalstation.ui.live_model import WardModel
-from vitalstation.ui.theme import ThemeColors
+from vitalstation.ui.theme import ThemeColors, tile_style_sheet
 
 TREND_MIN_INTERVAL_MS = 1000
 MAX_TRENDS_PER_FRAME = 8
-TILE_MIN_WIDTH_PX = 240
-WALL_TILE_MIN_WIDTH_PX = 460
+# Tile sizes per density (logical px): "normal" while the ward fits the screen with them,
+# "compact" beyond (64 beds on a 1080p screen), "wall" when asked (big numbers).
+TILE_MIN_WIDTH_PX = {"normal": 260, "compact": 186, "wall": 460}
+TILE_HEIGHT_PX = {"normal": 196, "compact": 118, "wall": 330}
 
 
 class BedGrid(QScrollArea):
@@ -53,6 +55,7 @@ class BedGrid(QScrollArea):
         self._trend_due: dict[str, float] = {}  # key -> monotonic time a redraw may happen
         self._trend_dirty: set[str] = set()
         self.wall_mode = False
+        self.density = ""
         self.trend_updates = 0
         ward.tiles_changed.connect(self.rebuild)
         ward.frame.connect(self._on_frame)
@@ -81,6 +84,21 @@ class BedGrid(QScrollArea):
         self._place(force=True)
         self._refresh(set(keys))
 
+    def _choose_density(self, width: int, height: int) -> str:
+        if self.wall_mode:
+            return "wall"
+        count = max(1, len(self._order))
+        columns = max(1, width // (TILE_MIN_WIDTH_PX["normal"] + 6))
+        rows = -(-count // columns)
+        return "normal" if rows * (TILE_HEIGHT_PX["normal"] + 6) <= height else "compact"
+
+    def _tile_width(self, density: str) -> int:
+        """A column's width: the density's minimum, or the tiles' own if wider (+ spacing)."""
+        widest = TILE_MIN_WIDTH_PX[density]
+        if density == self.density and self.tiles:
+            widest = max(widest, next(iter(self.tiles.values())).minimumSizeHint().width())
+        return widest + self._layout.horizontalSpacing()
+
     def set_wall_mode(self, on: bool) -> None:
         """Fewer, larger tiles (big numbers for reading at 4 m)."""
         self.wall_mode = on
@@ -93,18 +111,33 @@ class BedGrid(QScrollArea):
             tile.set_colors(colors)
 
     def _place(self, *, force: bool = False) -> None:
-        minimum = WALL_TILE_MIN_WIDTH_PX if self.wall_mode else TILE_MIN_WIDTH_PX
         width = max(1, self.viewport().width() - 12)
-        columns = max(1, min(len(self._order) or 1, width // minimum))
+        density = self._choose_density(width, max(1, self.viewport().height() - 12))
+        if density != self.density:
+            self.density = density
+            self._container.setStyleSheet(tile_style_sheet(density))
+            for tile in self.tiles.values():
+                tile.set_density(density)
+            force = True
+        for tile in self.tiles.values():
+            tile.ensurePolished()
+        columns = max(1, min(len(self._order) or 1, width // self._tile_width(density)))
         if not force and columns == self._columns:
             return
         self._columns = columns
         for tile in self.tiles.values():
             self._layout.removeWidget(tile)
         for index, key in enumerate(self._order):
-            self._layout.addWidget(self.tiles[key], index // columns, index % columns)
+            tile = self.tiles[key]
+            tile.set_density(density)
+            self._layout.addWidget(tile, index // columns, index % columns)
         for column in range(self._layout.columnCount()):
             self._layout.setColumnStretch(column, 1 if column < columns else 0)
+        # Tiles keep their height; the space left stays below the last row.
+        rows = -(-len(self._order) // columns) if self._order else 0
+        for row in range(self._layout.rowCount()):
+            self._layout.setRowStretch(row, 0)
+        self._layout.setRowStretch(rows, 1)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         """Re-flow the columns to the new width."""

@@ -13,18 +13,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QMouseEvent, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from vitalstation.alarms import Alarm, AlarmKind, AlarmState, Priority
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.ui.live_model import TREND_WINDOW_S, TileState
 from vitalstation.ui.theme import ThemeColors
 
-# The trend's vertical span (heart rate, /min): values beyond widen it for that tile.
+# The trend's first vertical span (heart rate, /min) and the smallest one it zooms to.
 TREND_Y_RANGE = (40.0, 160.0)
-TREND_HEIGHT_PX = 44
+TREND_MIN_SPAN = 30.0
+# The trend's height per grid density (see bed_grid.py).
+TREND_HEIGHT_PX = {"normal": 44, "compact": 20, "wall": 90}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +77,36 @@ def _set_text(label: QLabel, text: str) -> None:
 
 
 def _set_look(widget: QWidget, name: str, value: str) -> None:
-    """Set a style-sheet property and re-polish, only when it changed."""
+    """Set a style-sheet property and re-polish it and its labels, only when it changed
+    (a child's look may depend on its parent's property)."""
     if widget.property(name) != value:
         widget.setProperty(name, value)
-        style = widget.style()
-        style.unpolish(widget)
-        style.polish(widget)
+        for target in (widget, *widget.findChildren(QLabel)):
+            style = target.style()
+            style.unpolish(target)
+            style.polish(target)
+
+
+class ElidedLabel(QLabel):
+    """A label that shortens its text with "…" instead of widening the tile."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        """As narrow as a few characters."""
+        hint = super().minimumSizeHint()
+        return QSize(self.fontMetrics().horizontalAdvance("M…"), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        """The text's width, but never forcing the layout wider."""
+        hint = super().sizeHint()
+        return QSize(min(hint.width(), 40), hint.height())
+
+    def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        """Draw the text elided to the label's width."""
+        painter = QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                             self.contentsRect().width())
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(self.alignment()), text)
 
 
 class NumericCell(QWidget):
@@ -127,30 +161,37 @@ class BedTile(QFrame):
         self.key = key
         self.setObjectName("bedTile")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setMinimumSize(230, 150)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(2)
+        self._layout = layout
+        self.density = "normal"
 
         header = QHBoxLayout()
         header.setSpacing(6)
         self.bed_label = QLabel(self)
         self.bed_label.setObjectName("bedLabel")
-        self.patient_label = QLabel(self)
+        self.patient_label = ElidedLabel(self)
         self.patient_label.setObjectName("patientLabel")
-        self.patient_label.setMinimumWidth(20)
-        self.marks_label = QLabel(self)
-        self.marks_label.setObjectName("marksLabel")
-        self.marks_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         header.addWidget(self.bed_label)
         header.addWidget(self.patient_label, 1)
-        header.addWidget(self.marks_label)
         layout.addLayout(header)
 
-        self.status_label = QLabel(self)
+        # The source line: input, battery, signal; and, when something is wrong, what.
+        source = QHBoxLayout()
+        source.setSpacing(4)
+        self.marks_label = QLabel()
+        self.marks_label.setObjectName("marksLabel")
+        self.status_label = ElidedLabel()
         self.status_label.setObjectName("tileStatus")
-        self.status_label.hide()
-        layout.addWidget(self.status_label)
+        self.status_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        source.addWidget(self.marks_label)
+        source.addWidget(self.status_label, 1)
+        self.source_row = QWidget(self)
+        self.source_row.setLayout(source)
+        source.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.source_row)
 
         self.numerics = QWidget(self)
         grid = QGridLayout(self.numerics)
@@ -170,7 +211,7 @@ class BedTile(QFrame):
 
         self.plot = pg.PlotWidget(self)
         self.plot.setObjectName("trendPlot")
-        self.plot.setFixedHeight(TREND_HEIGHT_PX)
+        self.plot.setFixedHeight(TREND_HEIGHT_PX["normal"])
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.plot.setMouseEnabled(False, False)
@@ -189,6 +230,24 @@ class BedTile(QFrame):
 
     # -- looks ---------------------------------------------------------------------------
 
+    def set_density(self, density: str) -> None:
+        """``normal``, ``compact`` (64 beds on one screen) or ``wall`` (read at 4 m).
+
+        Compact tiles drop the source line (input, battery and signal stay in the tooltip)
+        and show a problem in place of the patient's name.
+        """
+        if density == self.density:
+            return
+        self.density = density
+        self.plot.setFixedHeight(TREND_HEIGHT_PX[density])
+        compact = density == "compact"
+        self.source_row.setVisible(not compact)
+        margin = 3 if compact else 6
+        self._layout.setContentsMargins(margin, 2 if compact else 4, margin, 2 if compact else 4)
+        self._layout.setSpacing(1 if compact else 2)
+        for cell in self.cells.values():
+            cell.layout().setContentsMargins(2 if compact else 4, 0, 2 if compact else 4, 0)
+
     def set_colors(self, colors: ThemeColors) -> None:
         """Theme change: the curve and the plot background (the rest is the style sheet)."""
         self._colors = colors
@@ -201,11 +260,11 @@ class BedTile(QFrame):
         """Numerics, marks, stale looks and alarm colours of ``tile`` at ``now``."""
         if tile.is_device:
             _set_text(self.bed_label, tile.label)
-            _set_text(self.patient_label, "not assigned to a bed")
+            who = "not assigned to a bed"
         else:
             _set_text(self.bed_label, f"Bed {tile.label}")
-            _set_text(self.patient_label, _patient_text(tile))
-        self.patient_label.setToolTip(_patient_text(tile))
+            who = _patient_text(tile)
+        self.patient_label.setToolTip(who)
         _set_text(self.marks_label, _marks(tile))
 
         levels, acknowledged, device_level = _alarm_levels(alarms)
@@ -228,7 +287,12 @@ class BedTile(QFrame):
                         key=lambda a: a.priority.rank)
             status = f"{worst.priority.marker} {worst.message}"
         _set_text(self.status_label, status)
-        self.status_label.setVisible(bool(status))
+        self.status_label.setToolTip(status)
+        if self.density == "compact":
+            _set_text(self.patient_label, status or who)
+            self.setToolTip(f"{who}\n{_marks(tile)}\n{status}".strip())
+        else:
+            _set_text(self.patient_label, who)
         _set_look(self.status_label, "alarm",
                   "none" if device_level is None or tile.all_stale(now) else device_level.value)
         self.numerics.setVisible(not tile.is_empty)
@@ -251,11 +315,14 @@ class BedTile(QFrame):
         if not len(times):
             self.curve.setData([], [])
             return
-        low = min(TREND_Y_RANGE[0], float(values.min()) - 5)
-        high = max(TREND_Y_RANGE[1], float(values.max()) + 5)
-        if (low, high) != self._y_range:
-            self._y_range = (low, high)
-            self.plot.setYRange(low, high, padding=0)
+        low, high = float(values.min()), float(values.max())
+        shown_low, shown_high = self._y_range
+        # Rescale only when the data leaves the range or fills less than a third of it, so
+        # that the curve does not jump with every point.
+        if low < shown_low or high > shown_high or (high - low) * 3 < shown_high - shown_low:
+            middle, half = (low + high) / 2, max(TREND_MIN_SPAN / 2, (high - low) * 0.75)
+            self._y_range = (middle - half, middle + half)
+            self.plot.setYRange(*self._y_range, padding=0)
         self.curve.setData(times - now.timestamp(), values, skipFiniteCheck=True)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override

@@ -42,7 +42,7 @@ STALE_CHECK_INTERVAL_MS = 1000
 # New beds, admissions and discharges are picked up from the register this often.
 REGISTRY_REFRESH_INTERVAL_MS = 15_000
 # NEWS2 is read from the alarm engine (off the GUI thread) this often.
-NEWS2_REFRESH_INTERVAL_MS = 5_000
+NEWS2_REFRESH_INTERVAL_MS = 2_000
 # The trend curve's span, and how many points it may hold (1 Hz heart rate: 600 in 10 min).
 TREND_WINDOW_S = 10 * 60
 TREND_CAPACITY_POINTS = 2048
@@ -409,6 +409,7 @@ class WardModel(QObject):
             # A bed registered since the last refresh: show it now, details follow.
             tile = self._tiles[key] = TileState(key=key, label=key)
             self.tiles_changed.emit()
+            self.refresh_register()
         return tile
 
     def _on_stale_check(self) -> None:

@@ -97,20 +97,40 @@ def palette_for(theme: str) -> ThemeColors:
         raise ValueError(f"unknown theme {theme!r}: use one of {', '.join(THEMES)}") from None
 
 
-# Font sizes (device-independent pixels, so high-DPI screens scale them): the grid's usual
-# sizes, and "wall" mode's, readable at 4 m (IEC 60601-1-8 wants the highest priority
-# perceivable at 4 m; a 70 px digit is about 5 cm tall on a 96-dpi wall screen).
-FONT_PX = {"big": 34, "value": 20, "caption": 12, "bed": 17, "patient": 13, "marks": 11,
-           "status": 13}
-WALL_FONT_PX = {"big": 72, "value": 40, "caption": 18, "bed": 30, "patient": 20, "marks": 16,
-                "status": 22}
+# Font sizes in device-independent pixels (high-DPI screens scale them). Tiles come in three
+# densities chosen by the grid: "normal" (up to ~24 beds on a screen), "compact" (64 beds on a
+# 1080p screen) and "wall" (big numbers for reading at 4 m: IEC 60601-1-8 wants the highest
+# priority perceivable at 4 m; a 72 px digit is about 5 cm tall on a 96-dpi wall screen).
+TILE_FONT_PX = {
+    "normal": {"big": 34, "value": 20, "caption": 12, "bed": 17, "patient": 13, "marks": 11,
+               "status": 13},
+    "compact": {"big": 22, "value": 14, "caption": 9, "bed": 13, "patient": 10, "marks": 9,
+                "status": 10},
+    "wall": {"big": 72, "value": 40, "caption": 18, "bed": 30, "patient": 20, "marks": 16,
+             "status": 22},
+}
+BANNER_FONT_PX = {False: {"banner": 26, "small": 16}, True: {"banner": 44, "small": 24}}
+
+
+def tile_style_sheet(density: str) -> str:
+    """The tiles' font sizes for a grid density (set on the grid, over the window's sheet)."""
+    f = TILE_FONT_PX[density]
+    return f"""
+QLabel#bedLabel {{ font-size: {f["bed"]}px; font-weight: bold; }}
+QLabel#patientLabel {{ font-size: {f["patient"]}px; }}
+QLabel#marksLabel {{ font-size: {f["marks"]}px; }}
+QLabel#tileStatus {{ font-size: {f["status"]}px; }}
+QLabel#vitalCaption, QLabel#vitalUnit {{ font-size: {f["caption"]}px; }}
+QLabel#vitalValueBig {{ font-size: {f["big"]}px; font-weight: bold; }}
+QLabel#vitalValue {{ font-size: {f["value"]}px; font-weight: bold; }}
+"""
 
 
 def style_sheet(colors: ThemeColors, *, wall: bool = False) -> str:
     """The application style sheet for ``colors`` (widgets name themselves by objectName; alarm
     and stale looks are dynamic properties)."""
     c = colors
-    f = WALL_FONT_PX if wall else FONT_PX
+    f = BANNER_FONT_PX[wall]
     rules = [f"""
 QMainWindow, QWidget#bedGrid, QScrollArea#bedGridArea {{ background: {c.window}; }}
 QWidget {{ color: {c.text}; }}
@@ -132,15 +152,17 @@ QFrame#bedTile {{
     background: {c.surface}; border: 3px solid {c.surface_border}; border-radius: 6px;
 }}
 QFrame#bedTile[empty="true"] {{ background: {c.window}; border-style: dashed; }}
-QLabel#bedLabel {{ font-size: {f["bed"]}px; font-weight: bold; }}
-QLabel#patientLabel {{ font-size: {f["patient"]}px; color: {c.muted_text}; }}
-QLabel#marksLabel {{ font-size: {f["marks"]}px; color: {c.muted_text}; }}
-QLabel#tileStatus {{ font-size: {f["status"]}px; color: {c.empty_text}; padding: 1px 4px; }}
-QLabel#vitalCaption, QLabel#vitalUnit {{ font-size: {f["caption"]}px; color: {c.muted_text}; }}
-QLabel#vitalValueBig {{ font-size: {f["big"]}px; font-weight: bold; }}
-QLabel#vitalValue {{ font-size: {f["value"]}px; font-weight: bold; }}
+QLabel#patientLabel, QLabel#marksLabel, QLabel#vitalCaption, QLabel#vitalUnit {{
+    color: {c.muted_text};
+}}
+QLabel#tileStatus {{ color: {c.empty_text}; padding: 0 4px; }}
 QLabel#vitalValueBig[stale="true"], QLabel#vitalValue[stale="true"] {{ color: {c.stale_text}; }}
 QWidget#numericCell {{ border-radius: 4px; }}
+QLabel#bannerText {{ font-size: {f["banner"]}px; font-weight: bold; }}
+QLabel#bannerOthers, QLabel#bannerPause {{ font-size: {f["small"]}px; font-weight: bold; }}
+QPushButton#bannerButton, QPushButton#bannerPage {{
+    font-size: {f["small"]}px; font-weight: bold; padding: 6px 14px;
+}}
 """]
     for priority in ("high", "medium", "low"):
         bg = getattr(c, f"alarm_{priority}")
