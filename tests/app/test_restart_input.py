@@ -145,3 +145,35 @@ def test_an_input_that_cannot_start_is_down_with_the_reason_and_can_be_fixed(run
     health = runtime.restart_input("rest", fixed)
     assert health is not None and health.state is InputState.UP
     assert [h.name for h in runtime.health().inputs] == ["rest", "filedrop"]
+
+
+def test_saving_settings_applies_them_by_restarting_only_the_changed_input(runtime) -> None:
+    from vitalstation.app.settings_apply import affected_inputs, apply_settings
+    from vitalstation.config.errors import ConfigError
+
+    before = by_name(runtime)
+    result = apply_settings(runtime, {("rest", "rate_limit"): 3, ("alarms", "profile"):
+                                      "inhealth"}, environ={})
+    assert result.restarted == ("rest",)
+    assert result.changed == ("alarms.profile", "rest.rate_limit")
+    assert result.at_next_start == ("alarms.profile",)
+    after = by_name(runtime)
+    assert after["filedrop"] is before["filedrop"] and after["rest"] is not before["rest"]
+    assert runtime.settings.rest.rate_limit == 3
+    assert "rate_limit = 3" in (runtime.settings.home / "vitalstation.toml").read_text()
+
+    text = (runtime.settings.home / "vitalstation.toml").read_text()
+    with pytest.raises(ConfigError) as refused:
+        apply_settings(runtime, {("rest", "port"): -1, ("filedrop", "retention_days"): 5},
+                       environ={})
+    assert refused.value.key == "rest.port"
+    assert (runtime.settings.home / "vitalstation.toml").read_text() == text  # nothing half-saved
+    assert by_name(runtime) == after  # and nothing restarted
+
+    # A changed secret restarts the inputs that read it; nothing else.
+    assert affected_inputs([], ["mqtt.password"]) == ["mqtt"]
+    assert affected_inputs([("mqtt", "url")]) == ["mqtt", "mqtt-broker"]
+    assert affected_inputs([("embedded_broker", "port")]) == ["mqtt-broker", "mqtt"]
+    assert affected_inputs([("alarms", "profile"), ("store", "url")]) == []
+    unchanged = apply_settings(runtime, {}, secrets_changed=["aws.access_key_id"])
+    assert unchanged.restarted == () and by_name(runtime) == after  # kinesis is disabled

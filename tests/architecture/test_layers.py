@@ -15,10 +15,13 @@ PACKAGES = ("vitalstation", "simulator")
 
 # Third-party clients each live in their one module (DESIGN.md: "A third-party client lives in
 # its one module"). Prefix match on the importing module's dotted name.
+# Settings' "Test connection" probes (``*_probe``) sit beside the client they exercise.
 CLIENT_HOMES = {
-    "paho": ("vitalstation.ingest.mqtt", "simulator"),
-    "boto3": ("vitalstation.ingest.kinesis", "vitalstation.sinks.dynamodb", "simulator"),
-    "botocore": ("vitalstation.ingest.kinesis", "vitalstation.sinks.dynamodb", "simulator"),
+    "paho": ("vitalstation.ingest.mqtt", "vitalstation.ingest.mqtt_probe", "simulator"),
+    "boto3": ("vitalstation.ingest.kinesis", "vitalstation.sinks.dynamodb",
+              "vitalstation.sinks.dynamodb_probe", "simulator"),
+    "botocore": ("vitalstation.ingest.kinesis", "vitalstation.sinks.dynamodb",
+                 "vitalstation.sinks.dynamodb_probe", "simulator"),
     "sqlalchemy": ("vitalstation.storage",),
     "alembic": ("vitalstation.storage",),
     "PySide6": ("vitalstation.ui",),
