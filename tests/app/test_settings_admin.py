@@ -217,3 +217,24 @@ def test_patients_admitted_transferred_and_discharged(store, secrets) -> None:
     assert {p.patient_id: p.bed for p in admin.patients()} == {"P1": None, "P2": "2"}
     with pytest.raises(Conflict, match="not admitted"):
         admin.transfer("P1", "1")
+
+
+def test_contacts_for_escalations_are_checked_and_audited(store, secrets) -> None:
+    admin = service(store, secrets)
+    nurse = admin.add_contact("nurse", "email", " nurses-5n@hospital.example ", ward="5N")
+    admin.add_contact("ems", "webhook", "https://pager.example/hook")
+    doctor = admin.add_contact("doctor", "email", "dr@hospital.example", patient_id="P9")
+    assert [(c.role, c.scope.value, c.scope_id, c.address) for c in admin.contacts()] == [
+        ("nurse", "ward", "5N", "nurses-5n@hospital.example"),
+        ("ems", "ward", "", "https://pager.example/hook"),
+        ("doctor", "patient", "P9", "dr@hospital.example"),
+    ]
+    with pytest.raises(UserError, match="not an email address"):
+        admin.add_contact("nurse", "email", "nobody")
+    with pytest.raises(UserError, match="not an http"):
+        admin.add_contact("ems", "webhook", "ftp://x")
+    with pytest.raises(UserError, match="role must be one of"):
+        admin.add_contact("janitor", "email", "j@x.example")
+    assert admin.remove_contact(nurse.id) and not admin.remove_contact(nurse.id)
+    assert [c.id for c in admin.contacts()][-1] == doctor.id
+    assert len(audits(store, "contact.add")) == 3 and len(audits(store, "contact.remove")) == 1

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets as token_source
 import tempfile
 import threading
@@ -28,12 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vitalstation.app.keys import key_store
 from vitalstation.config.secrets import SecretStore, SecretStoreError, simulator_key_name
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.errors import UserError
 from vitalstation.storage.keys import KeyInfo, NewKey, key_prefix
+from vitalstation.storage.outbox import ContactRow, ContactScope, OutboxStore
 from vitalstation.storage.register_admin import RegisterAdmin
 from vitalstation.storage.registry import (
     BedInfo,
@@ -45,6 +48,8 @@ from vitalstation.storage.store import Store
 
 __all__ = [
     "ADMIN_PASSWORD_FILE",
+    "CONTACT_CHANNELS",
+    "CONTACT_ROLES",
     "LOCKOUT_S",
     "MAX_FAILURES",
     "MIN_PASSWORD_CHARS",
@@ -57,6 +62,8 @@ __all__ = [
 ]
 
 ADMIN_PASSWORD_FILE = "admin-password.json"
+CONTACT_ROLES = ("nurse", "doctor", "ems")
+CONTACT_CHANNELS = ("email", "webhook")
 MIN_PASSWORD_CHARS = 8
 MAX_FAILURES = 5
 LOCKOUT_S = 30.0
@@ -225,6 +232,7 @@ class AdminService:
         self._registry = store.registry
         self._keys = key_store(store)
         self._register = RegisterAdmin(store.engine)
+        self._outbox = OutboxStore(store.engine)
         self._secrets = secrets
         self._clock = clock
         self.actor = actor or default_actor()
@@ -381,6 +389,35 @@ class AdminService:
             return
         self._register.audit(self._clock(), self.actor, "secret.delete",
                              simulator_key_name(device_id), {})
+
+    # -- notification contacts -------------------------------------------------------------
+
+    def contacts(self) -> list[ContactRow]:
+        """Who each role (nurse, doctor, EMS) is reached at, by email or webhook."""
+        return self._outbox.contacts()
+
+    def add_contact(self, role: str, channel: str, address: str, *, ward: str = "",
+                    patient_id: str | None = None) -> ContactRow:
+        """A ward's contact (``ward`` empty: every ward) or, with ``patient_id``, a patient's."""
+        address = address.strip()
+        if role not in CONTACT_ROLES:
+            raise UserError(f"role must be one of {', '.join(CONTACT_ROLES)}")
+        if channel not in CONTACT_CHANNELS:
+            raise UserError(f"channel must be one of {', '.join(CONTACT_CHANNELS)}")
+        if channel == "email" and not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+            raise UserError(f"{address!r} is not an email address")
+        if channel == "webhook" and urlsplit(address).scheme not in ("http", "https"):
+            raise UserError(f"{address!r} is not an http:// or https:// URL")
+        if patient_id:
+            scope, scope_id = ContactScope.PATIENT, patient_id.strip()
+        else:
+            scope, scope_id = ContactScope.WARD, ward.strip()
+        return self._outbox.add_contact(scope, scope_id, role, channel, address,
+                                        actor=self.actor, at=self._clock())
+
+    def remove_contact(self, contact_id: int) -> bool:
+        """Removes a contact; False if it was already gone."""
+        return self._outbox.remove_contact(contact_id, actor=self.actor, at=self._clock())
 
     # -- audit -----------------------------------------------------------------------------
 
