@@ -12,10 +12,11 @@ from vitalstation.ui.tasks import BackgroundTasks
 
 
 def alarm_order(alarm: Alarm) -> tuple:
-    """Banner order: highest priority first; unacknowledged before acknowledged; oldest first."""
+    """Banner order: what still needs someone first (unacknowledged before acknowledged), then
+    the highest priority, then the oldest."""
     return (
-        -alarm.priority.rank,
         alarm.state is AlarmState.ACKNOWLEDGED,
+        -alarm.priority.rank,
         alarm.raised_at,
         alarm.key,
     )
