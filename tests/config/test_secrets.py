@@ -269,3 +269,17 @@ def test_kinesis_clients_sign_with_the_keyring_keys(tmp_path, caplog) -> None:
         )
     assert fallback is None
     assert "boto3's default chain" in caplog.text
+
+
+def test_an_overlay_reads_unsaved_values_first_and_never_writes(tmp_path) -> None:
+    store = SecretStore(service_name(tmp_path), backend=memory_keyring())
+    store.set(MQTT_PASSWORD, "saved-pw-1")
+    store.set(SMTP_PASSWORD, "saved-smtp-1")
+    view = store.overlay({MQTT_PASSWORD: "typed-pw-2", SMTP_PASSWORD: None})
+    assert view.get(MQTT_PASSWORD) == "typed-pw-2"
+    assert view.get(SMTP_PASSWORD) is None  # removed in the form, not yet saved
+    assert view.get("aws.access_key_id") is None
+    with pytest.raises(SecretStoreError):
+        view.set(MQTT_PASSWORD, "x" * 8)
+    assert store.get(MQTT_PASSWORD) == "saved-pw-1"
+    assert redact("typed-pw-2 leaked") == "*** leaked"

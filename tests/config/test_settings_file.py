@@ -104,3 +104,14 @@ def test_a_layout_beyond_the_line_editor_is_rewritten_with_every_value(tmp_path)
     assert (settings.rest.port, settings.rest.host, settings.rest.rate_limit) == (
         9000, "0.0.0.0", 5)
     assert text.startswith(default_toml().splitlines()[0])
+
+
+def test_a_preview_checks_without_writing(tmp_path) -> None:
+    from vitalstation.config.settings_file import preview_settings
+
+    (tmp_path / CONFIG_FILE_NAME).write_text(ADMIN_FILE)
+    preview = preview_settings(tmp_path, {("rest", "port"): 9300}, {})
+    assert preview.rest.port == 9300
+    assert (tmp_path / CONFIG_FILE_NAME).read_text() == ADMIN_FILE
+    with pytest.raises(ConfigError, match="rest.port"):
+        preview_settings(tmp_path, {("rest", "port"): 99999}, {})

@@ -295,6 +295,11 @@ class SecretStore:
 
         return self._call("delete", name, remove)
 
+    def overlay(self, values: Mapping[str, str | None]) -> SecretStore:
+        """A read view of this store where ``values`` (not yet saved; None: deleted) win: what
+        "Test connection" uses for a password typed but not saved."""
+        return _OverlayStore(self, dict(values))
+
     def aws_credentials(self) -> AwsCredentials | None:
         """The AWS key pair kept here, or None (then boto3's default chain applies)."""
         access_key_id = self.get(AWS_ACCESS_KEY_ID)
@@ -330,6 +335,33 @@ class SecretStore:
                 f"cannot {verb} the secret {name}: the OS keyring ({_backend_name(backend)}) "
                 f"refused: {exc or type(exc).__name__}"
             ) from None
+
+
+class _OverlayStore(SecretStore):
+    """``SecretStore.overlay``: unsaved values first, then the store; never writes."""
+
+    def __init__(self, base: SecretStore, values: dict[str, str | None]) -> None:
+        super().__init__(base.service, source=base.source, backend=base._backend,
+                         environ=base._environ)
+        self._values = values
+        self._base = base
+
+    def get(self, name: str) -> str | None:
+        """The unsaved value if there is one (None if deleted), else the stored one."""
+        if name in self._values:
+            value = self._values[name]
+            if value:
+                _remember(value)
+            return value or None
+        return self._base.get(name)
+
+    def set(self, name: str, value: str) -> None:
+        """Refused: an overlay is for reading."""
+        raise SecretStoreError("an overlay of unsaved secrets cannot be written")
+
+    def delete(self, name: str) -> bool:
+        """Refused: an overlay is for reading."""
+        raise SecretStoreError("an overlay of unsaved secrets cannot be written")
 
 
 _ENV_HINT = (

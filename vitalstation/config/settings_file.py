@@ -34,7 +34,7 @@ from vitalstation.config.settings import (
     settings_schema,
 )
 
-__all__ = ["changed_keys", "save_settings", "updated_toml"]
+__all__ = ["changed_keys", "preview_settings", "save_settings", "updated_toml"]
 
 Changes = Mapping[tuple[str, str], Any]
 
@@ -200,15 +200,8 @@ def _url_password_problem(changes: Changes) -> None:
                 )
 
 
-def save_settings(
-    home: str | os.PathLike[str],
-    changes: Changes,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Applies ``changes`` to ``<home>/vitalstation.toml`` and returns the settings now in force.
-
-    Raises ConfigError (naming the key) when a value is refused; the file is then untouched.
-    """
+def _preview(home: str | os.PathLike[str], changes: Changes,
+             environ: Mapping[str, str] | None) -> tuple[Path, str, Settings]:
     path = Path(home) / CONFIG_FILE_NAME
     _url_password_problem(changes)
     try:
@@ -219,7 +212,28 @@ def save_settings(
         raise ConfigError(f"cannot read the configuration file: {exc.strerror or exc}",
                           file=path) from None
     new_text = updated_toml(text, changes)
-    settings = load_settings(home, environ, text=new_text)
+    return path, new_text, load_settings(home, environ, text=new_text)
+
+
+def preview_settings(
+    home: str | os.PathLike[str],
+    changes: Changes,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """The settings ``changes`` would give, checked as on saving, without writing anything."""
+    return _preview(home, changes, environ)[2]
+
+
+def save_settings(
+    home: str | os.PathLike[str],
+    changes: Changes,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Applies ``changes`` to ``<home>/vitalstation.toml`` and returns the settings now in force.
+
+    Raises ConfigError (naming the key) when a value is refused; the file is then untouched.
+    """
+    path, new_text, settings = _preview(home, changes, environ)
     _write_atomically(path, new_text)
     return settings
 
