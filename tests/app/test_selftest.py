@@ -3,7 +3,6 @@ with the step named, the exit code non-zero and the data home kept for diagnosis
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import re
@@ -42,9 +41,8 @@ def test_the_self_test_passes_every_step_from_the_command_line(tmp_path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     steps = _steps(result.stdout)
     assert tuple(steps) == STEPS, result.stdout
-    window_built = importlib.util.find_spec("vitalstation.ui.main_window") is not None
-    expected = {name: "ok" for name in STEPS} | {"window": "ok" if window_built else "skip"}
-    assert {name: status for name, (status, _) in steps.items()} == expected, result.stdout
+    assert {name: status for name, (status, _) in steps.items()} == dict.fromkeys(STEPS, "ok")
+    assert "MainWindow shows bed SELFTEST and HR 165" in steps["window"][1]
     assert "raised alarm" in steps["alarm"][1] and "high priority" in steps["alarm"][1]
     assert result.stdout.splitlines()[-1].startswith("self-test passed: 9 steps")
     # --home DIR keeps the data home: the stored readings and the window's image are there.
@@ -100,3 +98,21 @@ def test_the_self_test_runs_alone(capsys) -> None:
         main(["--self-test", "serve"])
     assert exit_info.value.code == 2
     assert "--self-test runs alone" in capsys.readouterr().err
+
+
+def test_a_window_step_that_writes_no_image_fails(tmp_path) -> None:
+    shown: list[str] = []
+
+    def render_nothing(runtime, png) -> str:
+        shown.append(runtime.settings.station.name)
+        return "rendered"
+
+    out = io.StringIO()
+    code = run_self_test(out, home=tmp_path / "home", render=render_nothing, timeout_s=5.0)
+    output = out.getvalue()
+    assert code == 1, output
+    assert shown == ["VitalStation self-test"]
+    status, detail = _steps(output)["window"]
+    assert (status, detail) == ("FAIL", f"the renderer wrote no image at "
+                                        f"{tmp_path / 'home' / 'station-window.png'}")
+    assert _steps(output)["stop"][0] == "ok"

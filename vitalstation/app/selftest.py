@@ -18,6 +18,7 @@ why the bundle's CI step is just ``vitalstation --self-test``.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -41,9 +42,11 @@ __all__ = [
     "RenderWindow",
     "SelfTestFailure",
     "StepResult",
-    "WindowUnavailable",
+    "StepSkipped",
     "run_self_test",
 ]
+
+_LOGGER = logging.getLogger(__name__)
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -81,17 +84,13 @@ class SelfTestFailure(Exception):
     """A step found something wrong; the message says what, for the operator."""
 
 
-class WindowUnavailable(Exception):  # noqa: N818 - a state, not an error of the run
-    """The render step could not build the station window in this build; Qt itself worked.
-
-    Reported as ``skip`` with the reason, not as a pass: an operator sees it at once.
-    """
+class StepSkipped(Exception):  # noqa: N818 - a state, not an error of the run
+    """A step that could not run in this call (reported as ``skip`` with the reason)."""
 
 
 RenderWindow = Callable[[Runtime, Path], str]
 """Renders the station window of ``runtime`` offscreen into the PNG path; returns what it
-checked. Raises :class:`SelfTestFailure` (or any exception) when it cannot, and
-:class:`WindowUnavailable` when Qt works but the window is not part of this build."""
+checked. Raises :class:`SelfTestFailure` (or any exception) when it cannot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +141,8 @@ def run_self_test(
 
     ``home``: an empty (or new) folder to run in, kept afterwards; by default a temporary
     folder, removed after a pass and kept (and named) after a failure, for diagnosis.
-    ``render``: the window step (the command line hands down the Qt one); None skips it
-    with the reason. ``overrides``: extra ``VITALSTATION_*`` settings on top of
+    ``render``: the window step (the command line hands down the Qt one); None skips it,
+    saying so. ``overrides``: extra ``VITALSTATION_*`` settings on top of
     :data:`SELF_TEST_ENVIRONMENT` (tests use them to break a step on purpose).
     """
     started = time.monotonic()
@@ -209,12 +208,13 @@ def _run_step(name: str, step: Callable[[_Context], str], context: _Context) -> 
     try:
         detail = step(context)
         status = "ok"
-    except WindowUnavailable as exc:
+    except StepSkipped as exc:
         detail, status = str(exc), "skip"
     except SelfTestFailure as exc:
         detail, status = str(exc), "FAIL"
     except Exception as exc:  # noqa: BLE001 - every failure is reported with its step
         detail, status = f"{type(exc).__name__}: {exc}", "FAIL"
+        _LOGGER.debug("self-test step %r failed", name, exc_info=True)  # shown with -v
     return StepResult(name, status, time.monotonic() - started, detail)
 
 
@@ -378,7 +378,7 @@ def _alarm(context: _Context) -> str:
 
 def _window(context: _Context) -> str:
     if context.render is None:
-        raise WindowUnavailable("no window renderer in this run")
+        raise StepSkipped("no window renderer was given to this run")
     png = context.home / SCREENSHOT_NAME
     detail = context.render(context.station, png)
     if not png.is_file() or png.stat().st_size == 0:
