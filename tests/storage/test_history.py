@@ -98,6 +98,9 @@ def test_records_are_paged_newest_first_and_streamed_oldest_first(store: Store) 
     tail = history.records_after(scope, T0 + timedelta(seconds=22))
     assert [r.value for r in tail] == [83.0, 84.0]
     assert tail[0].unit == "/min" and tail[0].data_source == "device" and tail[0].input == "mqtt"
+    latest = history.latest(scope, T0)
+    assert set(latest) == {"heart_rate"} and latest["heart_rate"].value == 84.0
+    assert history.latest(scope, T0 + timedelta(hours=1)) == {}
 
 
 def test_alarm_markers_and_the_trail_of_a_bed(store: Store) -> None:

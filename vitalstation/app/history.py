@@ -122,6 +122,10 @@ class HistoryService:
         """Records measured after ``after``, oldest first (the live tail of the trends)."""
         return self._queries.records_after(scope, after)
 
+    def latest(self, scope: Scope, since: datetime) -> dict[str, RecordRow]:
+        """The newest record of each vital since ``since`` (the window's big numbers)."""
+        return self._queries.latest(scope, since)
+
     def readings_page(
         self,
         scope: Scope,

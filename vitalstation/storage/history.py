@@ -34,6 +34,7 @@ from sqlalchemy import (
     tuple_,
 )
 
+from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.registry import NotFound
 from vitalstation.storage.schema import (
     admissions,
@@ -270,6 +271,21 @@ class HistoryQueries:
         )
         with self._engine.connect() as connection:
             return [RecordRow(*row) for row in connection.execute(query)]
+
+    def latest(self, scope: Scope, since: datetime) -> dict[str, RecordRow]:
+        """The newest record of each vital measured since ``since`` (one indexed query each)."""
+        out: dict[str, RecordRow] = {}
+        with self._engine.connect() as connection:
+            for vital in VitalKind:
+                row = connection.execute(
+                    self._record_select()
+                    .where(self._in_scope(scope, since, None), vital_signs.c.vital == vital.value)
+                    .order_by(vital_signs.c.measured_at.desc(), vital_signs.c.id.desc())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    out[vital.value] = RecordRow(*row)
+        return out
 
     # -- alarms ----------------------------------------------------------------------------
 
