@@ -138,4 +138,6 @@ def test_audio_pause_reaches_the_engine_is_audited_and_counts_down(qtbot, tmp_pa
         clock.advance(timedelta(seconds=75))
         banner.countdown_timer.timeout.emit()
         assert banner.pause_label.text() == "Audio paused 0:45"
-        assert window.sound.status.startswith("Audio unavailable")  # and the banner goes on
+        assert window.status.audio_label.text() == "No audio: visual alarms only"
+        assert window.status.audio_label.toolTip() == (
+            "Audio unavailable: tests run without sound")  # and the banner goes on

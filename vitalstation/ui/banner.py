@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from vitalstation.alarms import Alarm, AlarmKind, AlarmState, Priority
 from vitalstation.ui.alarm_state import ActiveAlarms
-from vitalstation.ui.bed_tile import NUMERICS
+from vitalstation.ui.bed_tile import NUMERICS, ElidedLabel
 from vitalstation.ui.theme import ThemeColors
 
 FLASH_HZ = {Priority.HIGH: 2.0, Priority.MEDIUM: 0.6}
@@ -79,7 +79,7 @@ class AlarmBanner(QFrame):
         self._lit = True
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 4, 10, 4)
-        self.text = QLabel(self)
+        self.text = ElidedLabel(self)  # a long message must not widen the window
         self.text.setObjectName("bannerText")
         self.others = QLabel(self)
         self.others.setObjectName("bannerOthers")

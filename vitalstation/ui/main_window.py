@@ -110,8 +110,9 @@ class MainWindow(QMainWindow):
                                        lambda: self.ward.buffer.dropped, self)
         self.setStatusBar(self.status)
         self.sound = AlarmSound(self.alarms, audio, self)
-        self.sound.status_changed.connect(self.status.set_audio)
-        self.status.set_audio(self.sound.status)
+        self.sound.status_changed.connect(
+            lambda text: self.status.set_audio(text, self.sound.detail))
+        self.status.set_audio(self.sound.status, self.sound.detail)
         self.simulator = SimulatorController(runtime, self.tasks, self)
         self.simulator.changed.connect(self._on_simulator_changed)
 

@@ -199,6 +199,11 @@ class AlarmSound(QObject):
         """The status bar's audio text."""
         return self._status
 
+    @property
+    def detail(self) -> str:
+        """Why audio is unavailable (the status bar's tooltip), or empty."""
+        return "" if self.output.available else f"Audio unavailable: {self.output.reason}"
+
     def _play(self) -> None:
         if self.sounding is None:
             return
@@ -209,7 +214,7 @@ class AlarmSound(QObject):
     def _update_status(self) -> None:
         paused = any(a.state is AlarmState.AUDIO_PAUSED for a in self._alarms.alarms())
         if not self.output.available:
-            text = f"Audio unavailable: {self.output.reason}; alarms are visual only"
+            text = "No audio: visual alarms only"
         elif self.sounding is not None:
             text = f"Audio: sounding ({self.sounding.value})"
         elif paused:

@@ -91,10 +91,11 @@ class StationStatusBar(QStatusBar):
         self.runtime_label.show()
         _set_health(self.runtime_label, "down")
 
-    def set_audio(self, text: str) -> None:
-        """The audio state (from AlarmSound)."""
+    def set_audio(self, text: str, detail: str = "") -> None:
+        """The audio state (from AlarmSound); ``detail`` says why it is unavailable."""
         self.audio_label.setText(text)
-        _set_health(self.audio_label, "degraded" if "unavailable" in text else "ok")
+        self.audio_label.setToolTip(detail or text)
+        _set_health(self.audio_label, "degraded" if detail else "ok")
 
     def set_simulator(self, text: str) -> None:
         """The simulator's state (empty: hidden)."""
