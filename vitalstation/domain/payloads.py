@@ -258,6 +258,15 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, obj
     return obj
 
 
+# What json.loads(text, **hooks) builds on every call, built once (stateless; the stdlib shares
+# its own default decoder between threads the same way).
+_STRICT_JSON = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
 def decode_json(data: bytes | str) -> object:
     """Decode a payload body as strict JSON (UTF-8; a leading BOM is accepted and dropped).
 
@@ -281,12 +290,7 @@ def decode_json(data: bytes | str) -> object:
     if not text.strip():
         raise _body_error("empty body: expected a JSON object")
     try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        return _STRICT_JSON.decode(text)
     except PayloadError:
         raise
     except json.JSONDecodeError as exc:
@@ -479,6 +483,10 @@ def _inhealth_device_id(
     return own
 
 
+# Every vital with its InHealth field name, in VitalKind order (looked up once, not per reading).
+_KIND_FIELDS: tuple[tuple[VitalKind, str], ...] = tuple((kind, kind.value) for kind in VitalKind)
+
+
 def _inhealth(
     obj: dict[str, object], ctx: _Context, context_id: str | None, context_name: str
 ) -> tuple[Reading | None, dict[str, str]]:
@@ -492,8 +500,7 @@ def _inhealth(
     }
     measurements: list[Measurement] = []
     sent_any = False
-    for kind in VitalKind:
-        field = kind.value
+    for kind, field in _KIND_FIELDS:
         sent = obj.get(field)
         if sent is None:  # absent or null: not measured
             continue
