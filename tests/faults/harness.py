@@ -153,12 +153,14 @@ class StationProcess:
         return self.log
 
     def close(self) -> None:
+        """Kill it if still running; keep its log beside the data home for a post-mortem."""
         if self.process is not None:
             self.process.kill()
             self.process.wait()
             self.process = None
         for reader in self.readers:
             reader.join(10)
+        (self.home.path.parent / "station-stderr.log").write_text(self.log)
 
     # --- the store, read directly ---------------------------------------------------------
 
@@ -327,6 +329,10 @@ class MqttSender(Sender):
 
     def send_one(self, reading: ReadingId) -> None:
         device, _ = reading
+        deadline = time.monotonic() + 30
+        while not self.client.is_connected():  # a device keeps its readings while offline
+            assert time.monotonic() < deadline, "the sender did not reconnect to the broker"
+            time.sleep(0.05)
         info = self.client.publish(f"{self.topic_prefix}/{device}", bedside_payload(reading),
                                    qos=1)
         self._published.append((info, reading))
@@ -336,12 +342,20 @@ class MqttSender(Sender):
     def finish(self) -> None:
         """Wait for the broker's PUBACKs; a reading is acknowledged when its PUBACK came."""
         deadline = time.monotonic() + 30
-        while (not all(info.is_published() for info, _ in self._published)
+        while (not all(_published(info) for info, _ in self._published)
                and time.monotonic() < deadline):
             time.sleep(0.05)
-        self.acked.update(r for info, r in self._published if info.is_published())
+        self.acked.update(r for info, r in self._published if _published(info))
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def _published(info) -> bool:
+    """Whether the broker PUBACKed it (paho raises for a publish it never sent)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
 
 
 class RestSender(Sender):
