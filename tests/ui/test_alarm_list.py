@@ -128,9 +128,10 @@ def test_acknowledge_pause_escalate_and_comment_reach_the_engine_audited(
 
     # The list shows who did what: the row's last action and the events pane.
     row = dock.model.find(hr_id, None)
-    assert dock.model.entry(row).state == "acknowledged"
+    qtbot.waitUntil(lambda: dock.model.entry(row).state == "acknowledged", timeout=5000)
     # The acknowledgement ended the escalation chain: that is the last step, by the same nurse.
-    assert dock.model.entry(row).last_action.startswith("escalation ended · nurse.jo")
+    qtbot.waitUntil(lambda: dock.model.entry(row).last_action.startswith(
+        "escalation ended · nurse.jo"), timeout=5000)
     qtbot.waitUntil(lambda: dock.events.rowCount() >= len(events), timeout=5000)
     shown = [dock.events.item(r, 1).text() for r in range(dock.events.rowCount())]
     assert "acknowledged" in shown and "commented" in shown

@@ -32,8 +32,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -45,9 +43,11 @@ from vitalstation.ui.detail_common import (
     alarm_qcolor,
     event_text,
     local_time,
+    make_table,
     on_alarm_qcolor,
     operator_name,
     priority_text,
+    set_row,
     station_origin,
 )
 from vitalstation.ui.tasks import BackgroundTasks
@@ -318,14 +318,7 @@ class AlarmListDock(QDockWidget):
         self.status.setObjectName("alarmListStatus")
         self.status.setWordWrap(True)
 
-        self.events = QTableWidget(0, 5, body)
-        self.events.setHorizontalHeaderLabels(["Time", "Event", "Who", "From", "Details"])
-        self.events.verticalHeader().setVisible(False)
-        self.events.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.events.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents
-        )
-        self.events.horizontalHeader().setStretchLastSection(True)
+        self.events = make_table(("Time", "Event", "Who", "From", "Details"), body)
 
         splitter = QSplitter(Qt.Orientation.Vertical, body)
         splitter.addWidget(self.table)
@@ -462,12 +455,8 @@ class AlarmListDock(QDockWidget):
         row = self.events.rowCount()
         self.events.insertRow(row)
         shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", []))
-        for column, text in enumerate(
-            (local_time(at, date=True), event_text(event), actor, origin, shown)
-        ):
-            item = QTableWidgetItem(text)
-            item.setToolTip(text)
-            self.events.setItem(row, column, item)
+        set_row(self.events, row,
+                (local_time(at, date=True), event_text(event), actor, origin, shown))
 
     def _update_buttons(self) -> None:
         entry = self.selected_entry()

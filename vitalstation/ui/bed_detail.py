@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
@@ -49,6 +49,7 @@ from vitalstation.ui.alarm_feed import AlarmFeed
 from vitalstation.ui.detail_common import (
     format_value,
     local_time,
+    make_font,
     operator_name,
     priority_text,
     station_origin,
@@ -229,9 +230,9 @@ class BedDetailWindow(QWidget):
         header = QHBoxLayout()
         self.title = QLabel(f"Bed {self.bed_id}", self)
         self.title.setObjectName("bedDetailTitle")
-        self.title.setFont(_font(20, bold=True))
+        self.title.setFont(make_font(20, bold=True))
         self.subtitle = QLabel("", self)
-        self.subtitle.setFont(_font(11))
+        self.subtitle.setFont(make_font(11))
         self.subtitle.setStyleSheet(f"color: {c.muted_text};")
         names = QVBoxLayout()
         names.addWidget(self.title)
@@ -239,7 +240,7 @@ class BedDetailWindow(QWidget):
         header.addLayout(names, 1)
         self.news2_label = QLabel("NEWS2 —", self)
         self.news2_label.setObjectName("bedDetailNews2")
-        self.news2_label.setFont(_font(16, bold=True))
+        self.news2_label.setFont(make_font(16, bold=True))
         self.news2_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.news2_label.setMinimumWidth(220)
         header.addWidget(self.news2_label)
@@ -247,7 +248,7 @@ class BedDetailWindow(QWidget):
 
         self.alarm_label = QLabel("", self)
         self.alarm_label.setObjectName("bedDetailAlarm")
-        self.alarm_label.setFont(_font(13, bold=True))
+        self.alarm_label.setFont(make_font(13, bold=True))
         self.alarm_label.setWordWrap(True)
         self.alarm_label.setMargin(6)
         layout.addWidget(self.alarm_label)
@@ -265,10 +266,10 @@ class BedDetailWindow(QWidget):
             inner = QVBoxLayout(box)
             inner.setContentsMargins(10, 4, 10, 4)
             caption = QLabel(name, box)
-            caption.setFont(_font(10))
+            caption.setFont(make_font(10))
             caption.setStyleSheet(f"color: {c.muted_text}; border: none;")
             value = QLabel("--", box)
-            value.setFont(_font(22, bold=True))
+            value.setFont(make_font(22, bold=True))
             value.setStyleSheet(f"color: {c.text}; border: none;")
             inner.addWidget(caption)
             inner.addWidget(value)
@@ -277,7 +278,7 @@ class BedDetailWindow(QWidget):
         layout.addLayout(numbers)
 
         self.tabs = QTabWidget(self)
-        self.tabs.setFont(_font(11))
+        self.tabs.setFont(make_font(11))
         layout.addWidget(self.tabs, 1)
         self.tabs.addTab(self._build_trends(), "Trends")
         self.readings = ReadingsPanel(self)
@@ -768,11 +769,3 @@ class BedDetailWindow(QWidget):
         self._live_timer.stop()
         self._build_timer.stop()
         super().closeEvent(event)
-
-
-def _font(points: int, *, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSize(points)
-    font.setBold(bold)
-    return font
-

@@ -4,10 +4,18 @@ acting, from where, and how times, vitals and priorities are written for a nurse
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from vitalstation.alarms import Priority
 from vitalstation.domain.vitals import VitalKind
@@ -99,3 +107,36 @@ def on_alarm_qcolor(colors: ThemeColors, priority: str | Priority) -> QColor:
 def event_text(event: str) -> str:
     """``patient_answered`` → ``patient answered``."""
     return event.replace("_", " ")
+
+
+def make_table(columns: Sequence[str], parent: QWidget) -> QTableWidget:
+    """A read-only table of rows, columns sized to their content, the last one stretched."""
+    table = QTableWidget(0, len(columns), parent)
+    table.setHorizontalHeaderLabels(list(columns))
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setWordWrap(False)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    return table
+
+
+def set_row(table: QTableWidget, row: int, texts: Iterable[str]) -> list[QTableWidgetItem]:
+    """Fill one row with texts (each also its tooltip, for a clipped cell)."""
+    items = []
+    for column, text in enumerate(texts):
+        item = QTableWidgetItem(text)
+        item.setToolTip(text)
+        table.setItem(row, column, item)
+        items.append(item)
+    return items
+
+
+def make_font(points: int, *, bold: bool = False) -> QFont:
+    """The default font at ``points``."""
+    font = QFont()
+    font.setPointSize(points)
+    font.setBold(bold)
+    return font

@@ -14,7 +14,6 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QDoubleValidator
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -25,8 +24,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -38,8 +35,10 @@ from vitalstation.ui.detail_common import (
     event_text,
     format_value,
     local_time,
+    make_table,
     on_alarm_qcolor,
     priority_text,
+    set_row,
     unit_text,
     vital_name,
 )
@@ -57,29 +56,6 @@ LIMIT_UNITS = {
 }
 
 
-def _table(columns: Sequence[str], parent: QWidget) -> QTableWidget:
-    table = QTableWidget(0, len(columns), parent)
-    table.setHorizontalHeaderLabels(list(columns))
-    table.verticalHeader().setVisible(False)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setWordWrap(False)
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setStretchLastSection(True)
-    return table
-
-
-def _set_row(table: QTableWidget, row: int, texts: Iterable[str]) -> list[QTableWidgetItem]:
-    items = []
-    for column, text in enumerate(texts):
-        item = QTableWidgetItem(text)
-        item.setToolTip(text)
-        table.setItem(row, column, item)
-        items.append(item)
-    return items
-
-
 class ReadingsPanel(QWidget):
     """Stored records, newest first, one page at a time (``Load older``)."""
 
@@ -89,7 +65,7 @@ class ReadingsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
-        self.table = _table(self.COLUMNS, self)
+        self.table = make_table(self.COLUMNS, self)
         self.status = QLabel("Loading…", self)
         self.older_button = QPushButton("Load older readings", self)
         self.older_button.clicked.connect(self.older_requested)
@@ -124,7 +100,7 @@ class ReadingsPanel(QWidget):
             self._fill(0, record)
 
     def _fill(self, row: int, record: RecordRow) -> None:
-        items = _set_row(self.table, row, (
+        items = set_row(self.table, row, (
             local_time(record.measured_at, date=True), vital_name(record.vital),
             format_value(record.value), unit_text(record.unit),
             "manual" if record.data_source == "manual" else "device",
@@ -142,7 +118,7 @@ class TrailPanel(QWidget):
         super().__init__(parent)
         self._colors = colors
         layout = QVBoxLayout(self)
-        self.table = _table(self.COLUMNS, self)
+        self.table = make_table(self.COLUMNS, self)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
         self.table.setColumnWidth(2, 320)
         self.status = QLabel("Loading…", self)
@@ -169,7 +145,7 @@ class TrailPanel(QWidget):
     def _fill(self, row: int, at: datetime, priority: str, message: str, event: str,
               actor: str, origin: str, details: dict[str, Any]) -> None:
         shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", []))
-        items = _set_row(self.table, row, (
+        items = set_row(self.table, row, (
             local_time(at, date=True), priority_text(priority), message, event_text(event),
             actor, origin, shown,
         ))
@@ -196,7 +172,7 @@ class LimitsPanel(QWidget):
         self._colors = colors
         self._limits: PatientLimits | None = None
         layout = QVBoxLayout(self)
-        self.table = _table(("Vital", "Limits in force", "Set by"), self)
+        self.table = make_table(("Vital", "Limits in force", "Set by"), self)
         self.table.setColumnWidth(1, 360)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         layout.addWidget(self.table, 1)
@@ -244,7 +220,7 @@ class LimitsPanel(QWidget):
             override = limits.overrides.get(vital)
             who = (f"{override.author}, {local_time(override.at, date=True)}: {override.reason}"
                    if override is not None else "ward profile")
-            items = _set_row(self.table, row, (
+            items = set_row(self.table, row, (
                 f"{vital_name(vital)} ({LIMIT_UNITS[vital]})",
                 describe_limits(vital_limits.limits), who,
             ))
