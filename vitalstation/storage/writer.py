@@ -113,6 +113,20 @@ def storable_text(text: str, limit: int) -> str:
     return text
 
 
+_ENUM_COLUMNS = tuple(
+    _COLUMNS.index(name)
+    for name in ("attribution", "vital", "unit", "original_unit", "input", "data_source")
+)
+
+
+def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row with its StrEnums as plain str (their hash is not the str's: keys must match)."""
+    values = list(row)
+    for index in _ENUM_COLUMNS:
+        values[index] = str(values[index])
+    return tuple(values)
+
+
 def _insert(engine_dialect: str, table: Any) -> Insert:
     if engine_dialect == "postgresql":
         return postgresql.insert(table)
@@ -188,13 +202,14 @@ class ReadingWriter:
                 payload_ref = payload_refs.get(id(reading.raw)) if reading.raw else None
                 notes = storable_text(reading.notes, MAX_EXCERPT_CHARS) if reading.notes else None
                 for measurement in reading.measurements:
-                    # In _COLUMNS order.
+                    # In _COLUMNS order. The enums are StrEnums, bound as their text by
+                    # sqlite3 as they are (``_plain`` turns them into str for PostgreSQL).
                     rows.append((
                         reading.device_id, where.device_ref, where.patient_ref, where.bed_ref,
-                        where.attribution.value, measurement.kind.value, measurement.value,
-                        measurement.unit.value, measurement.original_value,
-                        measurement.original_unit.value, reading.measured_at,
-                        reading.received_at, reading.input.value, reading.data_source.value,
+                        where.attribution, measurement.kind, measurement.value,
+                        measurement.unit, measurement.original_value,
+                        measurement.original_unit, reading.measured_at,
+                        reading.received_at, reading.input, reading.data_source,
                         reading.signal_quality, reading.battery_level, payload_ref, notes,
                     ))
             stored = self._insert_rows(connection, rows) if rows else []
@@ -356,6 +371,7 @@ class ReadingWriter:
         """Insert what is new; for every row, in order: (record id, inserted now)."""
         if self._dialect == "sqlite":
             return self._insert_rows_sqlite(connection, rows)
+        rows = [_plain(row) for row in rows]
         new_ids: dict[_ReadingKey, int] = {}
         as_dicts = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
         for inserted in connection.execute(self._insert_vitals, as_dicts):
@@ -386,11 +402,14 @@ class ReadingWriter:
         """
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         outcome: list[tuple[int, bool]] = []
+        received: tuple[datetime | None, str] = (None, "")  # a batch's readings share it often
         try:
             for row in rows:
                 params = list(row)
                 params[_MEASURED] = _sqlite_time(row[_MEASURED])
-                params[_RECEIVED] = _sqlite_time(row[_RECEIVED])
+                if row[_RECEIVED] is not received[0]:
+                    received = (row[_RECEIVED], _sqlite_time(row[_RECEIVED]))
+                params[_RECEIVED] = received[1]
                 cursor.execute(_SQLITE_INSERT, params)
                 if cursor.rowcount == 1:
                     outcome.append((int(cursor.lastrowid or 0), True))
