@@ -838,7 +838,8 @@ class MqttInput:
         with self._outstanding_lock:
             self._outstanding += 1
         try:
-            self._queue_dead_letters(delivery)
+            if delivery.dead_letters:
+                self._queue_dead_letters(delivery)
             self._pipeline.submit(
                 delivery.readings,
                 on_done=lambda results: self._on_stored(delivery, results),
