@@ -249,11 +249,26 @@ class _Server:
             for connection in list(self._connections):
                 connection.writer.transport.abort()
 
+    def _evict_slowest(self) -> bool:
+        """At the cap, make room by closing the connection that has waited longest for its
+        client (an idle keep-alive one, or a slow-loris head); False when every connection is
+        being served. Refusing the newcomer instead would let slow clients lock devices out
+        for the whole idle timeout, again and again (tests/hostile/test_rest_hostile.py)."""
+        waiting = [c for c in self._connections if c.deadline > 0]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c.deadline)
+        self._connections.discard(oldest)
+        oldest.writer.transport.abort()
+        return True
+
     # -- one connection (on the loop) --------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if self.stopping or len(self._connections) >= self.max_connections:
+        if self.stopping or (
+            len(self._connections) >= self.max_connections and not self._evict_slowest()
+        ):
             _LOGGER.warning("REST: refusing a connection from %s (too many open connections)",
                             peer[0] if peer else "?")
             writer.transport.abort()
