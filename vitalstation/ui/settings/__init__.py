@@ -1,0 +1,35 @@
+"""Settings: the admin lock, then the Settings dialog (``open_settings`` is what the main
+window's Settings menu calls)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QWidget
+
+from vitalstation.app.runtime import Runtime
+from vitalstation.app.settings_admin import AdminLock
+from vitalstation.ui.settings.dialog import SettingsDialog
+from vitalstation.ui.settings.lock import AdminLockDialog
+from vitalstation.ui.tasks import BackgroundTasks
+
+__all__ = ["AdminLockDialog", "SettingsDialog", "open_settings"]
+
+
+def open_settings(parent: QWidget, runtime: Runtime) -> None:
+    """Asks for the admin password, then shows Settings (non-modal; one at a time).
+
+    Uses the window's ``tasks`` (BackgroundTasks) when it has them, else the dialogs' own.
+    """
+    for existing in parent.findChildren(SettingsDialog, "settings_dialog"):
+        if existing.isVisible():  # a closed one may await its deletion
+            existing.raise_()
+            existing.activateWindow()
+            return
+    shared = getattr(parent, "tasks", None)
+    tasks = shared if isinstance(shared, BackgroundTasks) else None
+    lock = AdminLockDialog(AdminLock(runtime.settings.home), tasks, parent)
+
+    def show_settings() -> None:
+        SettingsDialog(runtime, parent, tasks=tasks).show()
+
+    lock.unlocked.connect(show_settings)
+    lock.show()
