@@ -41,6 +41,7 @@ from vitalstation.storage.alarms import AlarmEventRow, AlarmRow
 from vitalstation.ui.alarm_feed import AlarmFeed
 from vitalstation.ui.detail_common import (
     alarm_qcolor,
+    details_text,
     event_text,
     local_time,
     make_table,
@@ -454,7 +455,7 @@ class AlarmListDock(QDockWidget):
     ) -> None:
         row = self.events.rowCount()
         self.events.insertRow(row)
-        shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", []))
+        shown = details_text(details)
         set_row(self.events, row,
                 (local_time(at, date=True), event_text(event), actor, origin, shown))
 

@@ -10,7 +10,7 @@ readings are polled every few seconds and appended; alarm transitions of the bed
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -659,6 +659,7 @@ class BedDetailWindow(QWidget):
             )
 
     def _show_news2(self, news2: News2Result | None) -> None:
+        self.observations.show_news2(news2_summary(news2))
         c = self._colors
         if news2 is None:
             self.news2_label.setText("NEWS2 —")
@@ -769,3 +770,22 @@ class BedDetailWindow(QWidget):
         self._live_timer.stop()
         self._build_timer.stop()
         super().closeEvent(event)
+
+
+def news2_summary(news2: News2Result | None) -> str:
+    """One line for the observations form: the score and what it lacks."""
+    if news2 is None:
+        return "no observation yet"
+    names = {"respiration_rate": "resp. rate", "spo2": "SpO₂", "air_or_oxygen": "air/oxygen",
+             "systolic_bp": "BP systolic", "pulse": "pulse", "consciousness": "consciousness",
+             "temperature": "temperature"}
+
+    def listed(parameters: Sequence[Any]) -> str:
+        return ", ".join(names.get(p.value, p.value) for p in parameters)
+
+    head = (f"{news2.total} ({news2.risk.value} risk)" if news2.complete and news2.risk
+            else f"at least {news2.minimum_total}, incomplete")
+    lacks = [f"{label}: {listed(group)}" for label, group in (
+        ("missing", news2.missing), ("out of date", news2.stale), ("assumed", news2.assumed),
+    ) if group]
+    return head + (" · " + " · ".join(lacks) if lacks else "")

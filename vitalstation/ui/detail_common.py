@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
@@ -140,3 +140,27 @@ def make_font(points: int, *, bold: bool = False) -> QFont:
     font.setPointSize(points)
     font.setBold(bold)
     return font
+
+
+def details_text(details: dict[str, Any]) -> str:
+    """An event's details for a nurse: empty values left out, stored times in local time,
+    ``[before, after]`` pairs as ``before → after``."""
+    parts = []
+    for key, value in details.items():
+        if value in (None, "", [], {}):
+            continue
+        parts.append(f"{key.replace('_', ' ')}: {_detail_value(value)}")
+    return ", ".join(parts)
+
+
+def _detail_value(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return local_time(at) if at.tzinfo is not None else value
+    if isinstance(value, list | tuple):
+        items = [_detail_value(v) for v in value]
+        return " → ".join(items) if len(items) == 2 else ", ".join(items)
+    return str(value)

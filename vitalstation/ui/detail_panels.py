@@ -32,6 +32,7 @@ from vitalstation.alarms import Direction, Limit, LimitOverride, VitalLimits
 from vitalstation.storage.history import RecordRow, TrailEvent
 from vitalstation.ui.detail_common import (
     alarm_qcolor,
+    details_text,
     event_text,
     format_value,
     local_time,
@@ -144,7 +145,7 @@ class TrailPanel(QWidget):
 
     def _fill(self, row: int, at: datetime, priority: str, message: str, event: str,
               actor: str, origin: str, details: dict[str, Any]) -> None:
-        shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", []))
+        shown = details_text(details)
         items = set_row(self.table, row, (
             local_time(at, date=True), priority_text(priority), message, event_text(event),
             actor, origin, shown,
@@ -173,18 +174,18 @@ class LimitsPanel(QWidget):
         self._limits: PatientLimits | None = None
         layout = QVBoxLayout(self)
         self.table = make_table(("Vital", "Limits in force", "Set by"), self)
-        self.table.setColumnWidth(1, 360)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         layout.addWidget(self.table, 1)
 
         editor = QGroupBox("Change a limit for this patient (audited)", self)
         form = QGridLayout(editor)
         self.vital_combo = QComboBox(editor)
+        self.vital_combo.setMinimumWidth(200)
         for vital in LIMIT_VITALS:
             self.vital_combo.addItem(vital_name(vital), vital)
         self.vital_combo.currentIndexChanged.connect(self._show_editor)
         form.addWidget(QLabel("Vital", editor), 0, 0)
         form.addWidget(self.vital_combo, 0, 1)
+        form.setColumnStretch(2, 1)
         self._rows_box = QWidget(editor)
         self._rows = QFormLayout(self._rows_box)
         self._rows.setContentsMargins(0, 0, 0, 0)
@@ -242,6 +243,8 @@ class LimitsPanel(QWidget):
             spin.setRange(0.0, 400.0)
             spin.setValue(limit.value)
             spin.setSuffix(f" {LIMIT_UNITS[vital]}")
+            spin.setMinimumWidth(140)
+            spin.setMaximumWidth(180)
             self._rows.addRow(_limit_label(limit), spin)
             self._spins.append((limit, spin))
 
@@ -318,8 +321,14 @@ class ObservationsPanel(QWidget):
         self.oxygen_combo = QComboBox(news2)
         for value, label in OXYGEN:
             self.oxygen_combo.addItem(label, value)
+        for combo in (self.acvpu_combo, self.oxygen_combo):
+            combo.setMinimumWidth(260)
+            combo.setMaximumWidth(340)
         news2_form.addRow("Consciousness (ACVPU)", self.acvpu_combo)
         news2_form.addRow("Air or oxygen", self.oxygen_combo)
+        self.news2_status = QLabel("", news2)
+        self.news2_status.setWordWrap(True)
+        news2_form.addRow("NEWS2 now", self.news2_status)
         layout.addWidget(news2)
 
         vitals = QGroupBox("Vitals measured by hand (stored as manual)", self)
@@ -346,6 +355,10 @@ class ObservationsPanel(QWidget):
         row.addWidget(self.save_button)
         layout.addLayout(row)
         layout.addStretch(1)
+
+    def show_news2(self, text: str) -> None:
+        """What NEWS2 counts now and what it lacks (missing, out of date, assumed)."""
+        self.news2_status.setText(text)
 
     def entry(self) -> ObservationEntry:
         """The form's content (fields left blank are not assessed)."""

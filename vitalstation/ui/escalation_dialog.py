@@ -37,6 +37,7 @@ from vitalstation.storage.alarms import AlarmEventRow
 from vitalstation.storage.outbox import OutboxRow
 from vitalstation.ui.alarm_feed import AlarmFeed
 from vitalstation.ui.detail_common import (
+    details_text,
     event_text,
     local_time,
     make_font,
@@ -370,7 +371,7 @@ class EscalationDialog(QDialog):
                       details: dict[str, Any]) -> None:
         index = self.events.rowCount()
         self.events.insertRow(index)
-        shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", []))
+        shown = details_text(details)
         set_row(self.events, index, (local_time(at), event_text(event), actor, origin, shown))
         self.events.scrollToBottom()
 
