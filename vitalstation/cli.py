@@ -278,6 +278,12 @@ def _self_test(args: argparse.Namespace) -> int:
         from vitalstation.app.logging_setup import configure_logging
 
         configure_logging(None, verbose=True)
+    else:
+        # The steps report what matters; the station's own warnings (alarm notifications of
+        # the test patient, ...) would bury them. Errors still show.
+        import logging
+
+        logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
     def render(runtime: Any, png: Path) -> str:
         # Imported in the step, so that a bundle without Qt fails that step, by name.
