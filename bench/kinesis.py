@@ -49,6 +49,9 @@ from vitalstation.pipeline.core import Pipeline
 from vitalstation.storage.checkpoints import CheckpointStore
 from vitalstation.storage.store import Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from station_parts import with_alarms  # noqa: E402 - a sibling script, not a package
+
 REGION = "us-east-1"
 SHARDS = 4
 DEVICES = 64
@@ -178,6 +181,7 @@ def station(
 ) -> tuple[Store, Pipeline, KinesisInput, TimedClients]:
     store = Store.open(f"sqlite:///{db}")
     pipeline = Pipeline(store.writer)
+    store.bench_alarms = with_alarms(pipeline, store)  # as the runtime runs it
     pipeline.start()
     settings = KinesisSettings(enabled=True, stream=stream, region=REGION, endpoint_url=endpoint)
     clients = TimedClients(settings)
@@ -197,6 +201,7 @@ def max_lag(input_: KinesisInput) -> int:
 def shutdown(store: Store, pipeline: Pipeline, input_: KinesisInput) -> None:
     input_.stop(5)
     pipeline.stop()
+    store.bench_alarms.stop()
     store.close()
 
 

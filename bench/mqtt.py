@@ -56,6 +56,9 @@ from vitalstation.ingest.mqtt import MqttInput, MqttOptions
 from vitalstation.pipeline.core import Pipeline
 from vitalstation.storage.store import Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from station_parts import with_alarms  # noqa: E402 - a sibling script, not a package
+
 DEVICES = 64
 BARE_TIMEOUT_S = 600
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -267,6 +270,7 @@ class Station:
         self._count = 0
         self._target = 0
         self._done = threading.Event()
+        self.alarms = with_alarms(self.pipeline, self.store)  # as the runtime runs it
         self.pipeline.subscribe(self._on_commit)
         self.pipeline.start()
         self._options = MqttOptions(url=url, topics=(TOPIC,), client_id=f"bench-station-{name}",
@@ -306,6 +310,7 @@ class Station:
     def close(self) -> dict[str, int]:
         self.input.stop(5)
         self.pipeline.stop()
+        self.alarms.stop()
         stats = self.pipeline.stats()
         self.store.close()
         return {"stored": stats.stored, "failed": stats.failed, "rejected": stats.rejected,

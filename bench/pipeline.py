@@ -28,6 +28,9 @@ from vitalstation.domain.vitals import Unit, VitalKind
 from vitalstation.pipeline.core import Pipeline
 from vitalstation.storage.store import Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from station_parts import with_alarms  # noqa: E402 - a sibling script, not a package
+
 DEVICES = 64
 BASELINE_BATCH = 1_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -102,6 +105,7 @@ def through_pipeline(folder: Path, count: int) -> dict[str, object]:
     store = fresh_store(folder, "pipeline.db")
     register_ward(store)
     pipeline = Pipeline(store.writer)
+    alarms = with_alarms(pipeline, store)  # as the runtime runs it
     pipeline.start()
     done = threading.Event()
     counted = {"durable": 0, "other": 0}
@@ -135,6 +139,7 @@ def through_pipeline(folder: Path, count: int) -> dict[str, object]:
     samples.append((count, rss_mb()))
     stats = pipeline.stats()
     pipeline.stop()
+    alarms.stop()
     store.close()
     warm = [mb for n, mb in samples if n >= count // 5]
     return {

@@ -1,7 +1,8 @@
 """The REST receiver under load, against a bare JSON handler, in the same run.
 
-1. Bare: a stdlib ``ThreadingHTTPServer`` (Nagle off, HTTP/1.1 keep-alive) whose handler only
-   reads the body and parses the JSON: what this server type can do at all on this machine.
+1. Bare: an aiohttp server (the issue's baseline; ``pip install -e .[bench]``) whose handler
+   only reads the body and parses the JSON: what a Python HTTP server does at all on this
+   machine, in this process, before any of the station's work.
 2. Station: the same single-reading POSTs (``/api/iot/vitals/``, Bearer key, 2 vitals each,
    every reading new) through the receiver: key check, rate limiter, strict parsing, the
    pipeline, a committed SQLite transaction, the activity log. 32 keep-alive connections.
@@ -35,8 +36,10 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from station_parts import with_alarms  # noqa: E402 - a sibling script, not a package
 
 DEVICES = 64
 ADMIN = "bench"
@@ -173,38 +176,43 @@ def run_python(port: int, devices: list[tuple[str, str]], seconds: float, connec
 # --- servers -----------------------------------------------------------------------------------
 
 
-class BareHandler(BaseHTTPRequestHandler):
-    """Reads the body, parses the JSON, answers a small JSON: nothing else."""
+class BareServer:
+    """aiohttp on its own loop and thread: reads the body, parses the JSON, answers a small JSON.
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+    Nothing else (no key, no storage): the ceiling the station's receiver is compared with.
+    """
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        obj = json.loads(body)
-        answer = json.dumps({"success": True, "device_id": obj.get("device_id")}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+    def __init__(self) -> None:
+        import asyncio
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+        from aiohttp import web
 
+        async def vitals(request: web.Request) -> web.Response:
+            obj = json.loads(await request.read())
+            return web.json_response({"success": True, "device_id": obj.get("device_id")})
 
-class BareServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+        app = web.Application()
+        app.router.add_post("/api/iot/vitals/", vitals)
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.server_address = site._server.sockets[0].getsockname()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # wrk resets its connections at the end of a run
+    def shutdown(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
 
 
 def start_bare() -> BareServer:
-    server = BareServer(("127.0.0.1", 0), BareHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return BareServer()
 
 
 def open_station(folder: Path, name: str):
@@ -225,6 +233,7 @@ def open_station(folder: Path, name: str):
         store.registry.assign_device(device, bed_label=f"{i}", actor=ADMIN, at=START)
         devices.append((device, keys.create(device, name="bench", actor=ADMIN, at=START).key))
     pipeline = Pipeline(store.writer)
+    store.bench_alarms = with_alarms(pipeline, store)  # as the runtime runs it
     pipeline.start()
     rest = RestInput(RestConfig(port=0, rate_limit=0, max_batch_readings=1000), pipeline, keys)
     rest.start()
@@ -261,6 +270,7 @@ def start_null_station(keys):
 def close_station(store, pipeline, rest) -> None:
     rest.stop(10)
     pipeline.stop(60)
+    store.bench_alarms.stop()
     store.close()
 
 
@@ -335,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         bare_server = start_bare()
         bare = single(bare_server.server_address[1], devices, base)
         bare_server.shutdown()
-        bare_server.server_close()
 
         null_pipeline, null_rest = start_null_station(keys)
         no_store = single(null_rest.port, devices, base)
@@ -386,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
           "(other work on the machine lowers every figure; compare the ratios)")
     print(f"load generator:              {loadgen}, {args.connections} keep-alive connections, "
           f"{args.seconds:g} s per run")
-    print(f"bare JSON handler:           {bare['rate']:,.0f} req/s (p99 {bare['p99_ms']:.1f} ms)")
+    print(f"bare aiohttp JSON handler:   {bare['rate']:,.0f} req/s (p99 {bare['p99_ms']:.1f} ms)")
     print(f"station, single readings:    {station['rate']:,.0f} req/s "
           f"(p99 {station['p99_ms']:.1f} ms; target >= 3,000)")
     print(f"  ratio station / bare:      {figures['ratio_station_bare']:.2f}  (target >= 0.30)")
