@@ -76,7 +76,7 @@ def test_answer_countdown_and_acknowledge_end_to_end(qtbot, station) -> None:
     alarm_id = _raise(qtbot, station)
     dialog = _open(qtbot, station, alarm_id)
     assert not dialog.isModal() and dialog.windowModality() is Qt.WindowModality.NonModal
-    assert dialog.alarm_label.text().startswith("*** high · Bed 1 · P1")
+    assert dialog.alarm_label.text().startswith("*** high · Bed 1 · Ada Lovelace (P1)")
     assert dialog.stage_label.text().startswith("Asking the patient")
     # HIGH: two minutes for the patient to answer, then the ward nurse is called.
     assert dialog.countdown_label.text() == "Automatic escalation to the nurse in 2:00"
@@ -92,7 +92,7 @@ def test_answer_countdown_and_acknowledge_end_to_end(qtbot, station) -> None:
     assert not dialog.answer_buttons[PatientAnswer.ALL].isEnabled()
     # Now a clinician has two minutes to acknowledge, or EMS (the rung above) is called.
     qtbot.waitUntil(lambda: dialog.countdown_label.text()
-                    == "Automatic escalation to the ems in 2:00", timeout=5000)
+                    == "Automatic escalation to the EMS in 2:00", timeout=5000)
     qtbot.waitUntil(lambda: any(dialog.notifications.item(r, 0).text() == "doctor"
                                 for r in range(dialog.notifications.rowCount())), timeout=5000)
     states = {dialog.notifications.item(r, 3).text()

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QDialog,
     QGridLayout,
@@ -64,6 +65,8 @@ ANSWER_BUTTONS = (
     (PatientAnswer.ALL, "Wants all"),
     (PatientAnswer.DECLINED, "Declines help"),
 )
+
+ROLE_TEXT = {"patient": "patient", "nurse": "nurse", "doctor": "doctor", "ems": "EMS"}
 
 STAGE_TEXT = {
     ChainStage.ASKING_PATIENT: "Asking the patient what they want",
@@ -123,6 +126,7 @@ class EscalationDialog(QDialog):
         self.chain: ChainState | None = None
         self.ended = False
         self._ended_by: tuple[str, datetime | None, str] = ("", None, "ended")
+        self._patient_names: dict[str, str] = {}
         self._ticks = 0
         self.setWindowTitle(f"Escalation · alarm {alarm_id}")
         self.resize(820, 640)
@@ -171,6 +175,7 @@ class EscalationDialog(QDialog):
         for index, (answer, text) in enumerate(ANSWER_BUTTONS):
             button = QPushButton(text, answers)
             button.setMinimumHeight(34)
+            button.setAutoDefault(False)  # Enter must never answer for the patient
             button.clicked.connect(lambda _=False, a=answer: self.record_answer(a))
             grid.addWidget(button, 0, index)
             self.answer_buttons[answer] = button
@@ -202,6 +207,8 @@ class EscalationDialog(QDialog):
         self.close_button = QPushButton("Close", self)
         self.close_button.setToolTip("Hide this dialog; the escalation goes on")
         self.close_button.clicked.connect(self.close)
+        for button in (self.escalate_button, self.ack_button, self.close_button):
+            button.setAutoDefault(False)
         buttons.addWidget(self.status, 1)
         buttons.addWidget(self.escalate_button)
         buttons.addWidget(self.ack_button)
@@ -214,10 +221,13 @@ class EscalationDialog(QDialog):
         """Read the alarm, its chain, notifications and events (off the GUI thread)."""
         alarms, alarm_id = self._runtime.alarms, self.alarm_id
 
+        registry = self._runtime.store.registry
+
         def load() -> tuple[Alarm | None, ChainState | None, list[OutboxRow],
-                            list[AlarmEventRow]]:
+                            list[AlarmEventRow], dict[str, str]]:
+            names = {p.patient_id: p.name for p in registry.list_patients()}
             return (alarms.alarm(alarm_id), alarms.escalation(alarm_id),
-                    alarms.notifications(alarm_id), alarms.events(alarm_id))
+                    alarms.notifications(alarm_id), alarms.events(alarm_id), names)
 
         self._tasks.submit(load, self._on_loaded, self._on_error)
 
@@ -227,7 +237,8 @@ class EscalationDialog(QDialog):
                            self._on_error)
 
     def _on_loaded(self, loaded: tuple) -> None:
-        alarm, chain, notifications, events = loaded
+        alarm, chain, notifications, events, names = loaded
+        self._patient_names = names
         if alarm is not None:
             self.alarm = alarm
         if chain is not None or self.chain is None or not self.chain.active:
@@ -279,7 +290,9 @@ class EscalationDialog(QDialog):
             return
         c = self._colors
         where = f"Bed {alarm.bed_label}" if alarm.bed_label else (alarm.device_id or "")
-        who = f" · {alarm.patient_id}" if alarm.patient_id else ""
+        name = self._patient_names.get(alarm.patient_id or "")
+        who = (f" · {name} ({alarm.patient_id})" if name
+               else f" · {alarm.patient_id}" if alarm.patient_id else "")
         self.alarm_label.setText(
             f"{priority_text(alarm.priority)} · {where}{who}\n{alarm.message}"
             f" · raised {local_time(alarm.raised_at)}"
@@ -314,7 +327,7 @@ class EscalationDialog(QDialog):
             self.countdown_label.setText("")
             self._countdown.stop()
         else:
-            notified = ", ".join(r.value for r in chain.notified)
+            notified = ", ".join(ROLE_TEXT.get(r.value, r.value) for r in chain.notified)
             self.stage_label.setText(
                 STAGE_TEXT[chain.stage] + (f" (notified: {notified})" if notified else "")
             )
@@ -346,10 +359,14 @@ class EscalationDialog(QDialog):
         if policy is None:
             return ""
         if chain.stage is ChainStage.DECLINED:
-            return "" if policy.declined_cap is None else policy.declined_cap.value
+            return "" if policy.declined_cap is None else ROLE_TEXT.get(
+                policy.declined_cap.value, policy.declined_cap.value)
         rungs = [policy.ladder.index(r) for r in chain.notified if r in policy.ladder]
         following = max(rungs) + 1 if rungs else 0
-        return policy.ladder[following].value if following < len(policy.ladder) else ""
+        if following >= len(policy.ladder):
+            return ""
+        role = policy.ladder[following].value
+        return ROLE_TEXT.get(role, role)
 
     def _show_notifications(self, rows: list[OutboxRow]) -> None:
         self.notifications.setRowCount(0)
@@ -357,10 +374,17 @@ class EscalationDialog(QDialog):
             index = self.notifications.rowCount()
             self.notifications.insertRow(index)
             role = str(row.payload.get("role", ""))
-            set_row(self.notifications, index, (
-                role, row.channel, row.recipient, row.status.value, str(row.attempts),
-                row.last_error or "",
+            items = set_row(self.notifications, index, (
+                ROLE_TEXT.get(role, role), row.channel, row.recipient, row.status.value,
+                str(row.attempts), row.last_error or "",
             ))
+            colour = {"failed": self._colors.alarm_high, "delivered": self._colors.ok}.get(
+                row.status.value)
+            if colour is not None:
+                items[3].setForeground(QColor(colour))
+                font = items[3].font()
+                font.setBold(True)
+                items[3].setFont(font)
 
     def _show_events(self, events: list[AlarmEventRow]) -> None:
         self.events.setRowCount(0)
