@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     _json(readings)
 
     alarms = commands.add_parser(
-        "alarms", help="print stored alarms; `alarms ack ID` acknowledges one"
+        "alarms",
+        help="print stored alarms; ack, respond, pause reach the running station's engine",
     )
     alarms.add_argument("--active", action="store_true", help="only alarms not resolved")
     alarms.add_argument("--bed", metavar="B", help="only this bed's alarms")
@@ -200,6 +201,44 @@ def build_parser() -> argparse.ArgumentParser:
     a_ack = alarm_commands.add_parser("ack", help="acknowledge an open alarm by its id")
     a_ack.add_argument("alarm_id", type=int, metavar="ID")
     _actor(a_ack)
+    a_respond = alarm_commands.add_parser(
+        "respond", help="record the patient's answer to an alarm's question"
+    )
+    a_respond.add_argument("alarm_id", type=int, metavar="ID")
+    a_respond.add_argument("--answer", required=True,
+                           choices=["doctor", "nurse", "ems", "all", "declined"])
+    _actor(a_respond)
+    a_pause = alarm_commands.add_parser(
+        "pause", help="pause the audio of one alarm, or of every sounding alarm"
+    )
+    a_pause.add_argument("alarm_id", type=int, nargs="?", metavar="ID")
+    a_pause.add_argument("--minutes", type=float, help="default 2, at most 5")
+    _actor(a_pause)
+    a_notes = alarm_commands.add_parser(
+        "notifications", help="the notification outbox: recipients and delivery state"
+    )
+    a_notes.add_argument("--alarm", type=int, metavar="ID", help="only this alarm's")
+    a_notes.add_argument("--status", choices=["pending", "delivered", "failed"])
+    a_notes.add_argument("--limit", type=int, default=200, metavar="N")
+    _json(a_notes)
+    a_contact = alarm_commands.add_parser(
+        "contact", help="who escalations reach: contacts per ward or per patient"
+    )
+    contact_commands = a_contact.add_subparsers(dest="contact_command", metavar="ACTION",
+                                                required=True)
+    c_add = contact_commands.add_parser("add", help="add a contact")
+    c_add.add_argument("--role", required=True, choices=["nurse", "doctor", "ems"])
+    c_add.add_argument("--channel", required=True, choices=["email", "webhook"])
+    c_add.add_argument("--address", required=True, help="email address or webhook URL")
+    c_scope = c_add.add_mutually_exclusive_group()
+    c_scope.add_argument("--ward", help="this ward's (default: every ward)")
+    c_scope.add_argument("--patient", help="this patient's")
+    _actor(c_add)
+    c_list = contact_commands.add_parser("list", help="list contacts")
+    _json(c_list)
+    c_remove = contact_commands.add_parser("remove", help="remove a contact by id")
+    c_remove.add_argument("contact_id", type=int, metavar="ID")
+    _actor(c_remove)
     return parser
 
 
@@ -418,14 +457,37 @@ def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa:
 def _alarms(args: argparse.Namespace, settings: Any, store: Any) -> int:
     from vitalstation.app import alarms
 
-    if args.alarms_command == "ack":
+    if args.alarms_command in ("notifications", "contact"):
+        from vitalstation.app.notifications import contacts_command, notifications_command
+
+        if args.alarms_command == "contact":
+            rows = contacts_command(args, store,
+                                    actor=getattr(args, "actor", None) or _default_actor())
+        else:
+            rows = notifications_command(args, store)
+        if getattr(args, "json", False):
+            _print_json_lines(rows)
+        else:
+            for row in rows:
+                print("  ".join(f"{k}={v}" for k, v in row.items() if k != "payload"))
+        return EXIT_OK
+    if args.alarms_command in ("ack", "respond", "pause"):
         actor = args.actor or _default_actor()
-        try:
-            transitions = alarms.ack_offline(settings, store, args.alarm_id, actor=actor)
-        except ValueError as exc:  # the engine refused: unknown alarm, bad actor
-            raise CliError(str(exc)) from None
-        state = transitions[0].to_state.value if transitions else "unchanged (already acknowledged)"
-        print(f"alarm {args.alarm_id} acknowledged by {actor}: {state}")
+        payload: dict[str, Any] = {"alarm": args.alarm_id, "actor": actor, "origin": "cli"}
+        if args.alarms_command == "respond":
+            payload["answer"] = args.answer
+        if args.alarms_command == "pause":
+            payload["minutes"] = args.minutes
+        outcome = alarms.request_action(settings, store, args.alarms_command, payload)
+        if not outcome.ok:
+            raise CliError(outcome.error or "refused")
+        by = ("by the running station" if outcome.applied_by == "station"
+              else "to the stored alarms (no station running)")
+        events = ", ".join(
+            f"{t['event']} (alarm {t['alarm_id']}, {t['to_state']})" for t in outcome.transitions
+        ) or "nothing changed (already done)"
+        target = "every sounding alarm" if args.alarm_id is None else f"alarm {args.alarm_id}"
+        print(f"{args.alarms_command} {target} by {actor}, applied {by}: {events}")
         return EXIT_OK
     rows = alarms.list_alarms(
         store, active_only=args.active, bed_label=args.bed, limit=args.limit

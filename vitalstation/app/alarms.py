@@ -41,6 +41,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -70,13 +71,26 @@ from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.ingest.base import InputHealth, InputState
 from vitalstation.pipeline.types import StoredReading
-from vitalstation.storage.alarms import AlarmEventRow, AlarmRow, AlarmStore, OverrideRow
+from vitalstation.storage.alarms import (
+    AlarmEventRow,
+    AlarmRequestStore,
+    AlarmRow,
+    AlarmStore,
+    OverrideRow,
+    RequestStatus,
+)
 from vitalstation.storage.outbox import OutboxMessage, OutboxRow, OutboxStore
 from vitalstation.storage.store import Store
 
 _LOGGER = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
+# The CLI waits this long for a running station to take its request, then applies it itself.
+REQUEST_PICKUP_S = 3.0
+# ... and, once a station has claimed it, this long for the outcome.
+REQUEST_RESULT_S = 15.0
+REQUEST_POLL_S = 0.05
+REQUEST_ACTIONS = ("ack", "respond", "pause", "escalate", "comment")
 
 AlarmListener = Callable[[AlarmTransition], None]
 """Receives each alarm transition, in order (on the pipeline, tick or operator thread)."""
@@ -114,6 +128,7 @@ class AlarmService:
         self._router: NotificationRouter | None = None
         self._tick_hooks: list[TickHook] = []
         self._outbox = OutboxStore(alarm_store.engine)
+        self._requests = AlarmRequestStore(alarm_store.engine)
         self._directory_version: int | None = None
         self.raised_total = 0
         self.store_failures = 0
@@ -403,6 +418,51 @@ class AlarmService:
             _LOGGER.exception("could not apply discharges to the alarm engine")
             return []
 
+    # -- requests from other processes (the CLI) ------------------------------------------
+
+    def apply_request(self, action: str, payload: dict) -> list[AlarmTransition]:
+        """One operator action by name (``ack``, ``respond``, ``pause``, ``escalate``,
+        ``comment``) with its JSON arguments: ``alarm`` (id), ``actor``, ``origin`` and
+        ``answer`` / ``minutes`` / ``roles`` / ``text``."""
+        alarm = payload.get("alarm")
+        who = {"actor": payload.get("actor", ""), "origin": payload.get("origin", "")}
+        if action == "ack":
+            return self.acknowledge(_alarm_ref(alarm), **who)
+        if action == "respond":
+            return self.record_patient_answer(_alarm_ref(alarm), str(payload.get("answer")),
+                                              **who)
+        if action == "pause":
+            minutes = payload.get("minutes")
+            duration = None if minutes is None else timedelta(minutes=float(minutes))
+            return self.pause_audio(None if alarm is None else _alarm_ref(alarm),
+                                    duration=duration, **who)
+        if action == "escalate":
+            return self.escalate(_alarm_ref(alarm), payload.get("roles"), **who)
+        if action == "comment":
+            return self.comment(_alarm_ref(alarm), str(payload.get("text", "")), **who)
+        raise AlarmActionError(f"unknown alarm action {action!r}; use one of "
+                               + ", ".join(REQUEST_ACTIONS))
+
+    def process_requests(self) -> int:
+        """Apply the requests other processes queued (the tick calls this); returns how many."""
+        try:
+            claimed = self._requests.claim()
+        except Exception:  # noqa: BLE001 - retried on the next tick
+            _LOGGER.exception("could not read the alarm requests")
+            return 0
+        for request in claimed:
+            try:
+                transitions = self.apply_request(request.action, request.payload)
+                ok, result = True, _request_result(transitions, "station")
+            except (AlarmActionError, ValueError, TypeError) as exc:
+                ok, result = False, {"error": str(exc), "applied_by": "station"}
+            try:
+                self._requests.finish(request.id, ok=ok, result=result, at=self.engine_now())
+            except Exception:  # noqa: BLE001 - the CLI times out and says so
+                _LOGGER.exception("could not record the outcome of alarm request %d",
+                                  request.id)
+        return len(claimed)
+
     # -- reads -----------------------------------------------------------------------------
 
     def engine_now(self) -> datetime:
@@ -459,6 +519,21 @@ class AlarmService:
         """Every limit override set for a patient, with who removed it and why."""
         return self._store.override_history(patient_id)
 
+    def notification_failed(
+        self, alarm_id: int | None, *, channel: str, recipient: str, error: str
+    ) -> list[AlarmTransition]:
+        """The outbox gave up on a notification: a ``notification_failed`` event on its alarm
+        (if still open) and a technical alarm for the channel."""
+        with self._lock:
+            return self._handle(self.engine.notification_failed(
+                alarm_id, channel=channel, recipient=recipient, error=error
+            ))
+
+    def notification_delivered(self, channel: str) -> list[AlarmTransition]:
+        """A channel delivered again: its technical alarm resolves."""
+        with self._lock:
+            return self._handle(self.engine.notification_delivered(channel))
+
     def report_input(self, name: str, *, up: bool, detail: str = "") -> None:
         """An input went down or came back (technical alarm)."""
         with self._lock:
@@ -479,6 +554,7 @@ class AlarmService:
             except Exception:  # noqa: BLE001 - the tick must outlive any one failure
                 _LOGGER.exception("alarm tick failed")
             self.sync_discharges()
+            self.process_requests()
             for hook in list(self._tick_hooks):
                 try:
                     hook()
@@ -553,6 +629,23 @@ class AlarmService:
             return []
 
 
+def _alarm_ref(value: object) -> AlarmRef:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise AlarmActionError("name the alarm by its id")
+    return value
+
+
+def _request_result(transitions: Sequence[AlarmTransition], applied_by: str) -> dict:
+    return {
+        "applied_by": applied_by,
+        "transitions": [
+            {"event": t.kind.value, "alarm_id": t.alarm.alarm_id, "to_state": t.to_state.value,
+             "details": dict(t.details)}
+            for t in transitions
+        ],
+    }
+
+
 def _clinician(actor: str, origin: str, action: str) -> tuple[str, str]:
     """``actor`` and ``origin`` checked; a bedside device may not ``action``."""
     actor, origin = check_actor(actor), check_origin(origin)
@@ -597,19 +690,68 @@ def transition_line(transition: AlarmTransition) -> str:
     return "ALARM " + json.dumps(data, default=str, sort_keys=False)
 
 
-def ack_offline(
-    settings: Settings, store: Store, alarm_id: int, *, actor: str, clock: Clock = utc_now
-) -> list[AlarmTransition]:
-    """``vitalstation alarms ack ID`` with the engine's semantics, from the CLI: the open alarms
-    are loaded into an engine, acknowledged there, and the transitions stored (origin ``cli``).
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """What an action asked from the command line did, and who applied it."""
 
-    Raises ``UnknownAlarm`` when no open alarm has that id.
+    ok: bool
+    applied_by: str  # "station" (the running station's engine) or "cli" (none was running)
+    transitions: list[dict]
+    error: str | None = None
+
+
+def request_action(
+    settings: Settings,
+    store: Store,
+    action: str,
+    payload: dict,
+    *,
+    clock: Clock = utc_now,
+    pickup_s: float = REQUEST_PICKUP_S,
+    result_s: float = REQUEST_RESULT_S,
+) -> RequestOutcome:
+    """An operator action from the CLI (``vitalstation alarms ack|respond|pause``).
+
+    Queued for the running station, whose tick applies it to its engine within a second, and
+    waited for. When no station takes it within ``pickup_s`` it is withdrawn and applied here,
+    to an engine loaded with the open alarms from the database (same rules, same audit).
     """
+    requests = AlarmRequestStore(store.engine)
+    request_id = requests.submit(action, payload, at=clock())
+    pickup_deadline = time.monotonic() + pickup_s
+    result_deadline: float | None = None
+    while True:
+        row = requests.get(request_id)
+        if row is None:
+            raise RuntimeError(f"alarm request {request_id} vanished from the database")
+        if row.status in (RequestStatus.DONE, RequestStatus.FAILED):
+            result = row.result or {}
+            return RequestOutcome(
+                ok=row.status == RequestStatus.DONE, applied_by=result.get("applied_by", ""),
+                transitions=result.get("transitions", []), error=result.get("error"),
+            )
+        now = time.monotonic()
+        if row.status == RequestStatus.PENDING and now >= pickup_deadline:
+            if requests.withdraw(request_id, at=clock()):
+                break  # no station running: apply it here
+            continue  # a station claimed it just now
+        if row.status == RequestStatus.CLAIMED:
+            result_deadline = result_deadline or now + result_s
+            if now >= result_deadline:
+                return RequestOutcome(
+                    False, "station", [], "the station took the request but did not answer "
+                    "in time; check `vitalstation alarms`",
+                )
+        time.sleep(REQUEST_POLL_S)
     service = AlarmService.from_settings(settings, store, clock=clock)
-    transitions = service.acknowledge(alarm_id, actor=actor, origin="cli")
+    try:
+        transitions = service.apply_request(action, payload)
+    except (AlarmActionError, ValueError, TypeError) as exc:
+        return RequestOutcome(False, "cli", [], str(exc))
     if service.unsaved:
-        raise RuntimeError("the acknowledgement could not be stored (see the log)")
-    return transitions
+        raise RuntimeError("the action could not be stored (see the log)")
+    result = _request_result(transitions, "cli")
+    return RequestOutcome(True, "cli", result["transitions"])
 
 
 def list_alarms(

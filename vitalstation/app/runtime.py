@@ -1,9 +1,10 @@
 """The station runtime: builds the store, pipeline and inputs from settings; starts and stops
 them in order. The window and ``vitalstation serve`` both run exactly this.
 
-Start order: store (migrated) → alarm service (open alarms resumed) → pipeline → inputs. Stop
-order is the reverse, each step with a timeout: inputs stop receiving → the pipeline stores (and
-evaluates) everything already queued → the alarm tick stops → the store closes. So a reading
+Start order: store (migrated) → alarm service (open alarms resumed) → notification outbox →
+pipeline → inputs. Stop order is the reverse, each step with a timeout: inputs stop receiving →
+the pipeline stores (and evaluates) everything already queued → the alarm tick stops → the
+outbox stops delivering (what is left waits in the database) → the store closes. So a reading
 an input accepted before the stop is stored, and nothing is acknowledged that was not.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from vitalstation.app.alarms import AlarmListener, AlarmService
 from vitalstation.app.inbox import make_filedrop_input
 from vitalstation.app.keys import make_rest_input
+from vitalstation.app.notifications import Notifications
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.ingest.base import Input, InputHealth, InputState
@@ -105,6 +107,7 @@ class Runtime:
         self._slot_names: dict[int, str] = {}
         self._restart_lock = threading.Lock()
         self._alarms: AlarmService | None = None
+        self._notifications: Notifications | None = None
         self._alarm_listeners: list[AlarmListener] = []
 
     @property
@@ -133,6 +136,14 @@ class Runtime:
             raise RuntimeError("runtime not started")
         return self._alarms
 
+    @property
+    def notifications(self) -> Notifications:
+        """The notification outbox (after :meth:`start`); the window registers for station
+        notifications with ``notifications.station.add_listener``."""
+        if self._notifications is None:
+            raise RuntimeError("runtime not started")
+        return self._notifications
+
     def add_alarm_listener(self, listener: AlarmListener) -> None:
         """Receive every alarm transition (registered before or after :meth:`start`)."""
         self._alarm_listeners.append(listener)
@@ -156,11 +167,15 @@ class Runtime:
         self._alarms = AlarmService.from_settings(self.settings, self._store, clock=self._clock)
         for listener in self._alarm_listeners:
             self._alarms.add_listener(listener)
+        self._notifications = Notifications.from_settings(
+            self.settings, self._store, self._alarms, clock=self._clock
+        )
         self._pipeline = Pipeline(self._store.writer, clock=self._clock)
         self._pipeline.subscribe(self._alarms)
         self._pipeline.start()
         self._alarms.watch_inputs(self._input_health)
         self._alarms.start()
+        self._notifications.start()
         for index in range(len(self._input_factories)):
             self._start_input(index)
         _LOGGER.info(
@@ -188,6 +203,9 @@ class Runtime:
         if self._alarms is not None:
             self._alarms.stop()
             self._alarms = None
+        if self._notifications is not None:
+            self._notifications.stop()
+            self._notifications = None
         if self._store is not None:
             if drained:
                 self._store.close()

@@ -35,6 +35,7 @@ from vitalstation.storage.outbox import OutboxMessage, insert_messages, write_au
 from vitalstation.storage.schema import (
     admissions,
     alarm_events,
+    alarm_requests,
     alarms,
     beds,
     limit_overrides,
@@ -390,6 +391,100 @@ class AlarmStore:
             if row.escalation:
                 chains[alarm.key] = ChainState.from_dict(json.loads(row.escalation))
         return EngineSnapshot(alarms=tuple(found.values()), chains=tuple(chains.values()))
+
+
+class RequestStatus:
+    """Where an alarm request stands (the ``alarm_requests.status`` column)."""
+
+    PENDING = "pending"  # waiting for the running station's tick
+    CLAIMED = "claimed"  # the station is applying it
+    DONE = "done"  # applied: ``result`` holds the transitions
+    FAILED = "failed"  # refused: ``result`` holds the error
+    WITHDRAWN = "withdrawn"  # no station took it in time; the CLI applied it itself
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRequestRow:
+    """One request from another process (the CLI) to the running station's engine."""
+
+    id: int
+    action: str
+    payload: dict[str, Any]
+    status: str
+    result: dict[str, Any] | None
+
+
+class AlarmRequestStore:
+    """The ``alarm_requests`` queue: the CLI submits, the station's tick claims and answers.
+    Claims are conditional updates, so each request is applied once even with several
+    stations on one PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def submit(self, action: str, payload: Mapping[str, Any], *, at: datetime) -> int:
+        """Queue a request; returns its id."""
+        with self._engine.begin() as connection:
+            return int(connection.execute(alarm_requests.insert().values(
+                created_at=at, action=action, status=RequestStatus.PENDING,
+                payload=json.dumps(dict(payload), default=str, sort_keys=True),
+            )).inserted_primary_key[0])
+
+    def claim(self, limit: int = 20) -> list[AlarmRequestRow]:
+        """Pending requests, oldest first, now claimed by the caller."""
+        query = (
+            select(alarm_requests).where(alarm_requests.c.status == RequestStatus.PENDING)
+            .order_by(alarm_requests.c.id).limit(limit)
+        )
+        claimed: list[AlarmRequestRow] = []
+        with self._engine.begin() as connection:
+            for row in connection.execute(query).mappings().all():
+                if self._move(connection, row["id"], RequestStatus.PENDING,
+                              RequestStatus.CLAIMED):
+                    claimed.append(_request_row({**row, "status": RequestStatus.CLAIMED}))
+        return claimed
+
+    def finish(self, request_id: int, *, ok: bool, result: Mapping[str, Any], at: datetime
+               ) -> None:
+        """Record the outcome of a claimed request."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                alarm_requests.update().where(alarm_requests.c.id == request_id).values(
+                    status=RequestStatus.DONE if ok else RequestStatus.FAILED,
+                    result=json.dumps(dict(result), default=str, sort_keys=True), done_at=at,
+                )
+            )
+
+    def withdraw(self, request_id: int, *, at: datetime) -> bool:
+        """Take back a request nobody claimed; False if a station claimed it meanwhile."""
+        with self._engine.begin() as connection:
+            moved = self._move(connection, request_id, RequestStatus.PENDING,
+                               RequestStatus.WITHDRAWN, done_at=at)
+        return moved
+
+    def get(self, request_id: int) -> AlarmRequestRow | None:
+        """One request by id."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(alarm_requests).where(alarm_requests.c.id == request_id)
+            ).mappings().first()
+        return None if row is None else _request_row(row)
+
+    @staticmethod
+    def _move(connection: Connection, request_id: int, old: str, new: str, **values: Any
+              ) -> bool:
+        return connection.execute(
+            alarm_requests.update()
+            .where(alarm_requests.c.id == request_id, alarm_requests.c.status == old)
+            .values(status=new, **values)
+        ).rowcount == 1
+
+
+def _request_row(row: Any) -> AlarmRequestRow:
+    return AlarmRequestRow(
+        id=row["id"], action=row["action"], payload=json.loads(row["payload"]),
+        status=row["status"], result=json.loads(row["result"]) if row["result"] else None,
+    )
 
 
 def _row_values(transition: AlarmTransition) -> dict[str, Any]:
