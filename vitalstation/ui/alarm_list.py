@@ -243,10 +243,10 @@ class AlarmListModel(QAbstractTableModel):
 
     @staticmethod
     def _sort_key(entry: AlarmEntry, column: int) -> Any:
-        if column == 0:  # open before resolved, then priority, then newest
-            return (int(entry.is_open) * 10 + entry.priority.rank) * 1e10 + (
-                entry.raised_at.timestamp()
-            )
+        if column == 0:  # open, then unacknowledged, then priority, then newest
+            unacknowledged = entry.state != AlarmState.ACKNOWLEDGED.value
+            level = int(entry.is_open) * 100 + int(unacknowledged) * 10 + entry.priority.rank
+            return level * 1e10 + entry.raised_at.timestamp()
         if column == 5:
             return entry.raised_at.timestamp()
         if column == 6:
