@@ -21,7 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from simulator.config import MAX_BATCH, SimulationConfig, SimulationConfigError
-from simulator.keys import KEY_FILE_NAME, KeyFileError, issue_keys, load_key_file, save_key_file
+from simulator.keys import (
+    KEY_FILE_NAME,
+    KeyFileError,
+    issue_keys,
+    load_key_file,
+    load_keyring_keys,
+    save_key_file,
+    save_keyring_keys,
+)
 from simulator.models import MODELS, device_id_for
 from simulator.register import register_beds
 from simulator.runner import Simulation
@@ -33,6 +41,7 @@ from simulator.transports.mqtt import MQTT_VERSIONS
 from vitalstation import __version__
 from vitalstation.config.errors import ConfigError
 from vitalstation.config.home import resolve_home
+from vitalstation.config.secrets import SecretStore
 from vitalstation.config.settings import Settings, load_settings
 from vitalstation.domain.clock import utc_now
 from vitalstation.domain.errors import UserError
@@ -134,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "platform's user data directory)")
     target.add_argument("--url", metavar="URL", help="REST: the station's base URL")
     target.add_argument("--key-file", metavar="PATH",
-                        help=f'REST: JSON {{"DEVICE_ID": "KEY"}} (default <home>/{KEY_FILE_NAME}'
-                             ", written by --register)")
+                        help='REST: keep the device keys in this JSON file {"DEVICE_ID": "KEY"} '
+                             "(written by --register) instead of the station's OS keyring "
+                             "(the default; needed where no keyring works)")
     target.add_argument("--broker", metavar="URL", help="MQTT: mqtt://host:1883 or mqtts://...")
     target.add_argument("--mqtt-version", choices=tuple(MQTT_VERSIONS), default="3.1.1",
                         help="MQTT protocol version (default 3.1.1)")
@@ -190,7 +200,7 @@ def _registered_devices(config: SimulationConfig) -> list[str]:
 
 def _register(
     settings: Settings, config: SimulationConfig, args: argparse.Namespace, now: datetime,
-    key_path: str, out: TextIO,
+    key_path: str | None, out: TextIO,
 ) -> dict[str, str] | None:
     """``--register``; returns the REST keys when the transport needs them."""
     from vitalstation.app.admin import open_store
@@ -204,13 +214,21 @@ def _register(
         )
         keys = None
         if args.transport == "rest":
-            existing = load_key_file(key_path) if os.path.exists(key_path) else {}
-            keys, created = issue_keys(
-                store, _registered_devices(config), existing, actor="vitalstation-sim", at=now
-            )
+            devices = _registered_devices(config)
+            if key_path is None:
+                existing, moved = load_keyring_keys(settings, devices)
+                if moved:
+                    result.notes.append(moved)
+            else:
+                existing = load_key_file(key_path) if os.path.exists(key_path) else {}
+            keys, created = issue_keys(store, devices, existing, actor="vitalstation-sim", at=now)
             if created:
-                save_key_file(key_path, keys)
-                result.created.append(f"{len(created)} device key(s) in {key_path}")
+                if key_path is None:
+                    save_keyring_keys(settings, {d: keys[d] for d in created})
+                else:
+                    save_key_file(key_path, keys)
+                where = key_path or "the station's keyring"
+                result.created.append(f"{len(created)} device key(s) in {where}")
     finally:
         store.close()
     if not args.json:
@@ -223,17 +241,38 @@ def _register(
     return keys
 
 
+def _fallback_key_file(settings: Settings, err: TextIO) -> str | None:
+    """None when the station's keyring works (keys go there); else ``<home>/simulator-keys.json``
+    (mode 0600), said plainly on stderr: the simulator is a test tool, the station's own
+    secrets never fall back to a file."""
+    status = SecretStore.for_settings(settings).status()
+    if status.available:
+        return None
+    path = str(settings.home / KEY_FILE_NAME)
+    print(f"vitalstation-sim: note: {status.description}; the REST device keys are kept in "
+          f"{path} (readable by you only) instead. Give --key-file PATH to choose the file.",
+          file=err)
+    return path
+
+
 def _rest_keys(
-    config: SimulationConfig, key_path: str, explicit: bool
+    settings: Settings, config: SimulationConfig, key_path: str | None, out: TextIO
 ) -> dict[str, str]:
-    if not os.path.exists(key_path):
-        if explicit:
+    """The REST keys: from ``--key-file``, else from the station's keyring."""
+    if key_path is not None:
+        if not os.path.exists(key_path):
             raise KeyFileError(f"no key file {key_path}")
+        return load_key_file(key_path)
+    keys, moved = load_keyring_keys(settings, _registered_devices(config))
+    if moved:
+        print(f"note: {moved}", file=out)
+    if not keys:
         raise _Usage(
             "--transport rest needs a device key per device: run with --register (issues keys "
-            f"into {key_path}) or give --key-file with {{\"DEVICE_ID\": \"KEY\"}}"
+            "and keeps them in the station's keyring) or give --key-file with "
+            '{"DEVICE_ID": "KEY"}'
         )
-    return load_key_file(key_path)
+    return keys
 
 
 def _line(name: str, c: Counts) -> str:
@@ -295,17 +334,20 @@ def main(
         now = clock()
         config = config.resolved(now)
         settings = load_settings(resolve_home(args.home))
-        key_path = args.key_file or str(settings.home / KEY_FILE_NAME)
+        key_path = args.key_file
+        if args.transport == "rest" and key_path is None:
+            key_path = _fallback_key_file(settings, err)
         keys: dict[str, str] | None = None
         if args.register:
             keys = _register(settings, config, args, now, key_path, out)
         if args.transport == "rest" and keys is None:
-            keys = _rest_keys(config, key_path, explicit=args.key_file is not None)
+            keys = _rest_keys(settings, config, key_path, out)
         if keys is not None:
             missing = [d for d in _registered_devices(config) if d not in keys]
             if missing:
                 raise _Usage(
-                    f"no API key for {', '.join(missing)} in {key_path}: run with --register "
+                    f"no API key for {', '.join(missing)} in "
+                    f"{key_path or 'the station keyring'}: run with --register "
                     "or add them to the key file"
                 )
         options = TargetOptions(

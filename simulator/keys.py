@@ -1,12 +1,16 @@
 """Device API keys the simulator sends with ``--transport rest``.
 
 ``--register`` issues one key per simulated device through the station's own key store and
-keeps them in ``<home>/simulator-keys.json`` (``{device_id: key}``, mode 0600, written
-atomically); later runs read that file, or any file given with ``--key-file``. A key in the
-file that the store no longer honours (revoked, expired, another database) is replaced.
+keeps them in the station's OS keyring (``config.secrets``: the secret
+``simulator.key.<device id>``, the same place Settings keeps a key "for the simulator"); later
+runs read them there. ``--key-file PATH`` keeps them in a JSON file of the admin's choosing
+instead (``{device_id: key}``, mode 0600, written atomically). Where no keyring works, the
+command line says so and uses ``<home>/simulator-keys.json`` (the simulator is a test tool; the
+station's own secrets never fall back to a file). A key that the store no longer honours
+(revoked, expired, another database) is replaced.
 
-This file is a stop-gap: DESIGN.md keeps device keys in the OS keyring, and moving these there
-is a later issue (the keyring integration). Until then the file is readable by its owner only.
+Earlier versions kept the keys in ``<home>/simulator-keys.json``: such a file is moved into the
+keyring (and deleted) at the first run that finds it, when a keyring works.
 """
 
 from __future__ import annotations
@@ -18,7 +22,18 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["KEY_FILE_NAME", "KeyFileError", "issue_keys", "load_key_file", "save_key_file"]
+from vitalstation.config.secrets import SecretStore, SecretStoreError, simulator_key_name
+from vitalstation.config.settings import Settings
+
+__all__ = [
+    "KEY_FILE_NAME",
+    "KeyFileError",
+    "issue_keys",
+    "load_key_file",
+    "load_keyring_keys",
+    "save_key_file",
+    "save_keyring_keys",
+]
 
 KEY_FILE_NAME = "simulator-keys.json"
 KEY_NAME = "vitalstation-sim"
@@ -63,6 +78,50 @@ def save_key_file(path: str | os.PathLike[str], keys: Mapping[str, str]) -> None
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise KeyFileError(f"cannot write the key file {path}: {exc.strerror or exc}") from None
+
+
+def _no_keyring(exc: SecretStoreError) -> KeyFileError:
+    return KeyFileError(
+        f"{exc}. To run REST simulations here, keep the simulator's keys in a file you choose: "
+        "--key-file PATH (with --register to issue them)"
+    )
+
+
+def load_keyring_keys(
+    settings: Settings, device_ids: Iterable[str], secrets: SecretStore | None = None
+) -> tuple[dict[str, str], str | None]:
+    """``{device_id: key}`` kept in the station's keyring for these devices, and a note when an
+    old ``<home>/simulator-keys.json`` was moved into the keyring. KeyFileError without a
+    keyring, saying how to go on (``--key-file``)."""
+    secrets = secrets or SecretStore.for_settings(settings)
+    legacy = settings.home / KEY_FILE_NAME
+    note = None
+    try:
+        if legacy.exists():
+            moved = load_key_file(legacy)
+            save_keyring_keys(settings, moved, secrets)
+            legacy.unlink()
+            note = f"moved {len(moved)} simulator key(s) from {legacy} into the keyring"
+        keys = {}
+        for device_id in device_ids:
+            key = secrets.get(simulator_key_name(device_id))
+            if key:
+                keys[device_id] = key
+    except SecretStoreError as exc:
+        raise _no_keyring(exc) from None
+    return keys, note
+
+
+def save_keyring_keys(
+    settings: Settings, keys: Mapping[str, str], secrets: SecretStore | None = None
+) -> None:
+    """Keeps ``keys`` in the station's keyring (KeyFileError without one, saying what to do)."""
+    secrets = secrets or SecretStore.for_settings(settings)
+    try:
+        for device_id, key in keys.items():
+            secrets.set(simulator_key_name(device_id), key)
+    except SecretStoreError as exc:
+        raise _no_keyring(exc) from None
 
 
 def issue_keys(

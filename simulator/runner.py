@@ -26,8 +26,8 @@ from datetime import datetime
 
 from simulator.config import SimulationConfig
 from simulator.generate import LoadStamper, Packer, iter_samples, natural_format, sim_stamper
-from simulator.keys import KEY_FILE_NAME, load_key_file
-from simulator.models import Sample
+from simulator.keys import KeyFileError, load_keyring_keys
+from simulator.models import Sample, device_id_for
 from simulator.stats import SimulationStats, StatsRecorder
 from simulator.targets import TargetOptions, build_transport
 from simulator.transports.base import Transport, TransportError
@@ -106,12 +106,16 @@ class Simulation:
         **kwargs,
     ) -> Simulation:
         """A simulation aimed at the station of ``settings`` (its broker, REST port, inbox,
-        stream), as the command line does; REST keys default to ``<home>/simulator-keys.json``.
+        stream), as the command line does; REST keys default to those kept in the station's
+        keyring (none without a keyring: the transport then says which device has no key).
         Raises ``TransportError`` for a target that cannot be built (e.g. ``rest.port = 0``).
         """
         if transport == "rest" and keys is None:
-            path = settings.home / KEY_FILE_NAME
-            keys = load_key_file(path) if path.exists() else {}
+            beds = range(config.first_bed, config.first_bed + config.beds)
+            try:
+                keys, _moved = load_keyring_keys(settings, [device_id_for(b) for b in beds])
+            except KeyFileError:
+                keys = {}
         built = build_transport(transport, settings, options or TargetOptions(), keys)
         return cls(config, built, **kwargs)
 

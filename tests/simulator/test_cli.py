@@ -18,6 +18,7 @@ from simulator.register import register_beds
 from tests.simulator.conftest import RestStub, free_port
 from tests.simulator.helpers import T0
 from vitalstation.app.admin import open_store
+from vitalstation.config.secrets import SecretStore, simulator_key_name
 from vitalstation.config.settings import load_settings
 
 
@@ -168,13 +169,12 @@ def test_cli_register_issues_rest_keys_the_station_verifies(tmp_path: Path) -> N
     code, out, err = run_cli(*args)  # registered, keys issued; then the station is not there
     assert code == 1 and "cannot reach" in err
     assert "registered in sqlite" in out
-    key_file = home / KEY_FILE_NAME
-    keys = load_key_file(key_file)
-    assert set(keys) == {"SIM-BSM-01", "SIM-BSM-02"}
-    if os.name == "posix":
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    secrets = SecretStore.for_settings(load_settings(home))
+    keys = {d: secrets.get(simulator_key_name(d)) for d in ("SIM-BSM-01", "SIM-BSM-02")}
+    assert all(key and key.startswith("vs_") for key in keys.values())
+    assert not (home / KEY_FILE_NAME).exists()  # no file on its own
     run_cli(*args)  # again: nothing new, the same keys
-    assert load_key_file(key_file) == keys
+    assert {d: secrets.get(simulator_key_name(d)) for d in keys} == keys
     store = open_store(load_settings(home))
     try:
         for device, key in keys.items():
@@ -184,3 +184,42 @@ def test_cli_register_issues_rest_keys_the_station_verifies(tmp_path: Path) -> N
             "SIM-BSM-01": "SIM-01", "SIM-BSM-02": "SIM-02"}
     finally:
         store.close()
+
+
+def test_cli_keys_in_a_file_when_asked_or_said_plainly_without_a_keyring(tmp_path: Path
+                                                                          ) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    home = tmp_path / "home"
+    home.mkdir()
+    key_file = tmp_path / "sim-keys.json"
+    url = f"http://127.0.0.1:{free_port()}"
+    base = ("--home", str(home), "--beds", "1", "--transport", "rest", "--url", url, *FAST)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        code, out, err = run_cli(*base, "--register", "--key-file", str(key_file))
+        assert code == 1 and "cannot reach" in err  # keys issued; the station is not there
+        assert "note:" not in err
+        code, out, err = run_cli(*base, "--register")
+        assert code == 1 and "cannot reach" in err
+        assert "note: no OS keyring is available" in err
+        assert f"the REST device keys are kept in {home / KEY_FILE_NAME}" in err
+    finally:
+        keyring.set_keyring(previous)
+    keys = load_key_file(key_file)
+    assert set(keys) == {"SIM-BSM-01"}
+    for file in (key_file, home / KEY_FILE_NAME):
+        if os.name == "posix":
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    home_keys = load_key_file(home / KEY_FILE_NAME)  # a key of its own (another file)
+    assert set(home_keys) == {"SIM-BSM-01"} and home_keys != keys
+
+    # Once a keyring works, the data home's key file moves into it.
+    code, out, err = run_cli(*base)
+    assert code == 1 and "cannot reach" in err
+    assert f"moved 1 simulator key(s) from {home / KEY_FILE_NAME} into the keyring" in out
+    assert not (home / KEY_FILE_NAME).exists()
+    secrets = SecretStore.for_settings(load_settings(home))
+    assert secrets.get(simulator_key_name("SIM-BSM-01")) == home_keys["SIM-BSM-01"]
