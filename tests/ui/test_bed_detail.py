@@ -184,6 +184,24 @@ def test_a_limit_change_needs_a_reason_and_is_audited(qtbot, station) -> None:
     tasks.wait_idle(5000)
     qtbot.waitUntil(lambda: "dr.lee" in panel.table.item(0, 2).text(), timeout=5000)
 
+    # Back to the ward's limits: also needs a reason, also audited.
+    assert panel.restore_button.isEnabled()
+    panel.reason_edit.setText("hr settled, ward limits again")
+    panel.restore_button.click()
+    qtbot.waitUntil(lambda: runtime.alarms.overrides("P1") == (), timeout=5000)
+    with runtime.store.engine.connect() as connection:
+        (revert,) = connection.execute(
+            audit_log.select().where(audit_log.c.action == "limits.revert")
+        ).all()
+    assert (revert.actor, revert.subject) == ("dr.lee", "P1/heart_rate")
+    assert "ward limits again" in revert.details
+    qtbot.waitUntil(lambda: panel.table.item(0, 2).text() == "ward profile", timeout=5000)
+    assert not panel.restore_button.isEnabled()
+    panel.reason_edit.setText("athlete, resting heart rate 45")
+    panel.apply_button.click()
+    qtbot.waitUntil(lambda: len(runtime.alarms.overrides("P1")) == 1, timeout=5000)
+    tasks.wait_idle(5000)
+
     # A refused change says why and changes nothing.
     spins = {(lim.direction.value, lim.priority.value): spin for lim, spin in panel._spins}
     spins[("low", "medium")].setValue(120)  # above the high limits

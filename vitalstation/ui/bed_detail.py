@@ -288,6 +288,7 @@ class BedDetailWindow(QWidget):
         self.tabs.addTab(self.trail, "Alarms && escalation")
         self.limits = LimitsPanel(self._colors, self)
         self.limits.apply_requested.connect(self._apply_limits)
+        self.limits.restore_requested.connect(self._restore_limits)
         self.tabs.addTab(self.limits, "Limits")
         self.observations = ObservationsPanel(self)
         self.observations.submitted.connect(self._save_observations)
@@ -720,6 +721,21 @@ class BedDetailWindow(QWidget):
                                               reason=reason, origin=origin),
             lambda _override: (self.limits.applied(
                 f"Saved: new limits for {vital.replace('_', ' ')} by {actor}."),
+                self.refresh_state()),
+            lambda error: self.limits.applied(f"Not done: {error}"),
+        )
+
+    def _restore_limits(self, vital: str, reason: str) -> None:
+        patient = None if self._limits is None else self._limits.patient_id
+        if patient is None:
+            self.limits.applied("Not done: no patient in this bed.")
+            return
+        alarms, actor, origin = self._runtime.alarms, operator_name(), self._origin
+        self._run(
+            lambda: alarms.remove_limit_override(patient, vital, actor=actor, reason=reason,
+                                                 origin=origin),
+            lambda _removed: (self.limits.applied(
+                f"Saved: {vital.replace('_', ' ')} back to the ward profile, by {actor}."),
                 self.refresh_state()),
             lambda error: self.limits.applied(f"Not done: {error}"),
         )

@@ -167,6 +167,7 @@ class LimitsPanel(QWidget):
     """The patient's limits in force; one vital's limits editable, with a reason (audited)."""
 
     apply_requested = Signal(str, object, str)  # vital, tuple[Limit, ...], reason
+    restore_requested = Signal(str, str)  # vital, reason
 
     def __init__(self, colors: ThemeColors, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -196,7 +197,14 @@ class LimitsPanel(QWidget):
         form.addWidget(self.reason_edit, 2, 1, 1, 2)
         self.apply_button = QPushButton("Apply new limits", editor)
         self.apply_button.clicked.connect(self._on_apply)
-        form.addWidget(self.apply_button, 3, 2)
+        self.restore_button = QPushButton("Back to the ward profile", editor)
+        self.restore_button.setToolTip("End this patient's own limits for the vital")
+        self.restore_button.clicked.connect(self._on_restore)
+        actions = QHBoxLayout()
+        actions.addStretch(1)
+        actions.addWidget(self.restore_button)
+        actions.addWidget(self.apply_button)
+        form.addLayout(actions, 3, 2)
         self.status = QLabel("", editor)
         self.status.setWordWrap(True)
         form.addWidget(self.status, 3, 0, 1, 2)
@@ -235,6 +243,9 @@ class LimitsPanel(QWidget):
         self._spins = []
         vital = self.vital_combo.currentData()
         current = None if self._limits is None else self._limits.limits.get(vital)
+        self.restore_button.setEnabled(
+            self._limits is not None and vital in self._limits.overrides
+        )
         if current is None:
             return
         for limit in current.limits:
@@ -259,6 +270,14 @@ class LimitsPanel(QWidget):
         )
         self.status.setText("Saving…")
         self.apply_requested.emit(self.vital_combo.currentData(), limits, reason)
+
+    def _on_restore(self) -> None:
+        reason = self.reason_edit.text().strip()
+        if not reason:
+            self.status.setText("Give the reason for the change: it is kept in the audit log.")
+            return
+        self.status.setText("Saving…")
+        self.restore_requested.emit(self.vital_combo.currentData(), reason)
 
     def applied(self, text: str) -> None:
         """The service stored the override (or refused it): say so."""
