@@ -20,7 +20,6 @@ from tests.factories import memory_keyring
 from vitalstation.config.secrets import (
     MQTT_PASSWORD,
     SMTP_PASSWORD,
-    RedactingFilter,
     SecretStore,
     SecretStoreError,
     SecretsUnavailable,
@@ -204,6 +203,8 @@ def test_secrets_read_or_written_are_redacted_from_logs(tmp_path, caplog) -> Non
     store = SecretStore(service_name(tmp_path), backend=memory_keyring())
     store.set(SMTP_PASSWORD, "smtp-hunter2-secret")
     assert redact("login with smtp-hunter2-secret failed") == "login with *** failed"
+    from vitalstation.app.logging_setup import RedactingFilter
+
     logger = logging.getLogger("tests.secrets")
     redacting = RedactingFilter()
     logger.addFilter(redacting)

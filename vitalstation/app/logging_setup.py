@@ -7,6 +7,8 @@ import logging.handlers
 import re
 from pathlib import Path
 
+from vitalstation.config.secrets import redact as redact_known_secrets
+
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 LOG_FILE_BYTES = 10 * 1024 * 1024
 LOG_FILE_COUNT = 5
@@ -21,7 +23,9 @@ _SECRET_PATTERNS = (
 
 
 def redact(text: str) -> str:
-    """``text`` with bearer tokens, URL passwords and ``password=`` values masked."""
+    """``text`` with every secret the station read from its keyring (or environment source),
+    bearer tokens, URL passwords and ``password=`` values masked."""
+    text = redact_known_secrets(text)
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

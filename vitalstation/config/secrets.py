@@ -10,13 +10,12 @@ and the station reads secrets from ``VITALSTATION_SECRET_<NAME>`` environment va
 the admin chose that (``[secrets] source = "environment"``). It never falls back to a file on its
 own: a plaintext backend such as ``keyrings.alt``'s is refused like a missing one.
 
-Every value read or written here is remembered (in memory only) so that :func:`redact` and
-:class:`RedactingFilter` can keep it out of logs and diagnostics.
+Every value read or written here is remembered (in memory only) so that :func:`redact` (used by
+the station's log filter, ``app.logging_setup``) can keep it out of logs and diagnostics.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -42,7 +41,6 @@ __all__ = [
     "SECRET_ENV_PREFIX",
     "SMTP_PASSWORD",
     "AwsCredentials",
-    "RedactingFilter",
     "SecretStatus",
     "SecretStore",
     "SecretStoreError",
@@ -164,20 +162,6 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, "***")
     return text
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts known secrets from each record's final message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Always keeps the record; rewrites its message when it contains a secret."""
-        if not _revealed:
-            return True
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
 
 
 class SecretStore:
