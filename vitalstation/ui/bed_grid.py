@@ -2,7 +2,8 @@
 beyond one screen.
 
 Refresh budget (PLATFORM.md: the cost is per plot item, not per point): numerics of the tiles
-that changed are refreshed every frame (text only when it changed); trend curves are redrawn
+that changed are refreshed at most 4 times a second (text only when it changed; alarm looks at
+once); trend curves are redrawn
 at most once per TREND_MIN_INTERVAL_MS per tile, at most MAX_TRENDS_PER_FRAME per frame, only
 for tiles on screen, so 128 beds at 5,000 readings/s cost a few curves per frame, not 128.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
 
@@ -22,6 +23,10 @@ from vitalstation.ui.theme import ThemeColors, tile_style_sheet
 
 TREND_MIN_INTERVAL_MS = 1000
 MAX_TRENDS_PER_FRAME = 8
+# Numerics change at most 4 times a second per tile (STYLE.md: 2–4 Hz for numerics); an
+# alarm's colour and marker change at once.
+NUMERICS_MIN_INTERVAL_MS = 250
+TILES_PER_BUILD_STEP = 8
 # Tile sizes per density (logical px): "normal" while the ward fits the screen with them,
 # "compact" beyond (64 beds on a 1080p screen), "wall" when asked (big numbers).
 TILE_MIN_WIDTH_PX = {"normal": 260, "compact": 186, "wall": 460}
@@ -54,6 +59,14 @@ class BedGrid(QScrollArea):
         self._columns = 0
         self._trend_due: dict[str, float] = {}  # key -> monotonic time a redraw may happen
         self._trend_dirty: set[str] = set()
+        self._numerics_due: dict[str, float] = {}
+        self._numerics_dirty: set[str] = set()
+        self._alarm_looks: dict[str, tuple] = {}
+        self._build_timer = QTimer(self)
+        self._build_timer.setObjectName("grid-build")
+        self._build_timer.setSingleShot(True)
+        self._build_timer.setInterval(0)
+        self._build_timer.timeout.connect(self.rebuild)
         self.wall_mode = False
         self.density = ""
         self.trend_updates = 0
@@ -65,24 +78,33 @@ class BedGrid(QScrollArea):
     # -- structure -------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Create, drop and re-place tiles after the ward's beds changed."""
-        states = self._ward.tiles()
-        keys = [t.key for t in states]
+        """Create, drop and re-place tiles after the ward's beds changed.
+
+        At most TILES_PER_BUILD_STEP new tiles per turn of the event loop, so that opening a
+        128-bed ward never freezes the window (and alarms keep coming through meanwhile).
+        """
+        self._build_timer.stop()
+        keys = [t.key for t in self._ward.tiles()]
         for key in set(self.tiles) - set(keys):
             tile = self.tiles.pop(key)
             self._layout.removeWidget(tile)
             tile.deleteLater()
-            self._trend_due.pop(key, None)
+            for table in (self._trend_due, self._numerics_due, self._alarm_looks):
+                table.pop(key, None)
             self._trend_dirty.discard(key)
-        for key in keys:
-            if key not in self.tiles:
-                tile = BedTile(key, self._colors, self._container)
-                tile.activated.connect(self.bed_activated)
-                self.tiles[key] = tile
-                self._trend_dirty.add(key)
-        self._order = keys
+            self._numerics_dirty.discard(key)
+        missing = [key for key in keys if key not in self.tiles]
+        for key in missing[:TILES_PER_BUILD_STEP]:
+            tile = BedTile(key, self._colors, self._container)
+            tile.set_density(self.density or "normal")
+            tile.activated.connect(self.bed_activated)
+            self.tiles[key] = tile
+            self._trend_dirty.add(key)
+        self._order = [key for key in keys if key in self.tiles]
         self._place(force=True)
-        self._refresh(set(keys))
+        self._refresh(set(self._order), force=True)
+        if len(missing) > TILES_PER_BUILD_STEP:
+            self._build_timer.start()
 
     def _choose_density(self, width: int, height: int) -> str:
         if self.wall_mode:
@@ -147,21 +169,39 @@ class BedGrid(QScrollArea):
     # -- data ------------------------------------------------------------------------------
 
     def _on_frame(self, keys: set[str]) -> None:
-        self._refresh(keys)
+        self._numerics_dirty |= keys
+        self._refresh(self._numerics_dirty)
         self._update_trends()
 
     def _on_alarms_changed(self) -> None:
-        self._refresh(set(self.tiles))
+        """At once, whatever the frame: the tiles whose alarms changed."""
+        changed = set()
+        for key in self.tiles:
+            state = self._ward.tile(key)
+            if state is None or state.is_device:
+                continue
+            looks = tuple((a.key, a.state, a.priority) for a in self._alarms.for_bed(state.label))
+            if self._alarm_looks.get(key) != looks:
+                self._alarm_looks[key] = looks
+                changed.add(key)
+        self._refresh(changed, force=True)
 
-    def _refresh(self, keys: set[str]) -> None:
+    def _refresh(self, keys: set[str], *, force: bool = False) -> None:
+        """Numerics of ``keys``; unless ``force``, only those not refreshed in the last
+        NUMERICS_MIN_INTERVAL_MS (the rest stay dirty for a later frame)."""
+        clock = time.monotonic()
         now = self._ward.now()
-        for key in keys:
+        for key in list(keys):
+            if not force and self._numerics_due.get(key, 0.0) > clock:
+                continue
+            self._numerics_dirty.discard(key)
             tile = self.tiles.get(key)
             state = self._ward.tile(key)
             if tile is None or state is None:
                 continue
             alarms = [] if state.is_device else self._alarms.for_bed(state.label)
             tile.show_state(state, alarms, now)
+            self._numerics_due[key] = clock + NUMERICS_MIN_INTERVAL_MS / 1000
             if state.trend_version != tile.trend_version:
                 self._trend_dirty.add(key)
 
