@@ -477,6 +477,36 @@ class KinesisSender(Sender):
         self.client.close()
 
 
+def wait_mqtt_subscribed(station: StationProcess, port: int, timeout: float = 20.0) -> None:
+    """Publish probe readings until one is stored: the station's first subscription is in.
+
+    A station's very first connection has no session at the broker yet, so what is published
+    before its SUBACK is routed to nobody (MQTT's rule, not a loss by the station; the ready
+    line comes before the SUBACK). From then on its persistent session holds everything.
+    """
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    probes = Readings(["PROBE-SUBSCRIBED"])
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{id(station)}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = probes.next()
+            client.publish(f"healthcare/monitors/{probe[0]}", bedside_payload(probe), qos=1)
+            until = time.monotonic() + 0.5
+            while time.monotonic() < until:
+                if probe in set(station.stored_rows()):
+                    return
+                time.sleep(0.05)
+            assert time.monotonic() < deadline, "the station never subscribed:\n" + station.log
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def create_stream(endpoint: str, name: str, shards: int = 2) -> None:
     import boto3
 

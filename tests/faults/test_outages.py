@@ -35,6 +35,7 @@ from tests.faults.harness import (
     create_stream,
     make_home,
     verdict,
+    wait_mqtt_subscribed,
 )
 from tests.faults.proxies import KinesisFaultProxy, TcpProxy
 from tests.ingest.mosquitto import Mosquitto, wait_until
@@ -54,6 +55,9 @@ def run_through(station: StationProcess, senders: list[Sender],
     station catch up, stop it cleanly; the verdict of each sender."""
     try:
         station.start()
+        if any(isinstance(sender, MqttSender) for sender in senders):
+            wait_mqtt_subscribed(station, next(
+                s.port for s in senders if isinstance(s, MqttSender)))
         for sender in senders:
             sender.start()
         time.sleep(settle)

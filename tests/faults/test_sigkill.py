@@ -40,6 +40,7 @@ from tests.faults.harness import (
     make_home,
     seeded,
     verdict,
+    wait_mqtt_subscribed,
 )
 from tests.ingest.mosquitto import Mosquitto
 from tests.simulator.conftest import free_port
@@ -80,6 +81,8 @@ def test_sigkill_under_load_loses_nothing_and_stores_nothing_twice(
     senders: list[Sender] = [builders[name]() for name in inputs]
     try:
         station.start()
+        if "mqtt" in inputs:
+            wait_mqtt_subscribed(station, broker.port)
         for sender in senders:
             sender.start()
         downtimes = []
