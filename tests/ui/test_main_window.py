@@ -78,3 +78,48 @@ def test_a_device_tile_says_it_is_not_in_a_bed(qtbot, tmp_path):
         window.open_bed(device_tile_key("SPARE"))
         assert window.detail_windows == {}
         assert "SPARE is not assigned to a bed" in window.status.currentMessage()
+
+
+def test_a_click_opens_one_bed_detail_per_bed(qtbot, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from vitalstation.ui.bed_detail import BedDetailWindow
+
+    with station_window(qtbot, tmp_path) as (_runtime, window):
+        qtbot.mouseClick(window.grid.tiles["2"], Qt.MouseButton.LeftButton)
+        detail = window.detail_windows["2"]
+        assert isinstance(detail, BedDetailWindow) and detail.isVisible()
+        qtbot.mouseClick(window.grid.tiles["2"], Qt.MouseButton.LeftButton)
+        assert list(window.detail_windows) == ["2"] and window.detail_windows["2"] is detail
+        detail.close()
+        qtbot.waitUntil(lambda: window.detail_windows == {}, timeout=3000)
+
+
+def test_the_engine_asking_the_patient_opens_one_escalation_dialog(qtbot, tmp_path):
+    from vitalstation.ui.escalation_dialog import EscalationDialog
+
+    with station_window(qtbot, tmp_path) as (runtime, window):
+        runtime.pipeline.process([make_reading("DEV1", NOW, heart_rate=152.0)])
+        qtbot.waitUntil(lambda: len(window.escalation_dialogs) == 1, timeout=5000)
+        (dialog,) = window.escalation_dialogs.values()
+        assert isinstance(dialog, EscalationDialog)
+        assert dialog.isVisible() and not dialog.isModal()  # other beds stay in view
+        alarm_id = runtime.alarms.active_alarms(bed_label="1")[0].alarm_id
+        assert list(window.escalation_dialogs) == [alarm_id]
+
+
+def test_export_and_settings_menus_call_their_dialogs(qtbot, tmp_path, monkeypatch):
+    import vitalstation.ui.export_dialog as export_dialog
+    import vitalstation.ui.settings as settings
+
+    calls = []
+    monkeypatch.setattr(export_dialog, "export_readings_csv",
+                        lambda parent, runtime, tasks, bed_id=None: calls.append(
+                            ("export", parent, runtime, tasks)))
+    monkeypatch.setattr(settings, "open_settings",
+                        lambda parent, runtime: calls.append(("settings", parent, runtime)))
+    with station_window(qtbot, tmp_path) as (runtime, window):
+        window.export_action.trigger()
+        window.open_settings()
+        assert calls == [("export", window, runtime, window.tasks),
+                         ("settings", window, runtime)]

@@ -295,8 +295,8 @@ class MainWindow(QMainWindow):
         if window is None:
             from vitalstation.ui.bed_detail import BedDetailWindow
 
-            window = BedDetailWindow(self.runtime, key, self.feed, self.tasks, self)
-            window.setWindowFlag(Qt.WindowType.Window, True)
+            window = BedDetailWindow(self.runtime, key, self.feed, self.tasks, self,
+                                     theme=self.theme)
             window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
             window.destroyed.connect(lambda _=None, k=key: self.detail_windows.pop(k, None))
             self.detail_windows[key] = window
