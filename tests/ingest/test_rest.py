@@ -677,7 +677,8 @@ def test_the_openapi_document_is_served_and_kept_in_docs(station: Station) -> No
     )
     document = reply.json
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {VITALS, BATCH, STATUS, "/api/openapi.json"}
+    assert set(document["paths"]) == {VITALS, BATCH, STATUS, "/api/openapi.json",
+                                      "/api/iot/alerts/{alert_id}/response"}
     reading = document["components"]["schemas"]["Reading"]
     assert set(SEED_SINGLE_BODY) <= set(reading["properties"])
 

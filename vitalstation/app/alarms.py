@@ -70,6 +70,13 @@ from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.ingest.base import InputHealth, InputState
+from vitalstation.ingest.rest_alerts import (
+    AlertNotFound,
+    AlertNotYours,
+    AnswerRecorded,
+    AnswerRefused,
+    PatientAnswers,
+)
 from vitalstation.pipeline.types import StoredReading
 from vitalstation.storage.alarms import (
     AlarmEventRow,
@@ -627,6 +634,37 @@ class AlarmService:
         except Exception:  # noqa: BLE001 - the transition is stored even if routing fails
             _LOGGER.exception("could not route the notifications of %s", transition.alarm.key)
             return []
+
+
+def patient_answers(service: AlarmService) -> PatientAnswers:
+    """The REST receiver's way to the engine (``POST /api/iot/alerts/<id>/response``): the
+    answer is recorded for the device's patient, audited as ``patient via <device>`` from
+    ``rest:<device>``."""
+
+    def record(alert_id: int, answer: str, device_id: str, patient_id: str | None
+               ) -> AnswerRecorded:
+        alarm = service.alarm(alert_id)
+        if alarm is None:
+            raise AlertNotFound(f"No open alarm {alert_id}")
+        if patient_id is None or alarm.patient_id != patient_id:
+            raise AlertNotYours(
+                f"Alarm {alert_id} is not for the patient device {device_id} reports for"
+            )
+        try:
+            service.record_patient_answer(
+                alert_id, answer, actor=f"patient via {device_id}", origin=f"rest:{device_id}"
+            )
+        except AlarmActionError as exc:  # UnknownAlarm too: no chain in progress
+            if service.alarm(alert_id) is None:
+                raise AlertNotFound(f"No open alarm {alert_id}") from None
+            raise AnswerRefused(str(exc)) from None
+        chain = service.escalation(alert_id)
+        return AnswerRecorded(
+            alert_id, answer, "ended" if chain is None else chain.stage.value,
+            [] if chain is None else [role.value for role in chain.notified],
+        )
+
+    return record
 
 
 def _alarm_ref(value: object) -> AlarmRef:

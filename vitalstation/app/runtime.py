@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from vitalstation.app.alarms import AlarmListener, AlarmService
+from vitalstation.app.alarms import AlarmListener, AlarmService, patient_answers
 from vitalstation.app.inbox import make_filedrop_input
 from vitalstation.app.keys import make_rest_input
 from vitalstation.app.notifications import Notifications
@@ -24,6 +24,7 @@ from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.ingest.base import Input, InputHealth, InputState
 from vitalstation.ingest.mqtt import mqtt_input_factories
+from vitalstation.ingest.rest_alerts import AlertResponses
 from vitalstation.pipeline.core import Pipeline, PipelineStats
 from vitalstation.storage.store import Store
 
@@ -229,6 +230,8 @@ class Runtime:
             if input_ is None:
                 return
             self._slot_names[index] = input_.name
+            if hasattr(getattr(input_, "api", None), "handle"):  # the REST receiver
+                input_.api.alert_responses = AlertResponses(patient_answers(self.alarms))
             input_.start()
         except Exception as exc:  # noqa: BLE001 - reported, and the other inputs go on
             name = getattr(input_, "name", None) or self._factory_name(index)

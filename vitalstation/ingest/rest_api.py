@@ -338,6 +338,11 @@ class RestApi:
         self, call: _Call, method: str, path: str, headers: Headers, body: Body
     ) -> Response:
         route = _route(path)
+        # POST /api/iot/alerts/<id>/response (ingest.rest_alerts), when the station set
+        # ``alert_responses`` on this receiver: an AlertResponses handing answers to the engine.
+        alerts = getattr(self, "alert_responses", None)
+        if route is None and alerts is not None and path.startswith("/api/iot/alerts/"):
+            return await alerts.handle(self, call, method, path, headers, body)
         if route is None:
             raise _Refusal(
                 404, f"Not found: no endpoint {path[:100]!r} (the API is described at "

@@ -397,6 +397,49 @@ def openapi_document() -> dict[str, Any]:
                               "503": _POST_ERRORS["503"]},
             }
         },
+        "/api/iot/alerts/{alert_id}/response": {
+            "post": {
+                "operationId": "answerAlert",
+                "summary": "Record the patient's answer to an alarm's question",
+                "description": (
+                    "Stage 1 of an escalation asks the patient whom they want; the bedside "
+                    "device answers with its key. The alarm must be its patient's. The seed's "
+                    '`{"action": "approve_doctor"}` is accepted too.'
+                ),
+                "parameters": [{"name": "alert_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["answer"],
+                    "properties": {
+                        "answer": {"type": "string",
+                                   "enum": ["doctor", "nurse", "ems", "all", "declined"]},
+                        "device_id": {"type": "string",
+                                      "description": "If given, the key's device."},
+                    },
+                }}}},
+                "responses": {
+                    "200": {"description": "Recorded; the chain notifies the chosen roles.",
+                            "content": {"application/json": {"schema": {
+                                "type": "object",
+                                "properties": {
+                                    "success": {"type": "boolean", "enum": [True]},
+                                    "alert_id": {"type": "integer"},
+                                    "answer": {"type": "string"},
+                                    "stage": {"type": "string"},
+                                    "notified": {"type": "array", "items": {"type": "string"}},
+                                },
+                            }}}},
+                    **_POST_ERRORS,
+                    "403": _error_response(
+                        "The key may not write, the device is retired or inactive, or the "
+                        "alarm is not its patient's.", "Alarm 7 is not for the patient device "
+                        "DEV001 reports for"),
+                    "404": _error_response("No open alarm with that id.", "No open alarm 7"),
+                    "409": _error_response("The alarm's escalation no longer waits for the "
+                                           "patient.", "no escalation in progress for alarm"),
+                },
+            }
+        },
         OPENAPI_PATH: {
             "get": {
                 "operationId": "openapi",
