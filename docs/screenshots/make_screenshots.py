@@ -31,7 +31,7 @@ from vitalstation.domain.vitals import VitalKind  # noqa: E402
 from vitalstation.ui.main_window import MainWindow  # noqa: E402
 
 BEDS = 16
-SIZE = (1600, 1000)
+SIZE = (1920, 1080)
 
 
 def settle(app: QApplication, seconds: float) -> None:

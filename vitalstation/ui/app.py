@@ -25,7 +25,7 @@ from vitalstation.ui.tasks import BackgroundTasks
 
 _LOGGER = logging.getLogger(__name__)
 
-SCREENSHOT_SIZE = (1600, 1000)
+SCREENSHOT_SIZE = (1920, 1080)
 START_WAIT_MS = 60_000
 
 

@@ -29,7 +29,7 @@ NUMERICS_MIN_INTERVAL_MS = 250
 TILES_PER_BUILD_STEP = 8
 # Tile sizes per density (logical px): "normal" while the ward fits the screen with them,
 # "compact" beyond (64 beds on a 1080p screen), "wall" when asked (big numbers).
-TILE_MIN_WIDTH_PX = {"normal": 260, "compact": 186, "wall": 460}
+TILE_MIN_WIDTH_PX = {"normal": 270, "compact": 200, "wall": 460}
 TILE_HEIGHT_PX = {"normal": 196, "compact": 118, "wall": 330}
 
 
@@ -44,7 +44,8 @@ class BedGrid(QScrollArea):
         super().__init__(parent)
         self.setObjectName("bedGridArea")
         self.setWidgetResizable(True)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Columns are computed to fit; should a tile still be wider, scroll rather than clip.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self._ward = ward
         self._alarms = alarms
         self._colors = colors
@@ -110,16 +111,13 @@ class BedGrid(QScrollArea):
         if self.wall_mode:
             return "wall"
         count = max(1, len(self._order))
-        columns = max(1, width // (TILE_MIN_WIDTH_PX["normal"] + 6))
+        columns = max(1, width // self._tile_width("normal"))
         rows = -(-count // columns)
         return "normal" if rows * (TILE_HEIGHT_PX["normal"] + 6) <= height else "compact"
 
     def _tile_width(self, density: str) -> int:
-        """A column's width: the density's minimum, or the tiles' own if wider (+ spacing)."""
-        widest = TILE_MIN_WIDTH_PX[density]
-        if density == self.density and self.tiles:
-            widest = max(widest, next(iter(self.tiles.values())).minimumSizeHint().width())
-        return widest + self._layout.horizontalSpacing()
+        """A column's width: the density's minimum plus the spacing."""
+        return TILE_MIN_WIDTH_PX[density] + self._layout.horizontalSpacing()
 
     def set_wall_mode(self, on: bool) -> None:
         """Fewer, larger tiles (big numbers for reading at 4 m)."""
@@ -141,8 +139,6 @@ class BedGrid(QScrollArea):
             for tile in self.tiles.values():
                 tile.set_density(density)
             force = True
-        for tile in self.tiles.values():
-            tile.ensurePolished()
         columns = max(1, min(len(self._order) or 1, width // self._tile_width(density)))
         if not force and columns == self._columns:
             return
