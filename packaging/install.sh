@@ -109,7 +109,8 @@ EOF
 
 if [ -z "$root" ]; then
   command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$applications" || true
-  command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t "$(dirname "$(dirname "$(dirname "$icons")")")" 2>/dev/null || true
+  # The icon theme's cache, where the theme has one (…/icons/hicolor, two levels up).
+  command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t "$(dirname "$(dirname "$icons")")" 2>/dev/null || true
 fi
 
 # The X11 platform plugin needs a few system libraries that are not in the bundle.
