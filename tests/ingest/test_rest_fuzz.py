@@ -10,6 +10,7 @@ here), always the JSON error or success shape, and the receiver still answers af
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,8 @@ from tests.ingest.test_rest_harness import (
     open_station,
 )
 
-EXAMPLES = 500
+# 500 in the suite; the full form (docs/reliability.md) sets VITALSTATION_FUZZ_EXAMPLES=5000.
+EXAMPLES = int(os.environ.get("VITALSTATION_FUZZ_EXAMPLES", "500"))
 
 
 @pytest.fixture(scope="module", params=backend_params())
