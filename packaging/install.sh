@@ -115,7 +115,7 @@ fi
 
 # The X11 platform plugin needs a few system libraries that are not in the bundle.
 missing=$(ldd "$root$target/_internal/PySide6/Qt/plugins/platforms/libqxcb.so" 2>/dev/null \
-  | awk '/not found/ {print $1}' | tr '\n' ' ')
+  | awk '/not found/ {print $1}' | tr '\n' ' ' || true)
 if [ -n "$missing" ]; then
   say "warning: the window needs these system libraries on X11: $missing"
   say "  on Debian/Ubuntu: sudo apt-get install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0"
