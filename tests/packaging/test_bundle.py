@@ -196,3 +196,26 @@ def test_system_install_and_uninstall_under_a_staging_root(tmp_path) -> None:
     assert not (root / "opt/vitalstation").exists()
     assert not (root / "usr/local/bin/vitalstation").is_symlink()
     assert not (root / "usr/share/applications/vitalstation.desktop").exists()
+
+
+def test_the_bundle_keeps_a_secret_in_the_os_keyring(tmp_path) -> None:
+    # keyring finds its backends through entry points and Secret Service needs secretstorage,
+    # jeepney and cryptography: all must be in the bundle (PLATFORM.md: the headless recipe).
+    if "secret" not in _station("--help").stdout:
+        pytest.skip("this build has no `vitalstation secret` command")
+    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
+        pytest.skip("needs dbus-run-session and gnome-keyring-daemon (apt-get install "
+                    "gnome-keyring dbus) for a real Secret Service")
+    home = tmp_path / "user"
+    home.mkdir()
+    station = _bundle() / "vitalstation"
+    data = tmp_path / "data"
+    script = (
+        "echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null && "
+        f"printf s3cret | '{station}' --home '{data}' secret set mqtt.password && "
+        f"'{station}' --home '{data}' secret status"
+    )
+    out = _run("dbus-run-session", "--", "sh", "-c", script, env=_env(HOME=str(home))).stdout
+    assert "OS keyring: SecretService Keyring" in out
+    assert any(line.split()[:2] == ["mqtt.password", "set"] for line in out.splitlines()), out
+    assert "s3cret" not in out
