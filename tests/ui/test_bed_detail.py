@@ -223,6 +223,7 @@ def test_manual_observations_are_stored_as_manual_and_complete_news2(qtbot, stat
     form.vital_edits["temperature"].setText("38.2")
     form.acvpu_combo.setCurrentIndex(form.acvpu_combo.findData("C"))
     form.oxygen_combo.setCurrentIndex(form.oxygen_combo.findData("oxygen"))
+    form.minutes_ago.setValue(10)  # typed in after the round
     form.save_button.click()
     qtbot.waitUntil(lambda: form.status.text().startswith("Saved"), timeout=10000)
     assert form.vital_edits["temperature"].text() == ""  # cleared for the next round
@@ -230,6 +231,7 @@ def test_manual_observations_are_stored_as_manual_and_complete_news2(qtbot, stat
     records = list(runtime.store.queries.readings(device_id="manual:1"))
     assert {(r.vital, r.value, r.data_source, r.patient_id) for r in records} == {
         ("respiratory_rate", 22.0, "manual", "P1"), ("temperature", 38.2, "manual", "P1")}
+    assert {r.measured_at for r in records} == {NOW - timedelta(minutes=10)}
     history = HistoryQueries(runtime.store.engine)
     page = history.records_page(history.bed_scope("1"), NOW - timedelta(hours=1),
                                 NOW + timedelta(hours=1))

@@ -746,7 +746,8 @@ class BedDetailWindow(QWidget):
         def save() -> str:
             parts = []
             if entry.vitals:
-                service.enter_vitals(bed, entry.vitals, actor=actor)
+                measured = self._runtime.clock() - timedelta(minutes=entry.minutes_ago)
+                service.enter_vitals(bed, entry.vitals, actor=actor, measured_at=measured)
                 parts.append(f"{len(entry.vitals)} manual values")
             if entry.consciousness is not None or entry.on_oxygen is not None:
                 service.enter_news2(bed, actor=actor, consciousness=entry.consciousness,

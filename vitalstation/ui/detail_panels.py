@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -322,6 +323,7 @@ class ObservationEntry:
     vitals: dict[str, float]
     consciousness: str | None
     on_oxygen: bool | None
+    minutes_ago: int = 0
 
 
 class ObservationsPanel(QWidget):
@@ -363,6 +365,14 @@ class ObservationsPanel(QWidget):
             grid.addWidget(edit, row, column * 3 + 1)
             grid.addWidget(QLabel(unit, vitals), row, column * 3 + 2)
             self.vital_edits[field] = edit
+        self.minutes_ago = QSpinBox(vitals)
+        self.minutes_ago.setRange(0, 12 * 60)
+        self.minutes_ago.setSuffix(" min ago")
+        self.minutes_ago.setSpecialValueText("now")
+        self.minutes_ago.setMaximumWidth(140)
+        row_count = (len(MANUAL_FIELDS) + 1) // 2
+        grid.addWidget(QLabel("Measured", vitals), row_count, 0)
+        grid.addWidget(self.minutes_ago, row_count, 1, 1, 2)
         layout.addWidget(vitals)
 
         row = QHBoxLayout()
@@ -388,7 +398,8 @@ class ObservationsPanel(QWidget):
                 values[field] = float(text)
         acvpu = self.acvpu_combo.currentData() or None
         oxygen = self.oxygen_combo.currentData()
-        return ObservationEntry(values, acvpu, None if not oxygen else oxygen == "oxygen")
+        return ObservationEntry(values, acvpu, None if not oxygen else oxygen == "oxygen",
+                                self.minutes_ago.value())
 
     def _on_save(self) -> None:
         try:
@@ -412,3 +423,4 @@ class ObservationsPanel(QWidget):
                 edit.clear()
             self.acvpu_combo.setCurrentIndex(0)
             self.oxygen_combo.setCurrentIndex(0)
+            self.minutes_ago.setValue(0)
