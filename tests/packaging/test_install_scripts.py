@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -90,3 +92,17 @@ def test_uninstall_without_an_installation_says_so(tmp_path) -> None:
     result = _run([folder / "uninstall.sh"], home)
     assert result.returncode == 1
     assert "no installation found" in result.stderr
+
+
+def test_the_installed_desktop_entry_is_valid(tmp_path) -> None:
+    validate = shutil.which("desktop-file-validate")
+    if validate is None:
+        pytest.skip("needs desktop-file-validate (apt-get install desktop-file-utils)")
+    home = tmp_path / "user"
+    home.mkdir()
+    assert _run([_tarball_folder(tmp_path, "0.1.0") / "install.sh"], home).returncode == 0
+    for entry in (REPO / "resources" / "vitalstation.desktop",
+                  home / ".local/share/applications/vitalstation.desktop"):
+        result = subprocess.run([validate, str(entry)], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0 and not result.stdout.strip(), result.stdout
