@@ -116,7 +116,7 @@ def test_the_inbox_on_a_full_file_system_loses_no_file(tmp_path: Path, small_dis
         # get their .error.json written, and must wait in the inbox, not vanish.
         wait_until(lambda: set(good.values()) <= set(station.stored_rows()), 30,
                    lambda: "the good files to be stored:\n" + station.log[-3000:])
-        time.sleep(2.0)
+        time.sleep(1.0)
         left = sorted(p.name for p in inbox.iterdir() if not p.name.startswith("."))
         quarantined_while_full = sorted(
             p.name for p in (small_disk / "failed").glob("*.json")
@@ -180,9 +180,9 @@ def test_clock_steps_back_and_forward_lose_nothing(tmp_path: Path, broker: Mosqu
         mqtt.start()
         rest.start()
         for step in (timedelta(hours=-1), timedelta(days=1), timedelta(0)):
-            time.sleep(1.0)
+            time.sleep(0.7)
             clock.offset = step
-        time.sleep(1.0)
+        time.sleep(0.7)
         mqtt.stop()
         rest.stop()
         probe.wait_stored(mqtt.sent | rest.acked, timeout=30)

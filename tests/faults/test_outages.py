@@ -104,10 +104,10 @@ def test_the_broker_stopped_and_started_again_loses_nothing(tmp_path: Path,
 
     def broker_outage() -> None:
         broker.stop()  # SIGTERM: Mosquitto saves the station's session and queued messages
-        time.sleep(1.5)
+        time.sleep(1.0)
         broker.start()
 
-    verdicts = run_through(station, senders, broker_outage, settle=1.0)
+    verdicts = run_through(station, senders, broker_outage, settle=0.7)
     assert_nothing_lost(senders, verdicts)
     assert verdicts[0].acked == verdicts[0].sent  # the sender's queued publishes went out too
     assert station.log.count("connected to") >= 2 or "reconnect" in station.log.lower(), (
@@ -144,11 +144,11 @@ def test_postgresql_unreachable_stops_acknowledgements_then_catches_up(
     seen: dict[str, int] = {}
 
     def outage() -> None:
-        seen["during"], _ = _watch_acks(rest, proxy.cut, proxy.restore, 3.0)
+        seen["during"], _ = _watch_acks(rest, proxy.cut, proxy.restore, 2.5)
         seen["503"] = rest.statuses.get(503, 0)
 
     try:
-        verdicts = run_through(station, senders, outage, settle=1.0)
+        verdicts = run_through(station, senders, outage, settle=0.7)
     finally:
         proxy.close()
     assert_nothing_lost(senders, verdicts)
@@ -166,7 +166,7 @@ def test_sqlite_locked_by_another_process_then_catches_up(tmp_path: Path,
     senders: list[Sender] = [MqttSender(Readings(home.devices), RATE, broker.port), rest,
                              FileSender(Readings(home.devices), RATE, home.inbox)]
     database = home.path / "vitalstation.db"
-    held_s = 15.0 if FULL else 4.0  # full form: past the 10 s busy timeout and retries
+    held_s = 15.0 if FULL else 3.0  # full form: past the 10 s busy timeout and retries
     seen: dict[str, int] = {}
 
     def lock() -> None:
@@ -189,7 +189,7 @@ def test_sqlite_locked_by_another_process_then_catches_up(tmp_path: Path,
         assert holder.wait(10) == 0
         holder.stdout.close()
 
-    verdicts = run_through(station, senders, lock, settle=1.0)
+    verdicts = run_through(station, senders, lock, settle=0.7)
     assert_nothing_lost(senders, verdicts)
     assert seen["during"] == 0, "REST acknowledged readings while the database was locked"
 
@@ -217,7 +217,7 @@ def test_kinesis_throttling_and_an_expired_iterator_lose_nothing(
         wait_until(lambda: proxy.pending() == 0, 30, "the expired iterators to be served")
 
     try:
-        verdicts = run_through(station, senders, faults, settle=1.0)
+        verdicts = run_through(station, senders, faults, settle=0.7)
     finally:
         proxy.close()
     assert_nothing_lost(senders, verdicts)

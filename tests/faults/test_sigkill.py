@@ -87,9 +87,9 @@ def test_sigkill_under_load_loses_nothing_and_stores_nothing_twice(
             sender.start()
         downtimes = []
         for _ in range(KILLS):
-            time.sleep(rng.uniform(0.3, 1.5))  # somewhere in the middle of the stream
+            time.sleep(rng.uniform(0.3, 1.2))  # somewhere in the middle of the stream
             station.kill()
-            down = rng.uniform(0.0, 0.8)
+            down = rng.uniform(0.0, 0.5)
             time.sleep(down)
             downtimes.append(round(down + station.start(), 2))
         time.sleep(0.5)

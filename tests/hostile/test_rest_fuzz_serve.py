@@ -4,7 +4,7 @@ Same strategies (requests shaped by the document the station serves, then mutate
 to a separate station process, so that "no crash" means the process is still there and
 "memory bounded" is its resident set size, read from ``/proc``: after a warm-up, the cases
 must not make it grow by more than ``RSS_GROWTH_MB``. ``VITALSTATION_FUZZ_EXAMPLES`` sets the
-number of cases (CI: 300; the full form in docs/reliability.md: 5,000).
+number of cases (CI: 200; the full form in docs/reliability.md: 5,000).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.faults.harness import FULL, StationProcess, inhealth_payload, make_ho
 from tests.ingest.test_rest_fuzz import encoded, from_schema, mutated
 from tests.simulator.conftest import free_port
 
-EXAMPLES = int(os.environ.get("VITALSTATION_FUZZ_EXAMPLES", "5000" if FULL else "300"))
+EXAMPLES = int(os.environ.get("VITALSTATION_FUZZ_EXAMPLES", "5000" if FULL else "200"))
 RSS_GROWTH_MB = 40.0
 pytestmark = pytest.mark.timeout(900 if EXAMPLES > 1000 else 90)
 
