@@ -107,6 +107,9 @@ class Attribution(enum.StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
 
 
+_ATTRIBUTIONS: dict[object, Attribution] = {a.value: a for a in Attribution}
+
+
 @dataclass(frozen=True, slots=True)
 class AttributedReading:
     """What the engine needs of a stored reading: the reading and whom it belongs to.
@@ -146,7 +149,7 @@ class AttributedReading:
             measured_at=reading.measured_at,
             received_at=reading.received_at,
             measurements=measurements,
-            attribution=Attribution(str(attribution)),
+            attribution=_ATTRIBUTIONS.get(attribution) or Attribution(str(attribution)),
             patient_id=patient_id,
             bed_label=bed_label,
             battery_level=reading.battery_level,

@@ -704,21 +704,24 @@ def _raised_by_reading(
 ) -> dict[int, int]:
     """Which reading raised each new alarm: the batch's last reading of the alarm's device
     measured at the alarm's time, else the device's last reading in the batch."""
-    raised: dict[int, int] = {}
-    for transition in transitions:
-        if transition.kind is not TransitionKind.RAISED:
+    raised = [t.alarm for t in transitions if t.kind is TransitionKind.RAISED]
+    if not raised:
+        return {}
+    last: dict[str, int] = {}
+    exact: dict[tuple[str, object], int] = {}
+    for index, reading in enumerate(readings):
+        last[reading.device_id] = index
+        exact[(reading.device_id, reading.measured_at)] = index
+    counts: dict[int, int] = {}
+    for alarm in raised:
+        if alarm.device_id is None:
             continue
-        alarm = transition.alarm
-        exact = last = None
-        for index, reading in enumerate(readings):
-            if reading.device_id == alarm.device_id:
-                last = index
-                if alarm.measured_at is not None and reading.measured_at == alarm.measured_at:
-                    exact = index
-        index = exact if exact is not None else last
+        index = exact.get((alarm.device_id, alarm.measured_at)) if alarm.measured_at else None
+        if index is None:
+            index = last.get(alarm.device_id)
         if index is not None:
-            raised[index] = raised.get(index, 0) + 1
-    return raised
+            counts[index] = counts.get(index, 0) + 1
+    return counts
 
 
 def transition_line(transition: AlarmTransition) -> str:

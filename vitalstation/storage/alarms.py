@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from vitalstation.alarms import (
     Alarm,
@@ -31,7 +31,7 @@ from vitalstation.alarms import (
 from vitalstation.domain.errors import UserError
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.directory import current_version
-from vitalstation.storage.outbox import OutboxMessage, insert_messages, write_audit
+from vitalstation.storage.outbox import OutboxMessage, message_rows, write_audit
 from vitalstation.storage.schema import (
     admissions,
     alarm_events,
@@ -39,6 +39,7 @@ from vitalstation.storage.schema import (
     alarms,
     beds,
     limit_overrides,
+    notification_outbox,
     patients,
 )
 
@@ -147,40 +148,51 @@ class AlarmStore:
         """
         ids = dict(known_ids)
         inserted: dict[str, int] = {}
+        last: dict[int, AlarmTransition] = {}  # the row's final state: one update per alarm
+        chains: dict[int, ChainState] = {}  # the newest escalation chain, when one changed
+        events: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
         with self._engine.begin() as connection:
             for index, transition in enumerate(transitions):
                 alarm = transition.alarm
                 alarm_id = None if transition.kind is TransitionKind.RAISED else (
                     alarm.alarm_id if alarm.alarm_id is not None else ids.get(alarm.key)
                 )
-                values = _row_values(transition)
                 if alarm_id is None:
-                    values["bed_ref"] = _ref(beds.c.id, beds.c.label, alarm.bed_label)
-                    values["patient_ref"] = _ref(
-                        patients.c.id, patients.c.patient_id, alarm.patient_id
-                    )
+                    values = _row_values(transition)
+                    values["p_bed"], values["p_patient"] = alarm.bed_label, alarm.patient_id
                     alarm_id = int(connection.execute(
-                        alarms.insert().values(**values)
+                        _INSERT_ALARM, values
                     ).inserted_primary_key[0])
                     inserted[alarm.key] = alarm_id
                     ids[alarm.key] = alarm_id
+                    last.pop(alarm_id, None)
                 else:
-                    if transition.escalation is None:
-                        values.pop("escalation")
-                    connection.execute(
-                        alarms.update().where(alarms.c.id == alarm_id).values(**values)
-                    )
-                connection.execute(alarm_events.insert().values(
-                    alarm_ref=alarm_id,
-                    at=transition.at,
-                    event=transition.kind.value,
-                    actor=transition.actor,
-                    origin=transition.origin,
-                    details=json.dumps(dict(transition.details), default=str, sort_keys=True),
-                ))
+                    last[alarm_id] = transition
+                    if transition.escalation is not None:
+                        chains[alarm_id] = transition.escalation
+                events.append({
+                    "alarm_ref": alarm_id, "at": transition.at, "event": transition.kind.value,
+                    "actor": transition.actor, "origin": transition.origin,
+                    "details": json.dumps(dict(transition.details), default=str,
+                                          sort_keys=True),
+                })
                 if index < len(messages) and messages[index]:
-                    insert_messages(connection, messages[index], at=transition.at,
-                                    alarm_id=alarm_id, alarm_key=alarm.key)
+                    outbox += message_rows(messages[index], at=transition.at,
+                                           alarm_id=alarm_id, alarm_key=alarm.key)
+            for alarm_id, transition in last.items():
+                values = _row_values(transition)
+                chain = chains.get(alarm_id)
+                if chain is None:
+                    del values["escalation"]
+                else:
+                    values["escalation"] = json.dumps(chain.to_dict(), sort_keys=True)
+                values["b_alarm_id"] = alarm_id
+                connection.execute(_UPDATE_ALARM, values)
+            if events:
+                connection.execute(alarm_events.insert(), events)
+            if outbox:
+                connection.execute(notification_outbox.insert(), outbox)
         return inserted
 
     def audit(self, at: datetime, actor: str, action: str, subject: str,
@@ -487,6 +499,17 @@ def _request_row(row: Any) -> AlarmRequestRow:
     )
 
 
+# Built once (the compiled statements are cached): the bed and patient of a new alarm looked up
+# by label and patient id in the insert itself.
+_INSERT_ALARM = alarms.insert().values(
+    bed_ref=select(beds.c.id).where(beds.c.label == bindparam("p_bed"))
+    .limit(1).scalar_subquery(),
+    patient_ref=select(patients.c.id).where(patients.c.patient_id == bindparam("p_patient"))
+    .limit(1).scalar_subquery(),
+)
+_UPDATE_ALARM = alarms.update().where(alarms.c.id == bindparam("b_alarm_id"))
+
+
 def _row_values(transition: AlarmTransition) -> dict[str, Any]:
     alarm = transition.alarm
     return {
@@ -518,12 +541,6 @@ def _override_row(row: Any) -> OverrideRow:
         id=row["id"], override=override, origin=row["origin"], removed_at=row["removed_at"],
         removed_by=row["removed_by"], removed_reason=row["removed_reason"],
     )
-
-
-def _ref(id_column: Any, name_column: Any, name: str | None) -> Any:
-    if name is None:
-        return None
-    return select(id_column).where(name_column == name).limit(1).scalar_subquery()
 
 
 def _alarm_row(row: Any) -> AlarmRow:

@@ -106,16 +106,15 @@ class ContactExists(UserError):
     """That contact is already registered."""
 
 
-def insert_messages(
-    connection: Connection,
+def message_rows(
     messages: Iterable[OutboxMessage],
     *,
     at: datetime,
     alarm_id: int | None = None,
     alarm_key: str | None = None,
-) -> int:
-    """Enqueue ``messages`` inside the caller's transaction (due at once); returns how many."""
-    rows = [
+) -> list[dict[str, Any]]:
+    """The outbox rows of ``messages`` (due at once; the alarm id added to each payload)."""
+    return [
         {
             "created_at": at, "alarm_ref": alarm_id, "alarm_key": alarm_key,
             "channel": m.channel, "recipient": m.recipient,
@@ -129,6 +128,18 @@ def insert_messages(
         }
         for m in messages
     ]
+
+
+def insert_messages(
+    connection: Connection,
+    messages: Iterable[OutboxMessage],
+    *,
+    at: datetime,
+    alarm_id: int | None = None,
+    alarm_key: str | None = None,
+) -> int:
+    """Enqueue ``messages`` inside the caller's transaction (due at once); returns how many."""
+    rows = message_rows(messages, at=at, alarm_id=alarm_id, alarm_key=alarm_key)
     if rows:
         connection.execute(notification_outbox.insert(), rows)
     return len(rows)

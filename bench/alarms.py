@@ -1,0 +1,264 @@
+"""The alarm engine's latency and cost, against the pipeline without it, in the same run.
+
+Latency: readings paced at 5,000/s (64 beds, one-vital heart-rate readings, each bed going
+out of its limits and back every few seconds, so alarms are raised, escalated and resolved
+all along) through the pipeline into SQLite with the alarm service subscribed, as the runtime
+runs it (notification routing included). "Stored → alarm event": from the moment the writer's
+commit hands the batch to the alarm service to the moment a listener receives the RAISED or
+RESOLVED transition (evaluation, the alarm rows' transaction, publication). Also given:
+submit → alarm event, which adds the pipeline's batching.
+
+Cost: the same readings, unpaced, through the pipeline with and without the alarm service
+(fresh databases, same ward); overhead = rate without / rate with - 1. And the time spent in
+the alarm service per reading, measured inside it.
+
+    python bench/alarms.py                   # 10 s paced at 5,000/s, 100,000 unpaced
+    python bench/alarms.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from vitalstation.alarms import AlarmEngine, AlarmTransition, TransitionKind
+from vitalstation.app.alarms import AlarmService
+from vitalstation.app.notifications import Notifications
+from vitalstation.config.settings import Settings
+from vitalstation.domain.readings import InputKind, Measurement, Reading
+from vitalstation.domain.vitals import Unit, VitalKind
+from vitalstation.pipeline.core import Pipeline
+from vitalstation.pipeline.types import StoredReading
+from vitalstation.storage.alarms import AlarmStore
+from vitalstation.storage.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import DEVICES, register_ward  # noqa: E402 - a sibling script, not a package
+
+CYCLE = 30  # readings per bed per cycle: 24 normal, then 6 above the MEDIUM limit (HR > 110)
+ABNORMAL_FROM = 24
+PACE_STEP_S = 0.01
+
+
+def value_of(n: int) -> float:
+    """Each bed's cycle is shifted by its number, so that alarms come spread out, as on a
+    ward, not all 64 beds at once."""
+    step = (n // DEVICES + (n % DEVICES) * 7) % CYCLE
+    return 118.0 if step >= ABNORMAL_FROM else 72.0 + (n % 7)
+
+
+def reading(n: int, start: datetime, received: datetime) -> Reading:
+    value = value_of(n)
+    return Reading(
+        device_id=f"BSM_{n % DEVICES:03d}",
+        measured_at=start + timedelta(milliseconds=(n // DEVICES) * 200),
+        measurements=(Measurement(VitalKind.HEART_RATE, value, value, Unit.PER_MINUTE),),
+        input=InputKind.MQTT,
+        received_at=received,
+    )
+
+
+class TimedService:
+    """The alarm service as the pipeline's subscriber, timed: when each batch reached it, and
+    how long the service spent on it."""
+
+    def __init__(self, service: AlarmService) -> None:
+        self.service = service
+        self.batch_started = 0.0
+        self.busy_s = 0.0
+        self.cpu_s = 0.0
+        self.readings = 0
+        self.sizes: list[int] = []
+
+    def __call__(self, stored: Sequence[StoredReading]) -> dict[int, int]:
+        self.batch_started = time.perf_counter()
+        cpu = time.thread_time()
+        try:
+            return self.service(stored)
+        finally:
+            self.busy_s += time.perf_counter() - self.batch_started
+            self.cpu_s += time.thread_time() - cpu
+            self.readings += len(stored)
+            self.sizes.append(len(stored))
+
+
+def fresh(folder: Path, name: str) -> Store:
+    store = Store.open(f"sqlite:///{folder / name}")
+    register_ward(store)
+    return store
+
+
+def alarm_service(store: Store, home: Path) -> AlarmService:
+    settings = Settings(home=home)
+    service = AlarmService(AlarmEngine(settings.alarms.profile, clock=lambda: datetime.now(UTC)),
+                           AlarmStore(store.engine))
+    Notifications.from_settings(settings, store, service)  # routing into the outbox, as run
+    return service
+
+
+def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
+    """Readings at ``rate``/s for ``seconds`` with the alarm service: latencies in ms."""
+    store = fresh(folder, "paced.db")
+    service = alarm_service(store, folder)
+    timed = TimedService(service)
+    pipeline = Pipeline(store.writer)
+    pipeline.subscribe(timed)
+    stored_to_event: list[float] = []
+    submit_to_event: list[float] = []
+    submitted: dict[tuple[str, datetime], float] = {}
+    kinds: dict[str, int] = {}
+
+    def listen(transition: AlarmTransition) -> None:
+        now = time.perf_counter()
+        kinds[transition.kind.value] = kinds.get(transition.kind.value, 0) + 1
+        if transition.kind not in (TransitionKind.RAISED, TransitionKind.RESOLVED):
+            return
+        stored_to_event.append((now - timed.batch_started) * 1000)
+        alarm = transition.alarm
+        if transition.kind is TransitionKind.RAISED and alarm.device_id and alarm.measured_at:
+            sent = submitted.get((alarm.device_id, alarm.measured_at))
+            if sent is not None:
+                submit_to_event.append((now - sent) * 1000)
+
+    service.add_listener(listen)
+    service.start()
+    pipeline.start()
+    count = int(rate * seconds)
+    start = datetime.now(UTC)
+    per_step = max(1, int(rate * PACE_STEP_S))
+    began = time.perf_counter()
+    n = 0
+    while n < count:
+        due = began + (n / rate)
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        received = datetime.now(UTC)
+        for _ in range(min(per_step, count - n)):
+            item = reading(n, start, received)
+            if value_of(n) > 110:
+                submitted[(item.device_id, item.measured_at)] = time.perf_counter()
+            pipeline.submit([item], timeout=None)
+            n += 1
+    achieved = count / (time.perf_counter() - began)
+    pipeline.stop()
+    service.stop()
+    store.close()
+    return {
+        "rate": rate, "achieved_rate": achieved, "readings": count,
+        "events": kinds, "measured": len(stored_to_event),
+        "stored_to_event_ms": _percentiles(stored_to_event),
+        "submit_to_event_ms": _percentiles(submit_to_event),
+        "service_us_per_reading": timed.busy_s / max(1, timed.readings) * 1e6,
+        "service_cpu_us_per_reading": timed.cpu_s / max(1, timed.readings) * 1e6,
+        "batch_size": _percentiles([float(n) for n in timed.sizes]),
+    }
+
+
+def unpaced(folder: Path, count: int, *, alarms: bool) -> dict[str, float]:
+    """``count`` readings as fast as the pipeline takes them; readings/s."""
+    store = fresh(folder, f"unpaced-{'alarms' if alarms else 'bare'}.db")
+    pipeline = Pipeline(store.writer)
+    service: AlarmService | None = None
+    timed: TimedService | None = None
+    if alarms:
+        service = alarm_service(store, folder)
+        timed = TimedService(service)
+        pipeline.subscribe(timed)
+        service.start()
+    done = threading.Event()
+    finished = [0]
+    lock = threading.Lock()
+
+    def on_done(results) -> None:
+        with lock:
+            finished[0] += len(results)
+            if finished[0] >= count:
+                done.set()
+
+    pipeline.start()
+    start = datetime.now(UTC)
+    began = time.perf_counter()
+    received = datetime.now(UTC)
+    for n in range(count):
+        pipeline.submit([reading(n, start, received)], on_done=on_done, timeout=None)
+    done.wait()
+    elapsed = time.perf_counter() - began
+    pipeline.stop()
+    if service is not None:
+        service.stop()
+    store.close()
+    figures = {"readings_per_s": count / elapsed, "us_per_reading": elapsed / count * 1e6}
+    if timed is not None:
+        figures["service_us_per_reading"] = timed.busy_s / max(1, timed.readings) * 1e6
+        figures["service_cpu_us_per_reading"] = timed.cpu_s / max(1, timed.readings) * 1e6
+    return figures
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1],
+            "mean": statistics.fmean(ordered)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--readings", type=int, default=100_000, help="unpaced runs")
+    parser.add_argument("--quick", action="store_true", help="3 s paced, 30,000 unpaced")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.readings = 3.0, 30_000
+    with tempfile.TemporaryDirectory(prefix="vs-bench-alarms-") as tmp:
+        folder = Path(tmp)
+        bare = unpaced(folder, args.readings, alarms=False)
+        with_alarms = unpaced(folder, args.readings, alarms=True)
+        latency = paced(folder, args.rate, args.seconds)
+    overhead = bare["readings_per_s"] / with_alarms["readings_per_s"] - 1
+    figures = {"bare": bare, "with_alarms": with_alarms, "overhead": overhead,
+               "paced": latency}
+    p99 = latency["stored_to_event_ms"].get("p99", float("inf"))
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        e2e = latency["submit_to_event_ms"]
+        print(f"pipeline without alarms:   {bare['readings_per_s']:,.0f} readings/s "
+              f"({bare['us_per_reading']:.1f} µs each)")
+        print(f"pipeline with alarms:      {with_alarms['readings_per_s']:,.0f} readings/s "
+              f"({with_alarms['us_per_reading']:.1f} µs each; in the alarm service "
+              f"{with_alarms['service_us_per_reading']:.1f} µs wall, "
+              f"{with_alarms['service_cpu_us_per_reading']:.1f} µs CPU)")
+        print(f"overhead:                  {overhead * 100:.1f} %  (target ≤ 25 %)")
+        print(f"paced:                     {latency['achieved_rate']:,.0f} readings/s for "
+              f"{args.seconds:g} s; events {latency['events']}")
+        s2e = latency["stored_to_event_ms"]
+        print(f"stored → alarm event:      p50 {s2e['p50']:.2f} ms, p95 {s2e['p95']:.2f} ms, "
+              f"p99 {s2e['p99']:.2f} ms, max {s2e['max']:.1f} ms over {latency['measured']} "
+              "events  (target p99 ≤ 10 ms)")
+        if e2e:
+            print(f"submit → alarm event:      p50 {e2e['p50']:.1f} ms, p99 {e2e['p99']:.1f} ms")
+        sizes = latency["batch_size"]
+        print(f"alarm service per reading: {latency['service_us_per_reading']:.1f} µs wall, "
+              f"{latency['service_cpu_us_per_reading']:.1f} µs CPU (paced); batches of "
+              f"{sizes['p50']:.0f} readings (p50), {sizes['p99']:.0f} (p99)")
+    return 0 if p99 <= 10.0 and overhead <= 0.25 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
