@@ -30,9 +30,10 @@ def _active_timers() -> list:
     import shiboken6
     from PySide6.QtCore import QTimer
 
+    # ``type(o) is QTimer``, not isinstance: ~10x faster over the ~100k objects of a Qt test.
     return [
         o for o in gc.get_objects()
-        if isinstance(o, QTimer) and shiboken6.isValid(o) and o.isActive()
+        if type(o) is QTimer and shiboken6.isValid(o) and o.isActive()
     ]
 
 
@@ -52,17 +53,21 @@ def _no_leaks(qapp) -> Iterator[None]:
     timers_before = set(map(id, _active_timers()))
     yield
     deadline = time.monotonic() + LEAK_GRACE_S
+    first = True
     while True:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         QCoreApplication.processEvents()
-        gc.collect()
+        if not first:
+            gc.collect()  # only when something looked left behind: a collection costs ~0.1 s
         threads = _live_threads() - threads_before
         widgets = {w for w in _top_level_widgets() - widgets_before
                    if not w.objectName().startswith("qt_")}
         timers = [t for t in _active_timers() if id(t) not in timers_before]
         if not (threads or widgets or timers) or time.monotonic() > deadline:
             break
-        time.sleep(0.05)
+        if not first:
+            time.sleep(0.05)
+        first = False
     problems = []
     if threads:
         problems.append(f"threads still running: {sorted(t.name for t in threads)}")
