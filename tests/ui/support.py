@@ -3,6 +3,9 @@ patients, beds and devices registered."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -44,14 +47,29 @@ def register_ward(store_url: str, ward: dict[str, tuple[str, str, str] | None] =
         store.close()
 
 
+_TEMPLATES: dict[int, Path] = {}
+
+
+def _ward_database(ward: dict[str, tuple[str, str, str] | None]) -> Path:
+    """A migrated database with ``ward`` registered, made once per test run and copied per
+    test (migrating and registering cost ~0.4 s a test)."""
+    key = id(ward)
+    if key not in _TEMPLATES:
+        folder = Path(tempfile.mkdtemp(prefix="vitalstation-ui-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        register_ward(f"sqlite:///{folder / 'station.db'}", ward)
+        _TEMPLATES[key] = folder / "station.db"
+    return _TEMPLATES[key]
+
+
 @contextmanager
 def running_station(home: Path, *, clock: FakeClock | None = None,
                     ward: dict[str, tuple[str, str, str] | None] = WARD) -> Iterator[Runtime]:
     """A started Runtime on a fresh SQLite data home with no inputs; stopped afterwards."""
     home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_ward_database(ward), home / "station.db")
     store_url = f"sqlite:///{home / 'station.db'}"
     env = {"VITALSTATION_STORE__URL": store_url}
-    register_ward(store_url, ward)
     runtime = Runtime(load_settings(home, env), clock=clock or FakeClock(NOW),
                       input_factories=[])
     runtime.start()
