@@ -47,13 +47,13 @@ def register_ward(store_url: str, ward: dict[str, tuple[str, str, str] | None] =
         store.close()
 
 
-_TEMPLATES: dict[int, Path] = {}
+_TEMPLATES: dict[str, Path] = {}
 
 
 def _ward_database(ward: dict[str, tuple[str, str, str] | None]) -> Path:
     """A migrated database with ``ward`` registered, made once per test run and copied per
     test (migrating and registering cost ~0.4 s a test)."""
-    key = id(ward)
+    key = repr(sorted(ward.items()))
     if key not in _TEMPLATES:
         folder = Path(tempfile.mkdtemp(prefix="vitalstation-ui-template-"))
         atexit.register(shutil.rmtree, folder, True)
