@@ -55,11 +55,12 @@ def value_of(n: int) -> float:
     return 118.0 if step >= ABNORMAL_FROM else 72.0 + (n % 7)
 
 
-def reading(n: int, start: datetime, received: datetime) -> Reading:
+def reading(n: int, start: datetime, received: datetime, interval: timedelta) -> Reading:
+    """Reading ``n``: bed ``n % 64``, measured ``interval`` after that bed's previous one."""
     value = value_of(n)
     return Reading(
         device_id=f"BSM_{n % DEVICES:03d}",
-        measured_at=start + timedelta(milliseconds=(n // DEVICES) * 200),
+        measured_at=start + interval * (n // DEVICES),
         measurements=(Measurement(VitalKind.HEART_RATE, value, value, Unit.PER_MINUTE),),
         input=InputKind.MQTT,
         received_at=received,
@@ -133,6 +134,7 @@ def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
     pipeline.start()
     count = int(rate * seconds)
     start = datetime.now(UTC)
+    interval = timedelta(seconds=DEVICES / rate)  # measured times keep pace with the clock
     per_step = max(1, int(rate * PACE_STEP_S))
     began = time.perf_counter()
     n = 0
@@ -143,7 +145,7 @@ def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
             time.sleep(pause)
         received = datetime.now(UTC)
         for _ in range(min(per_step, count - n)):
-            item = reading(n, start, received)
+            item = reading(n, start, received, interval)
             if value_of(n) > 110:
                 submitted[(item.device_id, item.measured_at)] = time.perf_counter()
             pipeline.submit([item], timeout=None)
@@ -185,11 +187,14 @@ def unpaced(folder: Path, count: int, *, alarms: bool) -> dict[str, float]:
                 done.set()
 
     pipeline.start()
-    start = datetime.now(UTC)
+    # Faster than real time: the readings are dated in the recent past (within the engine's
+    # live window, never ahead of the station's clock), one per bed every 200 ms.
+    interval = timedelta(milliseconds=200)
+    start = datetime.now(UTC) - interval * (count // DEVICES + 1)
     began = time.perf_counter()
     received = datetime.now(UTC)
     for n in range(count):
-        pipeline.submit([reading(n, start, received)], on_done=on_done, timeout=None)
+        pipeline.submit([reading(n, start, received, interval)], on_done=on_done, timeout=None)
     done.wait()
     elapsed = time.perf_counter() - began
     pipeline.stop()

@@ -180,6 +180,7 @@ class AlarmStore:
                 if index < len(messages) and messages[index]:
                     outbox += message_rows(messages[index], at=transition.at,
                                            alarm_id=alarm_id, alarm_key=alarm.key)
+            updates: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
             for alarm_id, transition in last.items():
                 values = _row_values(transition)
                 chain = chains.get(alarm_id)
@@ -188,7 +189,10 @@ class AlarmStore:
                 else:
                     values["escalation"] = json.dumps(chain.to_dict(), sort_keys=True)
                 values["b_alarm_id"] = alarm_id
-                connection.execute(_UPDATE_ALARM, values)
+                updates[chain is None].append(values)
+            for rows in updates:  # one executemany per column set
+                if rows:
+                    connection.execute(_UPDATE_ALARM, rows)
             if events:
                 connection.execute(alarm_events.insert(), events)
             if outbox:
