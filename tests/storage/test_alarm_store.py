@@ -68,3 +68,33 @@ def test_open_alarms_come_back_after_a_restart(store: Store) -> None:
     (alarm,) = engine.active_alarms()
     assert alarm.alarm_id == snapshot.alarms[0].alarm_id
     assert alarm_store.list_alarms(bed_label="nope") == []
+
+
+def test_one_write_of_many_transitions_keeps_every_event_and_the_last_state(store: Store
+                                                                             ) -> None:
+    from vitalstation.storage.outbox import OutboxMessage, OutboxStore
+
+    store.registry.add_patient("P1", "Ada", actor="test", at=T0)
+    store.registry.add_bed("12", None, actor="test", at=T0)
+    alarm_store = AlarmStore(store.engine)
+    ward = Ward()
+    transitions = ward.send(heart_rate=160)  # raised, patient asked (a chain)
+    ward.clock.advance(timedelta(seconds=1))
+    transitions += ward.send(heart_rate=175)  # updated (worse)
+    transitions += ward.engine.acknowledge(transitions[0].alarm.key, actor="Jo", origin="cli")
+    kinds = [t.kind.value for t in transitions]
+    assert kinds[:2] == ["raised", "patient_asked"] and "acknowledged" in kinds
+    messages = [[OutboxMessage("webhook", "http://h.example/x", {"n": i})] for i in
+                range(len(transitions))]
+    inserted = alarm_store.write(transitions, {}, messages)
+    (alarm_id,) = inserted.values()
+    (row,) = alarm_store.list_alarms()
+    assert row.id == alarm_id and row.state == "acknowledged" and row.value == 175
+    assert [e.event for e in alarm_store.events(alarm_id)] == kinds
+    snapshot = alarm_store.load_snapshot()
+    (chain,) = snapshot.chains  # the newest chain of the batch: ended by the acknowledgement
+    assert not chain.active and chain.ended_by == "Jo"
+    assert snapshot.alarms[0].state.value == "acknowledged"
+    rows = OutboxStore(store.engine).for_alarm(alarm_id)
+    assert [r.payload["n"] for r in rows] == list(range(len(transitions)))
+    assert all(r.payload["alarm_id"] == alarm_id for r in rows)
