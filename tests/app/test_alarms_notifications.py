@@ -258,3 +258,24 @@ def test_dynamodb_items_wait_out_an_outage(ward_store, tmp_path, aws_environment
     assert stored["alarm_id"] == alarm_id and stored["priority"] == "high"
     assert stored["timestamp"] == "2026-11-02 08:00:00.000000"
     assert not any(a.condition == "notification_failed" for a in service.active_alarms())
+
+
+def test_the_smtp_password_comes_from_the_secret_store_or_its_environment_fallback(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    from vitalstation.app.notifications import secret_lookup_for
+    from vitalstation.config.settings import SecretsSettings
+
+    monkeypatch.setenv("VITALSTATION_SECRET_SMTP_PASSWORD", "pw-from-env")
+    chosen = dataclasses.replace(Settings(home=tmp_path),
+                                 secrets=SecretsSettings(source="environment"))
+    assert secret_lookup_for(chosen)("smtp.password") == "pw-from-env"
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())  # no keyring on this machine: the explicit fallback
+    try:
+        assert secret_lookup_for(Settings(home=tmp_path))("smtp.password") == "pw-from-env"
+    finally:
+        keyring.set_keyring(previous)
