@@ -88,3 +88,30 @@ def test_a_request_is_claimed_once(store) -> None:
     assert row.status == RequestStatus.FAILED and row.result == {"error": "no open alarm 1"}
     third = requests.submit("pause", {}, at=at)
     assert requests.withdraw(third, at=at) and requests.claim() == []
+
+
+def test_contacts_and_the_outbox_from_the_command_line(station_home, capsys) -> None:
+    home, _, _ = station_home
+    code, out, err = _run(home, capsys, "alarms", "contact", "add", "--role", "doctor",
+                          "--channel", "email", "--address", "oncall@ward5.example", "--ward",
+                          "5N", "--actor", "admin")
+    assert code == 0, err
+    assert "oncall@ward5.example" in out
+    code, _, err = _run(home, capsys, "alarms", "contact", "add", "--role", "ems", "--channel",
+                        "webhook", "--address", "ftp://nope")
+    assert code != 0 and "http" in err
+    code, _, err = _run(home, capsys, "alarms", "contact", "add", "--role", "doctor",
+                        "--channel", "email", "--address", "oncall@ward5.example", "--ward",
+                        "5N")
+    assert code != 0 and "already" in err
+    code, out, _ = _run(home, capsys, "alarms", "contact", "list", "--json")
+    (contact,) = [json.loads(line) for line in out.splitlines()]
+    assert (contact["scope"], contact["scope_id"], contact["role"]) == ("ward", "5N", "doctor")
+    code, out, err = _run(home, capsys, "alarms", "contact", "remove", str(contact["id"]))
+    assert code == 0, err
+    code, out, _ = _run(home, capsys, "alarms", "contact", "list", "--json")
+    assert out.strip() == ""
+    code, out, err = _run(home, capsys, "alarms", "notifications", "--status", "failed",
+                          "--json")
+    assert code == 0, err
+    assert out.strip() == ""
