@@ -26,6 +26,7 @@ MAX_TRENDS_PER_FRAME = 8
 # Numerics change at most 4 times a second per tile (STYLE.md: 2–4 Hz for numerics); an
 # alarm's colour and marker change at once.
 NUMERICS_MIN_INTERVAL_MS = 250
+MAX_NUMERICS_PER_FRAME = 12
 TILES_PER_BUILD_STEP = 8
 # Tile sizes per density (logical px): "normal" while the ward fits the screen with them,
 # "compact" beyond (64 beds on a 1080p screen), "wall" when asked (big numbers).
@@ -187,9 +188,14 @@ class BedGrid(QScrollArea):
         NUMERICS_MIN_INTERVAL_MS (the rest stay dirty for a later frame)."""
         clock = time.monotonic()
         now = self._ward.now()
-        for key in list(keys):
-            if not force and self._numerics_due.get(key, 0.0) > clock:
-                continue
+        if force:
+            due = list(keys)
+        else:
+            # The longest-waiting first, at most MAX_NUMERICS_PER_FRAME: tiles refreshed
+            # together would otherwise stay in step and make every fourth frame a long one.
+            due = sorted((k for k in keys if self._numerics_due.get(k, 0.0) <= clock),
+                         key=lambda k: self._numerics_due.get(k, 0.0))[:MAX_NUMERICS_PER_FRAME]
+        for key in due:
             self._numerics_dirty.discard(key)
             tile = self.tiles.get(key)
             state = self._ward.tile(key)
