@@ -72,6 +72,7 @@ class BedGrid(QScrollArea):
         self.wall_mode = False
         self.density = ""
         self.trend_updates = 0
+        self.verticalScrollBar().valueChanged.connect(lambda _value: self._on_frame(set()))
         ward.tiles_changed.connect(self.rebuild)
         ward.frame.connect(self._on_frame)
         alarms.changed.connect(self._on_alarms_changed)
@@ -193,7 +194,9 @@ class BedGrid(QScrollArea):
         else:
             # The longest-waiting first, at most MAX_NUMERICS_PER_FRAME: tiles refreshed
             # together would otherwise stay in step and make every fourth frame a long one.
-            due = sorted((k for k in keys if self._numerics_due.get(k, 0.0) <= clock),
+            # Tiles scrolled out of view wait (still dirty) until they are scrolled back.
+            due = sorted((k for k in keys if self._numerics_due.get(k, 0.0) <= clock
+                          and k in self.tiles and not self.tiles[k].visibleRegion().isEmpty()),
                          key=lambda k: self._numerics_due.get(k, 0.0))[:MAX_NUMERICS_PER_FRAME]
         for key in due:
             self._numerics_dirty.discard(key)
