@@ -109,5 +109,5 @@ def test_fuzzed_requests_never_get_a_5xx_nor_crash_nor_grow_the_station(tmp_path
           f"RSS {rss[0]:.1f} MB after the warm-up, {rss[-1]:.1f} MB at the end")
     assert status == 200  # still storing readings after the fuzz
     assert sum(seen.values()) >= EXAMPLES
-    assert seen.get(200, 0) > EXAMPLES // 50, seen
+    assert seen.get(200, 0) >= min(20, EXAMPLES // 20), seen  # valid readings were stored too
     assert growth < RSS_GROWTH_MB, f"the station grew by {growth:.1f} MB over the fuzz"
