@@ -120,9 +120,9 @@ def test_slow_loris_connections_time_out_and_do_not_starve_other_clients(
           f"closed after {min(closed_at.values()):.1f}-{max(closed_at.values()):.1f} s "
           f"(idle timeout {timeout_s:g} s)")
     # Each slow connection is closed by the server (a reset or an eviction), none outlives
-    # the idle timeout by more than the sweep and the dribble period.
+    # the idle timeout by more than the sweep, the dribble period and a busy machine's lag.
     assert len(closed_at) == cap
-    assert max(closed_at.values()) < timeout_s + 1.5
+    assert max(closed_at.values()) < timeout_s + 2.5
 
 
 def test_a_burst_ten_times_over_the_rate_limit_is_held_at_the_limit(station: Station) -> None:
