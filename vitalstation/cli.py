@@ -239,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     c_remove = contact_commands.add_parser("remove", help="remove a contact by id")
     c_remove.add_argument("contact_id", type=int, metavar="ID")
     _actor(c_remove)
+
+    secret = commands.add_parser(
+        "secret", help="passwords and keys in the OS keyring (the window: Settings)"
+    )
+    secret_commands = secret.add_subparsers(dest="secret_command", metavar="ACTION",
+                                            required=True)
+    secret_commands.add_parser("status", help="where secrets are kept and which are set")
+    s_set = secret_commands.add_parser(
+        "set", help="store a secret, typed without echo (or read from stdin)"
+    )
+    s_set.add_argument("name", help="e.g. mqtt.password, aws.secret_access_key, smtp.password "
+                                    "(`secret status` lists them)")
+    _actor(s_set)
+    s_delete = secret_commands.add_parser("delete", help="remove a secret from the keyring")
+    s_delete.add_argument("name")
+    _actor(s_delete)
     return parser
 
 
@@ -295,12 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None and args.after < 0:
         parser.error("--after must not be negative")
     # Imported here so that `--version` and `--help` answer without loading the station.
+    from vitalstation.config.secrets import SecretStoreError
     from vitalstation.config.settings import ConfigError
     from vitalstation.domain.errors import UserError
 
     try:
         return _run(args)
-    except (UserError, ConfigError, CliError) as exc:
+    except (UserError, ConfigError, CliError, SecretStoreError) as exc:
         print(f"vitalstation: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -367,9 +384,48 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "alarms":
             return _alarms(args, settings, store)
+        if args.command == "secret":
+            return _secret(args, settings, store)
         return _admin(args, store, now)
     finally:
         store.close()
+
+
+def _secret(args: argparse.Namespace, settings: Any, store: Any) -> int:
+    """``vitalstation secret status|set|delete``: the OS keyring of this data home."""
+    from vitalstation.app.settings_admin import AdminService
+    from vitalstation.config.secrets import KNOWN_SECRETS, SecretStore, env_variable
+
+    secrets = SecretStore.for_settings(settings)
+    if args.secret_command == "status":
+        status = secrets.status()
+        print(status.description)
+        if not status.available:
+            return EXIT_ERROR
+        for name, what in KNOWN_SECRETS.items():
+            state = "set" if secrets.get(name) else "not set"
+            print(f"  {name:<24} {state:<8} {what}")
+        return EXIT_OK
+    try:
+        env_variable(args.name)  # checks the name
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    admin = AdminService(store, secrets, actor=args.actor or _default_actor())
+    if args.secret_command == "delete":
+        if not admin.delete_secret(args.name):
+            print(f"secret {args.name} was not set")
+            return EXIT_ERROR
+        print(f"secret {args.name} deleted")
+        return EXIT_OK
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"{args.name}: ")
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise CliError(f"no value given for {args.name}; nothing stored")
+    admin.set_secret(args.name, value)
+    print(f"secret {args.name} stored in the keyring (restart the station to use it)")
+    return EXIT_OK
 
 
 def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa: C901 - a dispatch

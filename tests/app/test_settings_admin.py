@@ -238,3 +238,43 @@ def test_contacts_for_escalations_are_checked_and_audited(store, secrets) -> Non
     assert admin.remove_contact(nurse.id) and not admin.remove_contact(nurse.id)
     assert [c.id for c in admin.contacts()][-1] == doctor.id
     assert len(audits(store, "contact.add")) == 3 and len(audits(store, "contact.remove")) == 1
+
+
+# --- the command line: vitalstation secret ---------------------------------------------------
+
+
+def test_the_secret_command_stores_in_the_keyring_and_audits_the_name(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import io
+
+    import keyring
+
+    from vitalstation.cli import main
+
+    backend = keyring.get_keyring()  # this test's in-memory keyring (tests/conftest.py)
+
+    home = str(tmp_path / "home")
+    monkeypatch.setattr("sys.stdin", io.StringIO("smtp-secret-77\n"))
+    assert main(["--home", home, "secret", "set", "smtp.password", "--actor", "it:ann"]) == 0
+    assert "stored in the keyring" in capsys.readouterr().out
+    service = service_name(tmp_path / "home")
+    assert backend.get_password(service, "smtp.password") == "smtp-secret-77"
+    assert main(["--home", home, "secret", "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OS keyring: ")
+    assert "smtp.password            set " in out and "mqtt.password            not set" in out
+    assert main(["--home", home, "secret", "delete", "smtp.password"]) == 0
+    assert backend.get_password(service, "smtp.password") is None
+    assert main(["--home", home, "secret", "delete", "smtp.password"]) == 1
+    assert main(["--home", home, "secret", "set", "bad name"]) == 1
+    assert "not a secret name" in capsys.readouterr().err
+    store = Store.open(f"sqlite:///{tmp_path / 'home' / 'vitalstation.db'}")
+    try:
+        assert audits(store, "secret.set") == [("it:ann", "smtp.password", "{}")]
+        assert len(audits(store, "secret.delete")) == 1
+    finally:
+        store.close()
+    for file in (tmp_path / "home").rglob("*"):
+        if file.is_file():
+            assert b"smtp-secret-77" not in file.read_bytes(), file

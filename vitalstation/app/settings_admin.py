@@ -39,6 +39,7 @@ from vitalstation.storage.keys import KeyInfo, NewKey, key_prefix
 from vitalstation.storage.outbox import ContactRow, ContactScope, OutboxStore
 from vitalstation.storage.register_admin import RegisterAdmin
 from vitalstation.storage.registry import (
+    DEVICE_STATUSES,
     BedInfo,
     DeviceInfo,
     PatientInfo,
@@ -50,6 +51,7 @@ __all__ = [
     "ADMIN_PASSWORD_FILE",
     "CONTACT_CHANNELS",
     "CONTACT_ROLES",
+    "DEVICE_STATUSES",
     "LOCKOUT_S",
     "MAX_FAILURES",
     "MIN_PASSWORD_CHARS",
@@ -418,6 +420,20 @@ class AdminService:
     def remove_contact(self, contact_id: int) -> bool:
         """Removes a contact; False if it was already gone."""
         return self._outbox.remove_contact(contact_id, actor=self.actor, at=self._clock())
+
+    # -- secrets -----------------------------------------------------------------------------
+
+    def set_secret(self, name: str, value: str) -> None:
+        """Stores a secret in the keyring; the audit log names it, never its value."""
+        self._secrets.set(name, value)
+        self.audit("secret.set", name)
+
+    def delete_secret(self, name: str) -> bool:
+        """Removes a secret from the keyring (audited); False if it was not set."""
+        deleted = self._secrets.delete(name)
+        if deleted:
+            self.audit("secret.delete", name)
+        return deleted
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -36,10 +36,12 @@ __all__ = [
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "KEY_HASHING_SECRET",
+    "KNOWN_SECRETS",
     "MQTT_KEY_PASSPHRASE",
     "MQTT_PASSWORD",
     "SECRET_ENV_PREFIX",
     "SMTP_PASSWORD",
+    "STORE_PASSWORD",
     "AwsCredentials",
     "SecretStatus",
     "SecretStore",
@@ -62,6 +64,16 @@ AWS_SESSION_TOKEN = "aws.session_token"
 SMTP_PASSWORD = "smtp.password"
 KEY_HASHING_SECRET = "station.key_hashing_secret"
 _SIMULATOR_KEY_PREFIX = "simulator.key."
+STORE_PASSWORD = "store.password"
+KNOWN_SECRETS = {
+    MQTT_PASSWORD: "MQTT broker password (with mqtt.username)",
+    MQTT_KEY_PASSPHRASE: "passphrase of the MQTT TLS client key",
+    AWS_ACCESS_KEY_ID: "AWS access key id (Kinesis, DynamoDB)",
+    AWS_SECRET_ACCESS_KEY: "AWS secret access key",
+    AWS_SESSION_TOKEN: "AWS session token (temporary credentials)",
+    SMTP_PASSWORD: "SMTP password (with notifications.smtp_username)",
+    STORE_PASSWORD: "PostgreSQL password (for the user in store.url)",
+}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
 _PROBE_NAME = "vitalstation.probe"
