@@ -221,3 +221,27 @@ def test_smtp_check_logs_in_with_the_keyring_password(tmp_path, secrets, smtp) -
     result = run_check("smtp", starttls, secrets)
     assert not result.ok and "smtp_security" in result.detail
     assert not run_check("smtp", Settings(home=tmp_path), secrets).ok
+
+
+def test_the_database_password_comes_from_the_keyring_never_from_the_file(
+    tmp_path, secrets, store_url
+) -> None:
+    from keyring.backends import fail
+
+    from vitalstation.app.credentials import database_url
+
+    url = "postgresql+psycopg://ward@db.example:5432/ward"
+    settings = settings_with(tmp_path, store={"url": url})
+    assert database_url(settings, secrets) == url  # no secret: libpq's PGPASSWORD/.pgpass
+    secrets.set("store.password", "p@ss:w/rd 1")
+    assert database_url(settings, secrets) == (
+        "postgresql+psycopg://ward:p%40ss%3Aw%2Frd%201@db.example:5432/ward")
+    no_keyring = SecretStore(service_name(tmp_path), backend=fail.Keyring())
+    assert database_url(settings, no_keyring) == url
+    sqlite = Settings(home=tmp_path)
+    assert database_url(sqlite, secrets) == sqlite.store_url
+    if store_url.startswith("postgresql"):  # the local server trusts: any password goes
+        with_user = store_url.replace("://postgres@", "://postgres@", 1)
+        result = run_check("store", settings_with(tmp_path, store={"url": with_user}), secrets)
+        assert result.ok, result.detail
+        assert "p@ss" not in result.detail and "***" in result.detail

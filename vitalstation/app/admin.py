@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vitalstation.app.credentials import database_url
 from vitalstation.config.settings import Settings
 from vitalstation.storage.store import Store
 
@@ -12,4 +13,4 @@ def open_store(settings: Settings) -> Store:
     Safe while the station runs: SQLite waits for the writer's lock (WAL), PostgreSQL is
     shared anyway, and every register change tells the running writer to reload.
     """
-    return Store.open(settings.store_url)
+    return Store.open(database_url(settings))

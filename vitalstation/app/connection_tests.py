@@ -146,10 +146,11 @@ def check_dynamodb(settings: Settings, secrets: SecretStore, running: Any = None
 
 def check_store(settings: Settings, secrets: SecretStore, running: Any = None) -> CheckResult:
     """Connect to the store's database (nothing created or migrated)."""
+    from vitalstation.app.credentials import database_url
     from vitalstation.storage.probe import ProbeFailed, probe_database
 
     try:
-        return _ok(probe_database(settings.store_url))
+        return _ok(probe_database(database_url(settings, secrets)))
     except ProbeFailed as exc:
         return _failed(str(exc))
 

@@ -1,10 +1,17 @@
-"""Credentials of the station's AWS clients (Kinesis input, DynamoDB sink) from its secrets."""
+"""Credentials from the station's secrets: its AWS clients (Kinesis input, DynamoDB sink) and
+its PostgreSQL database."""
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote, urlsplit
 
-from vitalstation.config.secrets import AwsCredentials, SecretStore, SecretsUnavailable
+from vitalstation.config.secrets import (
+    STORE_PASSWORD,
+    AwsCredentials,
+    SecretStore,
+    SecretsUnavailable,
+)
 from vitalstation.config.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,3 +36,28 @@ def aws_credentials(
             exc,
         )
         return None
+
+
+def database_url(settings: Settings, secrets: SecretStore | None = None) -> str:
+    """``settings.store_url``, with the secret ``store.password`` put in when the URL is a
+    PostgreSQL one naming a user but no password (the TOML file never holds it).
+
+    Without that secret, or without a keyring, the URL is used as it is: libpq's own
+    ``PGPASSWORD`` and ``~/.pgpass`` still apply. The result holds a password: only for
+    ``Store.open``, never for a log (``Store.description`` hides it).
+    """
+    url = settings.store_url
+    parts = urlsplit(url)
+    if not parts.scheme.lower().startswith("postgresql") or not parts.username:
+        return url
+    if parts.password is not None:
+        return url
+    try:
+        password = (secrets or SecretStore.for_settings(settings)).get(STORE_PASSWORD)
+    except SecretsUnavailable:
+        return url
+    if not password:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}:{quote(password, safe='')}@{hostport}"
+    return parts._replace(netloc=netloc).geturl()

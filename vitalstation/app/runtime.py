@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vitalstation.app.alarms import AlarmListener, AlarmService, patient_answers
+from vitalstation.app.credentials import database_url
 from vitalstation.app.inbox import make_filedrop_input
 from vitalstation.app.keys import make_rest_input
 from vitalstation.app.notifications import Notifications
@@ -164,7 +165,7 @@ class Runtime:
         take the ward's other inputs with it.
         """
         started = time.monotonic()
-        self._store = Store.open(self.settings.store_url)
+        self._store = Store.open(database_url(self.settings))
         self._alarms = AlarmService.from_settings(self.settings, self._store, clock=self._clock)
         for listener in self._alarm_listeners:
             self._alarms.add_listener(listener)

@@ -89,7 +89,8 @@ def apply_settings(
     else:
         runtime.settings = new
         restarted = ()
-    later = tuple(f"{s}.{k}" for s, k in changed if s in _AT_NEXT_START)
+    later = tuple(f"{s}.{k}" for s, k in changed if s in _AT_NEXT_START) + tuple(
+        name for name in secrets_changed if name.startswith("store."))
     dotted = tuple(f"{s}.{k}" for s, k in changed)
     _LOGGER.info("settings saved: %s; restarted: %s; at next start: %s",
                  ", ".join(dotted + secrets_changed) or "nothing changed",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGroupBox, QLabel, QWidget
 
-from vitalstation.config.secrets import SecretStatus
+from vitalstation.config.secrets import STORE_PASSWORD, SecretStatus
 from vitalstation.ui.settings.dialog import SettingsContext
 from vitalstation.ui.settings.forms import MessageLine, row
 from vitalstation.ui.settings.groups import FormsPage
@@ -19,10 +19,12 @@ class StoragePage(FormsPage):
 
     def __init__(self, context: SettingsContext, parent: QWidget | None = None) -> None:
         super().__init__(context, parent)
-        store = self.add_group("Database", [("store", "url")], check="store")
+        store = self.add_group("Database", [("store", "url")], check="store",
+                               secrets=[(STORE_PASSWORD, "PostgreSQL password")])
         store.layout().insertWidget(0, QLabel(
             "Empty: SQLite in the data home. PostgreSQL: postgresql+psycopg://user@host/db "
-            "(a ward's stations can share one). A change applies at the next start.", store))
+            "(a ward's stations can share one), its password below (kept in the keyring). "
+            "A change applies at the next start.", store))
         self.add_group("Retention", [("filedrop", "retention_days"),
                                      ("rest", "activity_retention_days")])
         secrets = self.add_group("Secrets", [("secrets", "source")],
