@@ -50,9 +50,10 @@ class AlarmsPage(FormsPage):
                                        profile)
         self.limits_table.setObjectName("profile_limits")
         self.limits_table.setMinimumHeight(180)
-        profile.layout().addWidget(QLabel(
-            "The profile's default limits and alarm delays (a patient's own limits are set "
-            "from the bed view).", profile))
+        intro = QLabel("The profile's default limits and alarm delays (a patient's own "
+                       "limits are set from the bed view).", profile)
+        intro.setWordWrap(True)
+        profile.layout().addWidget(intro)
         profile.layout().addWidget(self.limits_table)
         combo = profile.form.fields[("alarms", "profile")].widget
         assert isinstance(combo, QComboBox)

@@ -21,10 +21,12 @@ class StoragePage(FormsPage):
         super().__init__(context, parent)
         store = self.add_group("Database", [("store", "url")], check="store",
                                secrets=[(STORE_PASSWORD, "PostgreSQL password")])
-        store.layout().insertWidget(0, QLabel(
+        intro = QLabel(
             "Empty: SQLite in the data home. PostgreSQL: postgresql+psycopg://user@host/db "
             "(a ward's stations can share one), its password below (kept in the keyring). "
-            "A change applies at the next start.", store))
+            "A change applies at the next start.", store)
+        intro.setWordWrap(True)
+        store.layout().insertWidget(0, intro)
         self.add_group("Retention", [("filedrop", "retention_days"),
                                      ("rest", "activity_retention_days")])
         secrets = self.add_group("Secrets", [("secrets", "source")],
