@@ -41,6 +41,7 @@ from vitalstation.storage.alarms import AlarmEventRow, AlarmRow
 from vitalstation.ui.alarm_feed import AlarmFeed
 from vitalstation.ui.detail_common import (
     alarm_qcolor,
+    detail_style_sheet,
     details_text,
     event_text,
     local_time,
@@ -277,6 +278,7 @@ class AlarmListDock(QDockWidget):
         self._proxy.setSortRole(SORT_ROLE)
 
         body = QWidget(self)
+        body.setStyleSheet(detail_style_sheet(palette_for(theme), font_pt=None))
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
         self.table = QTableView(body)

@@ -47,6 +47,7 @@ from vitalstation.domain.errors import UserError
 from vitalstation.storage.history import AlarmMarker, RecordRow, Scope, TrailEvent
 from vitalstation.ui.alarm_feed import AlarmFeed
 from vitalstation.ui.detail_common import (
+    detail_style_sheet,
     format_value,
     local_time,
     make_font,
@@ -207,6 +208,7 @@ class BedDetailWindow(QWidget):
         self._limits: PatientLimits | None = None
         self.loading = False
         self.setWindowTitle(f"Bed {bed_id}")
+        self.setStyleSheet(detail_style_sheet(self._colors))
         self.resize(1280, 900)
         self._build()
 

@@ -164,3 +164,54 @@ def _detail_value(value: Any) -> str:
         items = [_detail_value(v) for v in value]
         return " → ".join(items) if len(items) == 2 else ", ".join(items)
     return str(value)
+
+
+def detail_style_sheet(colors: ThemeColors, *, font_pt: int | None = 11) -> str:
+    """The detail windows' own style sheet, so that they follow the day and night themes
+    whoever their parent is (a top-level window gets none of the main window's backgrounds).
+    ``font_pt``: the text size of tables, forms and buttons (None: the application's, for the
+    dock, whose minimum width must not grow the main window)."""
+    c = colors
+    size = "" if font_pt is None else (
+        f"QTabWidget QWidget, QTableView, QGroupBox, QPushButton, QLineEdit "
+        f"{{ font-size: {font_pt}pt; }}"
+    )
+    return f"""
+QWidget {{ background: {c.window}; color: {c.text}; }}
+QLabel {{ background: transparent; }}
+{size}
+QTabWidget::pane {{ border: 1px solid {c.surface_border}; background: {c.surface}; }}
+QTabBar::tab {{
+    background: {c.window}; color: {c.muted_text}; border: 1px solid {c.surface_border};
+    padding: 6px 14px; margin-right: 2px;
+}}
+QTabBar::tab:selected {{ background: {c.surface}; color: {c.text}; font-weight: bold; }}
+QTableView {{
+    background: {c.surface}; color: {c.text}; gridline-color: {c.surface_border};
+    selection-background-color: {c.trend}; selection-color: {c.surface};
+}}
+QHeaderView::section {{
+    background: {c.window}; color: {c.text}; border: none;
+    border-right: 1px solid {c.surface_border}; border-bottom: 1px solid {c.surface_border};
+    padding: 3px 6px;
+}}
+QLineEdit {{
+    background: {c.surface}; color: {c.text}; border: 1px solid {c.surface_border};
+    border-radius: 3px; padding: 3px 6px;
+}}
+QComboBox, QSpinBox, QDoubleSpinBox, QDateTimeEdit {{ background: {c.surface}; color: {c.text}; }}
+QComboBox QAbstractItemView {{ background: {c.surface}; color: {c.text}; }}
+QPushButton {{
+    background: {c.surface}; color: {c.text}; border: 1px solid {c.surface_border};
+    border-radius: 4px; padding: 5px 12px;
+}}
+QPushButton:hover {{ border-color: {c.text}; }}
+QPushButton:checked {{ background: {c.trend}; color: {c.surface}; font-weight: bold; }}
+QPushButton:disabled {{ color: {c.stale_text}; }}
+QGroupBox {{
+    border: 1px solid {c.surface_border}; border-radius: 4px; margin-top: 16px;
+    padding-top: 8px; font-weight: bold;
+}}
+QGroupBox::title {{ subcontrol-origin: margin; left: 8px; padding: 0 4px; }}
+QScrollBar {{ background: {c.window}; }}
+"""

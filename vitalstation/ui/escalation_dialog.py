@@ -38,6 +38,7 @@ from vitalstation.storage.alarms import AlarmEventRow
 from vitalstation.storage.outbox import OutboxRow
 from vitalstation.ui.alarm_feed import AlarmFeed
 from vitalstation.ui.detail_common import (
+    detail_style_sheet,
     details_text,
     event_text,
     local_time,
@@ -129,6 +130,7 @@ class EscalationDialog(QDialog):
         self._patient_names: dict[str, str] = {}
         self._ticks = 0
         self.setWindowTitle(f"Escalation · alarm {alarm_id}")
+        self.setStyleSheet(detail_style_sheet(self._colors))
         self.resize(820, 640)
         self._build()
         self._countdown = QTimer(self)

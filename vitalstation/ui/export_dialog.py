@@ -29,7 +29,9 @@ from PySide6.QtWidgets import (
 
 from vitalstation.app.history import ExportCancelled, ExportResult, HistoryService
 from vitalstation.storage.registry import BedInfo
+from vitalstation.ui.detail_common import detail_style_sheet
 from vitalstation.ui.tasks import BackgroundTasks
+from vitalstation.ui.theme import palette_for
 
 if TYPE_CHECKING:
     from vitalstation.app.runtime import Runtime
@@ -43,7 +45,9 @@ def export_readings_csv(
     parent: QWidget, runtime: Runtime, tasks: BackgroundTasks, bed_id: str | None = None
 ) -> ExportDialog:
     """Open the export dialog (non-modal), with ``bed_id`` chosen if given."""
-    dialog = ExportDialog(runtime, tasks, parent, bed_id=bed_id)
+    theme = getattr(parent, "theme", "day")  # the main window's day or night
+    dialog = ExportDialog(runtime, tasks, parent, bed_id=bed_id,
+                          theme=theme if theme in ("day", "night") else "day")
     dialog.show()
     dialog.raise_()
     return dialog
@@ -65,8 +69,10 @@ class ExportDialog(QDialog):
         parent: QWidget | None = None,
         *,
         bed_id: str | None = None,
+        theme: str = "day",
     ) -> None:
         super().__init__(parent)
+        self.setStyleSheet(detail_style_sheet(palette_for(theme)))
         self.setModal(False)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         self.setObjectName("exportDialog")
