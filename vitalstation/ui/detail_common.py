@@ -154,6 +154,8 @@ def details_text(details: dict[str, Any]) -> str:
 
 
 def _detail_value(value: Any) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, str):
         try:
             at = datetime.fromisoformat(value)
