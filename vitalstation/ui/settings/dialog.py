@@ -31,7 +31,7 @@ from vitalstation.config.errors import ConfigError
 from vitalstation.config.secrets import SecretStore, SecretStoreError
 from vitalstation.config.settings_file import preview_settings
 from vitalstation.domain.errors import UserError
-from vitalstation.ui.settings.forms import MessageLine, SettingsForm
+from vitalstation.ui.settings.forms import NEUTRAL_STYLE, MessageLine, SettingsForm
 from vitalstation.ui.tasks import BackgroundTasks
 
 T = TypeVar("T")
@@ -79,6 +79,7 @@ class SettingsDialog(QDialog):
                  actor: str | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("settings_dialog")
+        self.setStyleSheet(NEUTRAL_STYLE)
         self.setWindowTitle(f"Settings — {runtime.settings.station.name}")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._owns_tasks = tasks is None

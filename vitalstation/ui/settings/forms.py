@@ -33,6 +33,21 @@ from vitalstation.config.settings import Settings
 Key = tuple[str, str]
 
 ERROR_STYLE = "color: #b00020;"
+# Settings are read in daylight by an admin: the system palette, whatever the ward screen's
+# theme. A widget's own style sheet wins over its parents', so these rules undo the window's
+# day/night rules (theme.style_sheet) for the dialogs and everything in them.
+NEUTRAL_STYLE = """
+QWidget { color: palette(window-text); }
+QDialog, QScrollArea, QScrollArea > QWidget > QWidget { background: palette(window); }
+QTableView { background: palette(base); color: palette(text); }
+QHeaderView::section { background: palette(button); color: palette(button-text);
+                       border: 1px solid palette(mid); padding: 2px 4px; }
+QLabel { background: transparent; }
+QPushButton { background: palette(button); color: palette(button-text);
+              border: 1px solid palette(mid); border-radius: 4px; padding: 4px 12px; }
+QPushButton:hover { border-color: palette(dark); }
+QPushButton:disabled { color: palette(mid); }
+"""
 OK_STYLE = "color: #1b5e20;"
 _MAX_INT = 2_147_483_647
 

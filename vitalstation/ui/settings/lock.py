@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from vitalstation.app.settings_admin import MIN_PASSWORD_CHARS, AdminLock
-from vitalstation.ui.settings.forms import MessageLine
+from vitalstation.ui.settings.forms import NEUTRAL_STYLE, MessageLine
 from vitalstation.ui.tasks import BackgroundTasks
 
 
@@ -31,6 +31,7 @@ class AdminLockDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("admin_lock_dialog")
+        self.setStyleSheet(NEUTRAL_STYLE)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.setWindowTitle("Settings are locked")
         self._lock = lock
