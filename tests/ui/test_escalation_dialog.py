@@ -17,6 +17,7 @@ from vitalstation.alarms import ChainStage, PatientAnswer, Role, TransitionKind
 from vitalstation.domain.clock import FakeClock
 from vitalstation.ui import escalation_dialog as dialog_module
 from vitalstation.ui.alarm_feed import AlarmFeed
+from vitalstation.ui.detail_common import details_text, local_time
 from vitalstation.ui.escalation_dialog import (
     EscalationDialog,
     format_countdown,
@@ -147,6 +148,10 @@ def test_an_acknowledged_alarm_opens_as_ended_and_refusals_are_shown(qtbot, stat
     qtbot.waitUntil(lambda: dialog.status.text().startswith("Not done"), timeout=5000)
 
 
-def test_countdown_text() -> None:
+def test_countdown_and_details_text() -> None:
     assert format_countdown(timedelta(seconds=61.2)) == "1:02"
     assert format_countdown(timedelta(seconds=-5)) == "0:00"
+    due = NOW.isoformat()
+    text = details_text({"due_at": due, "stage": [None, "asking_patient"], "note": "",
+                         "roles": ["doctor"]})
+    assert text == (f"due at: {local_time(NOW)}, stage: — → asking_patient, roles: doctor")
