@@ -60,7 +60,7 @@ rm -rf build/stage
 mkdir -p "$stage" dist
 cp -a build/pyinstaller/dist/vitalstation "$stage/vitalstation"
 install -m 755 packaging/install.sh packaging/uninstall.sh "$stage/"
-install -m 644 packaging/INSTALL.txt "$stage/"
+install -m 644 packaging/INSTALL.txt packaging/RELEASE-NOTES.md "$stage/"
 tarball="$root/dist/$name.tar.gz"
 rm -f "$tarball"
 tar -C build/stage -czf "$tarball" "$name"

@@ -21,12 +21,17 @@ MAX_WINDOW_S=3.0
 work=$(mktemp -d "${TMPDIR:-/tmp}/vitalstation-check-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+failures=()
 if [ -f "$1" ]; then
   tar -C "$work" -xzf "$1"
   unpacked=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n1)
   bundle="$unpacked/vitalstation"
-  [ -x "$unpacked/install.sh" ] && [ -x "$unpacked/uninstall.sh" ] \
-    || { echo "check.sh: install.sh or uninstall.sh missing from $1" >&2; exit 1; }
+  for shipped in install.sh uninstall.sh INSTALL.txt RELEASE-NOTES.md; do
+    [ -f "$unpacked/$shipped" ] || { echo "check.sh: $shipped missing from $1" >&2; exit 1; }
+  done
+  version=$("$unpacked/vitalstation/vitalstation" --version | awk '{print $2}')
+  grep -q "^## $version " "$unpacked/RELEASE-NOTES.md" \
+    || failures+=("RELEASE-NOTES.md has no section for version $version")
 else
   unpacked=$(cd "$1/.." && pwd)
   bundle=$(cd "$1" && pwd)
@@ -36,7 +41,6 @@ exe="$bundle/vitalstation"
 export QT_QPA_PLATFORM=offscreen
 unset VITALSTATION_HOME
 
-failures=()
 now() { date +%s%N; }
 seconds() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 within() { awk -v v="$1" -v max="$2" 'BEGIN { exit !(v < max) }'; }
