@@ -52,6 +52,14 @@ else
   icons=$data/icons/hicolor/scalable/apps
 fi
 
+# Checked before anything changes: a program of the same name that is not ours stays.
+for program in vitalstation vitalstation-sim; do
+  link="$root$bin_dir/$program"
+  if [ -e "$link" ] && [ ! -L "$link" ]; then
+    die "$bin_dir/$program exists and is not a link of a previous installation; move it away first"
+  fi
+done
+
 target="$app_dir/vitalstation-$version"
 manifest="$app_dir/install-manifest.txt"
 say "installing VitalStation $version into $root$app_dir"
@@ -85,11 +93,7 @@ for old in "$root$app_dir"/vitalstation-*; do
 done
 
 for program in vitalstation vitalstation-sim; do
-  link="$root$bin_dir/$program"
-  if [ -e "$link" ] && [ ! -L "$link" ]; then
-    die "$bin_dir/$program exists and is not a link of a previous installation; move it away first"
-  fi
-  ln -sfn "$app_dir/current/$program" "$link"
+  ln -sfn "$app_dir/current/$program" "$root$bin_dir/$program"
 done
 
 resources="$root$app_dir/current/_internal/resources"

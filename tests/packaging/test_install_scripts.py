@@ -83,6 +83,7 @@ def test_install_leaves_a_foreign_program_of_the_same_name_alone(tmp_path) -> No
     assert result.returncode == 1
     assert "exists and is not a link of a previous installation" in result.stderr
     assert (bin_dir / "vitalstation").read_text() == "#!/bin/sh\necho someone else's\n"
+    assert not (home / ".local/share/vitalstation-app").exists()  # nothing half-installed
 
 
 def test_uninstall_without_an_installation_says_so(tmp_path) -> None:
