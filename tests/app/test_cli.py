@@ -119,6 +119,10 @@ def test_db_status_and_upgrade(home, capsys) -> None:
     assert code == 0 and "schema:" in out
 
 
-def test_no_command_says_what_to_run(home, capsys) -> None:
-    code, _, err = run(home, capsys)
-    assert code == 2 and "vitalstation serve" in err
+def test_no_command_opens_the_window_and_refuses_a_negative_wait(home, capsys) -> None:
+    # With no command `vitalstation` opens the window (tests/ui/test_app.py runs it); its
+    # options are checked before anything starts.
+    with pytest.raises(SystemExit) as exit_info:
+        run(home, capsys, "--screenshot", "x.png", "--after", "-1")
+    assert exit_info.value.code == 2
+    assert "--after must not be negative" in capsys.readouterr().err
