@@ -221,6 +221,14 @@ class SimulatorController(QObject):
         self.failed.emit(str(error))
 
 
+def _add_ok_cancel(dialog: QDialog, form: QFormLayout) -> None:
+    buttons = QDialogButtonBox(
+        QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, dialog)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+
+
 class StartSimulationDialog(QDialog):
     """Beds, transport and scenario for "Start simulated beds"."""
 
@@ -244,11 +252,7 @@ class StartSimulationDialog(QDialog):
         form.addRow("First bed number", self.first_bed)
         form.addRow("Transport", self.transport)
         form.addRow("Scenario (every bed)", self.scenario)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        _add_ok_cancel(self, form)
 
 
 class InjectScenarioDialog(QDialog):
@@ -267,11 +271,7 @@ class InjectScenarioDialog(QDialog):
         self.scenario.addItems([s for s in SCENARIOS if s != "stable"])
         form.addRow("Simulated bed", self.bed)
         form.addRow("Scenario", self.scenario)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        _add_ok_cancel(self, form)
 
 
 class SimulatorMenu(QMenu):
