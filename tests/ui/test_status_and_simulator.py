@@ -65,3 +65,19 @@ def test_simulated_beds_start_show_up_take_an_injected_scenario_and_stop(qtbot, 
     finally:
         window.close()
         assert runtime.stop()
+
+
+def test_the_simulator_dialogs_offer_every_transport_and_scenario(qtbot):
+    from simulator import SCENARIOS, TRANSPORTS
+    from vitalstation.ui.simulator_menu import InjectScenarioDialog, StartSimulationDialog
+
+    start = StartSimulationDialog(first_bed=7)
+    qtbot.addWidget(start)
+    assert start.first_bed.value() == 7
+    assert [start.transport.itemText(i) for i in range(start.transport.count())] == list(
+        TRANSPORTS)
+    assert [start.scenario.itemText(i) for i in range(start.scenario.count())] == list(SCENARIOS)
+    inject = InjectScenarioDialog([3, 4])
+    qtbot.addWidget(inject)
+    assert [inject.bed.itemData(i) for i in range(inject.bed.count())] == [3, 4]
+    assert "stable" not in [inject.scenario.itemText(i) for i in range(inject.scenario.count())]
