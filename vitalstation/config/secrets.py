@@ -22,14 +22,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import keyring
-import keyring.backend
-import keyring.errors
-from keyring.backends import chainer, fail
+from typing import TYPE_CHECKING, TypeVar
 
 from vitalstation.config.settings import SECRET_SOURCES, Settings
+
+if TYPE_CHECKING:
+    import keyring.backend
+
+# keyring itself is imported on first use (~75 ms, on every command's start otherwise).
 
 __all__ = [
     "AWS_ACCESS_KEY_ID",
@@ -136,6 +136,8 @@ def _check_name(name: str) -> None:
 
 def _backend_problem(backend: keyring.backend.KeyringBackend) -> str | None:
     """Why this backend cannot hold the station's secrets, or None if it may."""
+    from keyring.backends import chainer, fail
+
     if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
         backend = fail.Keyring()
     if isinstance(backend, fail.Keyring):
@@ -220,7 +222,11 @@ class SecretStore:
 
     def backend(self) -> keyring.backend.KeyringBackend:
         """The keyring backend used (the injected one, else keyring's choice for this OS)."""
-        return self._backend if self._backend is not None else keyring.get_keyring()
+        if self._backend is not None:
+            return self._backend
+        import keyring
+
+        return keyring.get_keyring()
 
     def status(self) -> SecretStatus:
         """Whether secrets can be read here, and a plain description; probes the keyring."""
@@ -283,9 +289,11 @@ class SecretStore:
         self._refuse_environment(name)
 
         def remove(backend: keyring.backend.KeyringBackend) -> bool:
+            from keyring.errors import PasswordDeleteError
+
             try:
                 backend.delete_password(self.service, name)
-            except keyring.errors.PasswordDeleteError:
+            except PasswordDeleteError:
                 return False
             return True
 
@@ -323,10 +331,12 @@ class SecretStore:
         problem = _backend_problem(backend)
         if problem is not None:
             raise SecretsUnavailable(f"cannot {verb} the secret {name}: {problem}{_env_hint(name)}")
+        from keyring.errors import KeyringError
+
         try:
             with self._lock:
                 return action(backend)
-        except keyring.errors.KeyringError as exc:
+        except KeyringError as exc:
             raise SecretsUnavailable(
                 f"cannot {verb} the secret {name}: the OS keyring ({_backend_name(backend)}) "
                 f"refused: {exc or type(exc).__name__}"
