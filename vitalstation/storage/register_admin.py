@@ -102,7 +102,7 @@ class RegisterAdmin:
                 raise Conflict(f"patient {patient_id} is not admitted: admit them instead")
             if current.label == bed_label:
                 raise Conflict(f"patient {patient_id} is already in bed {bed_label}")
-            if at <= current.admitted_at:
+            if at < current.admitted_at:
                 raise Conflict(f"patient {patient_id} was admitted after {at.isoformat()}")
             occupant = connection.execute(
                 select(patients.c.patient_id)
