@@ -4,6 +4,7 @@ webhook receiver, moto's DynamoDB server, and a throwaway TLS certificate."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import subprocess
@@ -19,6 +20,10 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+# aiosmtpd logs every connection (INFO) from its own thread, also after a test has ended and
+# its captured output is closed; its warnings and errors still show.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def free_port() -> int:

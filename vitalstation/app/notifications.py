@@ -469,7 +469,6 @@ class Notifications:
 def default_senders(settings: Settings, secret_lookup: SecretLookup | None = None
                     ) -> dict[str, Sender]:
     """Email (when ``smtp_host`` is set), webhook, and DynamoDB (when enabled)."""
-    from vitalstation.sinks.email import SmtpSender
     from vitalstation.sinks.webhook import WebhookSender
 
     config = settings.notifications
@@ -477,6 +476,8 @@ def default_senders(settings: Settings, secret_lookup: SecretLookup | None = Non
         Channel.WEBHOOK.value: WebhookSender(timeout_s=config.timeout_s)
     }
     if config.smtp_host:
+        from vitalstation.sinks.email import SmtpSender  # smtplib: only with email on
+
         senders[Channel.EMAIL.value] = SmtpSender(
             config.smtp_host, config.smtp_port, sender=config.smtp_from,
             security=config.smtp_security, username=config.smtp_username,
