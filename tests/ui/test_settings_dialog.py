@@ -313,3 +313,16 @@ def test_the_display_settings_drive_the_window(qtbot, runtime) -> None:
     status = dialog.storage.secrets_status.text()
     assert status.startswith("OS keyring: ")
     dialog.close()
+
+
+def test_settings_wait_for_the_station_to_start(qtbot, tmp_path) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    not_started = Runtime(load_settings(tmp_path, {}), input_factories=[])
+    open_settings(window, not_started)
+    [note] = windows_of(QMessageBox)
+    assert "still starting" in note.text()
+    assert windows_of(AdminLockDialog) == []
+    note.close()

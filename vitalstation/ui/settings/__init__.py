@@ -3,7 +3,8 @@ window's Settings menu calls)."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminLock
@@ -24,6 +25,16 @@ def open_settings(parent: QWidget, runtime: Runtime) -> None:
             existing.raise_()
             existing.activateWindow()
             return
+    try:
+        runtime.store  # noqa: B018 - raises until the runtime has started
+    except RuntimeError:
+        note = QMessageBox(QMessageBox.Icon.Information, "Settings",
+                           "The station is still starting; open Settings in a moment.",
+                           QMessageBox.StandardButton.Close, parent)
+        note.setObjectName("settings_not_ready")
+        note.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        note.show()
+        return
     shared = getattr(parent, "tasks", None)
     tasks = shared if isinstance(shared, BackgroundTasks) else None
     lock = AdminLockDialog(AdminLock(runtime.settings.home), tasks, parent)
