@@ -219,3 +219,20 @@ def test_the_bundle_keeps_a_secret_in_the_os_keyring(tmp_path) -> None:
     assert "OS keyring: SecretService Keyring" in out
     assert any(line.split()[:2] == ["mqtt.password", "set"] for line in out.splitlines()), out
     assert "s3cret" not in out
+
+
+def test_the_window_runs_on_x11_from_the_bundle(tmp_path) -> None:
+    # The xcb platform plugin and what it links to must load from the bundle (the offscreen
+    # runs above do not load it). Under Xvfb the window must still be up when stopped.
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None:
+        pytest.skip("needs xvfb-run (apt-get install xvfb xauth)")
+    env = _env(QT_QPA_PLATFORM="xcb", VITALSTATION_REST__PORT="0",
+               VITALSTATION_EMBEDDED_BROKER__PORT="0")
+    result = subprocess.run(
+        [xvfb_run, "-a", "timeout", "8", str(_bundle() / "vitalstation"),
+         "--home", str(tmp_path / "home")],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert "Could not load the Qt platform plugin" not in result.stderr, result.stderr
+    assert result.returncode == 124, f"exited early ({result.returncode}): {result.stderr}"
