@@ -219,6 +219,10 @@ class _Server:
             sweeper.cancel()
         finally:
             self._started.set()
+            # A handler scheduled but not yet started would be cancelled before it could close
+            # its connection: let it start (it sees ``stopping`` and closes), then cancel.
+            for _ in range(3):
+                self._loop.run_until_complete(asyncio.sleep(0))
             tasks = asyncio.all_tasks(self._loop)
             for task in tasks:
                 task.cancel()
@@ -240,6 +244,8 @@ class _Server:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        for _ in range(3):  # connections accepted just now: their handlers see the stop and close
+            await asyncio.sleep(0)
         while self._connections and time.monotonic() < deadline:
             for connection in [c for c in self._connections if c.idle]:
                 connection.writer.transport.abort()
