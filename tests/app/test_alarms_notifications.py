@@ -260,7 +260,7 @@ def test_dynamodb_items_wait_out_an_outage(ward_store, tmp_path, aws_environment
     assert not any(a.condition == "notification_failed" for a in service.active_alarms())
 
 
-def test_the_smtp_password_comes_from_the_secret_store_or_its_environment_fallback(
+def test_the_smtp_password_comes_from_the_secret_store_or_the_environment_only_if_chosen(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import keyring
@@ -274,8 +274,9 @@ def test_the_smtp_password_comes_from_the_secret_store_or_its_environment_fallba
                                  secrets=SecretsSettings(source="environment"))
     assert secret_lookup_for(chosen)("smtp.password") == "pw-from-env"
     previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())  # no keyring on this machine: the explicit fallback
+    keyring.set_keyring(fail.Keyring())  # no keyring on this machine, and no choice made
     try:
-        assert secret_lookup_for(Settings(home=tmp_path))("smtp.password") == "pw-from-env"
+        assert secret_lookup_for(Settings(home=tmp_path))("smtp.password") is None
+        assert secret_lookup_for(chosen)("smtp.password") == "pw-from-env"
     finally:
         keyring.set_keyring(previous)

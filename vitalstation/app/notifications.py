@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -76,10 +75,12 @@ StationListener = Callable[[OutboxRow], None]
 
 
 def secret_lookup_for(settings: Settings) -> SecretLookup:
-    """The station's secrets by name: ``config.secrets.SecretStore`` (the OS keyring, or the
-    environment if ``[secrets] source`` says so); where no keyring works, the explicit fallback
-    ``VITALSTATION_SECRET_<NAME>``. Values are never logged."""
-    from vitalstation.config.secrets import SecretStore, SecretsUnavailable, env_variable
+    """The station's secrets by name, through ``config.secrets.SecretStore`` only: the OS
+    keyring, or ``VITALSTATION_SECRET_<NAME>`` when the admin chose ``[secrets] source =
+    "environment"``. Where no keyring works and the admin made no such choice, the secret is
+    missing (the delivery then fails visibly with the reason), never read from the environment
+    behind the admin's back. Values are never logged."""
+    from vitalstation.config.secrets import SecretStore, SecretsUnavailable
 
     store = SecretStore.for_settings(settings)
 
@@ -87,9 +88,8 @@ def secret_lookup_for(settings: Settings) -> SecretLookup:
         try:
             return store.get(name)
         except SecretsUnavailable as exc:
-            _LOGGER.warning("secret %s not read from the keyring (%s); trying %s", name, exc,
-                            env_variable(name))
-            return os.environ.get(env_variable(name)) or None
+            _LOGGER.error("secret %s cannot be read: %s", name, exc)
+            return None
 
     return lookup
 
