@@ -17,7 +17,9 @@ from vitalstation.config.settings import load_settings
 from vitalstation.ingest.base import InputHealth, InputState
 from vitalstation.pipeline.types import Outcome
 
-START_BUDGET_S = 2.0
+# A sanity bound, not the start-up target: start-up time is measured in bench/ (timed tests
+# flake on a loaded machine); this only catches a start that hangs or waits on a timeout.
+START_BUDGET_S = 10.0
 
 
 def _start_serve(home) -> tuple[subprocess.Popen[str], float]:
@@ -45,9 +47,14 @@ def test_serve_starts_within_budget_and_stops_cleanly(tmp_path, signum) -> None:
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=20)
     process, elapsed = _start_serve(home)
-    assert elapsed < START_BUDGET_S, f"serve took {elapsed:.2f} s to start"
-    process.send_signal(signum)
-    _, rest = process.communicate(timeout=20)
+    try:
+        assert elapsed < START_BUDGET_S, f"serve took {elapsed:.2f} s to start"
+        process.send_signal(signum)
+        _, rest = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:  # never leave a station running for the next test
+            process.kill()
+            process.communicate()
     assert process.returncode == 0, rest
     assert "stopped cleanly" in rest
     assert (home / "vitalstation.toml").exists()
