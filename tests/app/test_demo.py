@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from sqlalchemy import select
@@ -46,3 +47,25 @@ def test_the_demo_feeds_every_input_and_stops_cleanly(tmp_path) -> None:
     finally:
         demo.stop()
         assert runtime.stop()
+
+
+def test_a_demo_whose_rest_port_is_taken_listens_on_a_free_one(tmp_path, caplog) -> None:
+    import socket
+
+    from vitalstation.app.demo import demo_settings
+
+    settings = load_settings(tmp_path, {})
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        busy = dataclasses.replace(settings, rest=dataclasses.replace(settings.rest, port=taken))
+        moved = demo_settings(busy)
+    assert moved.rest.port == 0
+    assert f"port {taken} is in use" in caplog.text
+    # A free configured port is kept as it is.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    kept = dataclasses.replace(settings, rest=dataclasses.replace(settings.rest, port=free))
+    assert demo_settings(kept) is kept

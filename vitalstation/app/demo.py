@@ -11,11 +11,15 @@ The same simulator code runs behind ``vitalstation-sim`` and, later, the Simulat
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import logging
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from vitalstation.app.runtime import Runtime
+from vitalstation.config.settings import Settings
 from vitalstation.ingest.base import Input
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,6 +28,34 @@ BEDS_PER_INPUT = 2
 DEMO_ACTOR = "demo"
 # The deteriorating patient: bed 2, on MQTT, reaches NEWS2 >= 7 in about ten minutes.
 DETERIORATING_BED = 2
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` for a demo: a REST port another program holds is swapped for a free one.
+
+    A real station must keep its configured port (devices are pointed at it) and fail loudly;
+    a demo only needs its own simulated beds to reach it, so, like the embedded broker when
+    1883 is taken, it says so plainly and listens elsewhere instead of showing REST down.
+    """
+    rest = settings.rest
+    if not rest.enabled or rest.port == 0 or _port_is_free(rest.host, rest.port):
+        return settings
+    _LOGGER.warning(
+        "port %d is in use (another program?); the demo's REST receiver listens on a free "
+        "port instead — set [rest] port for a fixed one", rest.port,
+    )
+    return dataclasses.replace(settings, rest=dataclasses.replace(rest, port=0))
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno != errno.EADDRINUSE
+    return True
 
 
 @dataclass

@@ -9,7 +9,7 @@ from types import FrameType
 
 from vitalstation.alarms import AlarmTransition, TransitionKind
 from vitalstation.app.alarms import transition_line
-from vitalstation.app.demo import Demo
+from vitalstation.app.demo import Demo, demo_settings
 from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import Settings
 
@@ -48,7 +48,7 @@ def serve(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, _on_signal)
-    runtime = Runtime(settings)
+    runtime = Runtime(demo_settings(settings) if demo else settings)
     runtime.add_alarm_listener(log_transition)
     simulated: Demo | None = None
     try:

@@ -17,6 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from vitalstation import __version__
+from vitalstation.app.demo import demo_settings
 from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import Settings
 from vitalstation.ui.alarm_feed import AlarmFeed
@@ -53,7 +54,7 @@ def run_window(settings: Settings, *, demo: bool = False, screenshot: Path | Non
     ``screenshot``: render offscreen, save the window as PNG after ``after_s`` seconds, exit 0.
     """
     app = application(offscreen=screenshot is not None)
-    runtime = Runtime(settings)
+    runtime = Runtime(demo_settings(settings) if demo else settings)
     tasks = BackgroundTasks()
     feed = AlarmFeed(runtime)
     window = MainWindow(runtime, tasks=tasks, feed=feed, demo=demo)
