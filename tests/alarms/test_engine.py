@@ -126,6 +126,20 @@ def test_a_condition_that_worsens_to_high_while_delayed_raises_at_the_cap(ward: 
     assert raised.alarm.priority is Priority.HIGH and raised.details["delayed_s"] == 10
 
 
+def test_a_delayed_raise_names_the_worst_value_beside_its_limit_and_the_value_now(
+    ward: Ward,
+) -> None:
+    # 84 % set HIGH (< 85) during the delay; at the raise the saturation is back to 86 %:
+    # the nurse must read 84 beside "< 85", not 86 beside "< 85".
+    ward.send(oxygen_saturation=88)
+    ward.clock.advance(5)
+    ward.send(oxygen_saturation=84)
+    ward.clock.advance(5)
+    [raised] = ward.send(oxygen_saturation=86)
+    assert raised.alarm.priority is Priority.HIGH
+    assert raised.alarm.message == "SpO2 low: 84 % (limit < 85), now 86 %"
+
+
 def test_long_delay_is_capped_for_heart_rate_latency() -> None:
     slow = AlarmProfile("slow", "HR with a 60 s delay", {
         VitalKind.HEART_RATE: VitalLimits(

@@ -965,7 +965,7 @@ class AlarmEngine:
             kind=AlarmKind.LIMIT,
             condition=f"{track.kind.value}.{direction.value}",
             priority=priority,
-            message=_limit_message(track.kind, direction, track.value, breach),
+            message=_delayed_limit_message(track, direction, breach, pending),
             higher_is_worse=direction is Direction.HIGH,
             bed_label=track.bed_label,
             patient_id=track.patient_id,
@@ -1418,6 +1418,22 @@ def _higher_is_worse(kind: AlarmKind, condition: str) -> bool | None:
 def _fmt(value: float) -> str:
     """At most two decimals, no trailing zeros: 160, 38.61, 36.1."""
     return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _delayed_limit_message(
+    track: _VitalTrack, direction: Direction, breach: LimitBreach, pending: _Pending | None
+) -> str:
+    """The raise message; after a delay, the worst value that set the priority and the value now.
+
+    A breach held through its delay is raised at the priority of its worst value, so the
+    message names that value next to its limit ("SpO2 low: 84 % (limit < 85), now 86 %"),
+    never the current value alone beside a limit it no longer crosses.
+    """
+    if pending is None or pending.worst == track.value:
+        return _limit_message(track.kind, direction, track.value, breach)
+    unit = CANONICAL_UNIT[track.kind].value
+    return (f"{_limit_message(track.kind, direction, pending.worst, breach)}, "
+            f"now {_fmt(track.value)} {unit}")
 
 
 def _limit_message(
