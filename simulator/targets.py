@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.transports.base import DEFAULT_TOPIC_PREFIX, Transport, TransportError
+from vitalstation.config.endpoints import read_live_endpoints
 from vitalstation.config.settings import Settings
 
 __all__ = [
@@ -64,21 +65,26 @@ def _connectable(host: str) -> str:
 
 
 def rest_url_from(settings: Settings) -> str:
-    """The station's REST receiver: https when it has a certificate and key."""
+    """The station's REST receiver: https when it has a certificate and key; the port the
+    running station really listens on when it published one (see config.endpoints)."""
     rest = settings.rest
-    if rest.port == 0:
+    port = int(read_live_endpoints(settings.home).get("rest_port", rest.port))
+    if port == 0:
         raise TransportError(
-            "the station's rest.port is 0 (a free port picked at start): give --url"
+            "the station's rest.port is 0 (a free port picked at start) and no station is "
+            "running on this data home: give --url"
         )
     scheme = "https" if rest.tls_cert and rest.tls_key else "http"
-    return f"{scheme}://{_connectable(rest.host)}:{rest.port}"
+    return f"{scheme}://{_connectable(rest.host)}:{port}"
 
 
 def broker_url_from(settings: Settings) -> str:
-    """The station's broker; ``embedded`` is the one it starts on loopback."""
+    """The station's broker; ``embedded`` is the one it starts on loopback, on the port the
+    running station really uses (it takes a free one when another broker holds 1883)."""
     url = settings.mqtt.url.strip()
     if url == "embedded":
-        return f"mqtt://127.0.0.1:{settings.embedded_broker.port}"
+        live = read_live_endpoints(settings.home).get("broker_port")
+        return f"mqtt://127.0.0.1:{live or settings.embedded_broker.port}"
     return url
 
 

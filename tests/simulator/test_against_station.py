@@ -238,3 +238,42 @@ def test_scenarios_raise_what_they_mean_and_bad_payloads_stop_nothing(station: S
     assert kept.get(unknown, 0) > 0, kept
     technical = station.query("SELECT condition FROM alarms WHERE kind = 'technical'")
     assert any("unknown" in c for (c,) in technical), technical
+
+
+def test_the_simulator_finds_ports_the_station_had_to_move(tmp_path: Path) -> None:
+    """Another program holds the embedded broker's port and REST asks for any free port: the
+    simulator, given only the data home, still reaches the running station on both."""
+    import socket
+
+    with socket.socket() as squatter:  # what the machine's own Mosquitto on 1883 does
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        held = squatter.getsockname()[1]
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "vitalstation.toml").write_text(
+            f"[rest]\nport = 0\n[embedded_broker]\nport = {held}\n"
+        )
+        running = Station(home)
+        _start(running)
+        try:
+            live = json.loads((home / "station-endpoints.json").read_text())
+            assert int(live["broker_port"]) != held and int(live["rest_port"]) > 0
+            totals = {}
+            for transport in ("mqtt", "rest"):
+                summary = simulate(running, "--transport", transport, "--beds", "2",
+                                   "--model", "bedside-monitor", "--duration", "1",
+                                   "--rate-multiplier", "30", "--seed", "2")
+                assert summary["failed"] == 0 and summary["acknowledged"] > 0, summary
+                totals[transport] = summary["acknowledged"]
+            expected = totals["mqtt"] + totals["rest"]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if running.query("SELECT COUNT(*) FROM vital_signs")[0][0] >= expected:
+                    break
+                time.sleep(0.2)
+        finally:
+            if running.process is not None:
+                running.stop()
+    assert running.query("SELECT COUNT(*) FROM vital_signs")[0][0] == expected
+    assert not (home / "station-endpoints.json").exists()  # withdrawn at stop

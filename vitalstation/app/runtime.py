@@ -21,6 +21,7 @@ from vitalstation.app.credentials import database_url
 from vitalstation.app.inbox import make_filedrop_input
 from vitalstation.app.keys import make_rest_input
 from vitalstation.app.notifications import Notifications
+from vitalstation.config.endpoints import remove_live_endpoints, write_live_endpoints
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.ingest.base import Input, InputHealth, InputState
@@ -180,6 +181,7 @@ class Runtime:
         self._notifications.start()
         for index in range(len(self._input_factories)):
             self._start_input(index)
+        self._publish_endpoints()
         _LOGGER.info(
             "station %r started in %.0f ms: store %s, inputs: %s",
             self.settings.station.name,
@@ -191,6 +193,7 @@ class Runtime:
     def stop(self) -> bool:
         """Stop inputs, drain the pipeline, close the store. True if everything was stored."""
         drained = True
+        remove_live_endpoints(self.settings.home)
         for input_ in reversed(self._inputs):
             try:
                 input_.stop(INPUT_STOP_TIMEOUT_S)
@@ -281,6 +284,7 @@ class Runtime:
             for index in slots:
                 self._start_input(index)
             running = [i.name for i in self._inputs if self._slot_of.get(id(i)) in slots]
+            self._publish_endpoints()
         _LOGGER.info("inputs restarted with new settings: %s (running: %s)",
                      ", ".join(sorted(wanted)), ", ".join(running) or "none")
         return running
@@ -293,6 +297,22 @@ class Runtime:
             if health.name == name:
                 return health
         return None
+
+    def _publish_endpoints(self) -> None:
+        """Tell tools aimed at this data home (the simulator) the ports really in use: the
+        embedded broker or a demo's REST receiver may have had to take free ones."""
+        live: dict[str, str] = {}
+        for input_ in self._inputs:
+            port = getattr(input_, "actual_port", None) or getattr(input_, "port", None)
+            if input_.name == "mqtt-broker" and port:
+                live["broker_port"] = str(port)
+            elif input_.name == "rest" and port:
+                live["rest_port"] = str(port)
+        try:
+            write_live_endpoints(self.settings.home, live)
+        except OSError as exc:
+            _LOGGER.warning("could not publish the station's live ports in %s: %s",
+                            self.settings.home, exc)
 
     def _input_health(self) -> list[InputHealth]:
         return [i.health() for i in tuple(self._inputs)] + list(self._failed_inputs)
