@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import timedelta
@@ -278,3 +279,21 @@ def test_the_secret_command_stores_in_the_keyring_and_audits_the_name(
     for file in (tmp_path / "home").rglob("*"):
         if file.is_file():
             assert b"smtp-secret-77" not in file.read_bytes(), file
+
+
+def test_failed_unlocks_are_audited_with_the_lockout(tmp_path, store) -> None:
+    from vitalstation.app.settings_admin import audited_admin_lock
+
+    lock = audited_admin_lock(tmp_path, store, actor="settings:test")
+    lock.set_password("the admin pw")
+    assert lock.verify("the admin pw")
+    assert audits(store, "settings.unlock_failed") == []
+    for _ in range(MAX_FAILURES):
+        assert not lock.verify("guess guess")
+    rows = audits(store, "settings.unlock_failed")
+    assert len(rows) == MAX_FAILURES
+    assert {row.actor for row in rows} == {"settings:test"}
+    details = [row.details if isinstance(row.details, dict) else json.loads(row.details)
+               for row in rows]
+    assert [d["locked_out_s"] for d in details] == [0] * (MAX_FAILURES - 1) + [LOCKOUT_S]
+    assert all("guess" not in str(row.details) for row in rows)  # never the attempt itself

@@ -19,6 +19,7 @@ import getpass
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets as token_source
@@ -46,6 +47,8 @@ from vitalstation.storage.registry import (
     UnknownDeviceInfo,
 )
 from vitalstation.storage.store import Store
+
+_LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "ADMIN_PASSWORD_FILE",
@@ -105,9 +108,11 @@ class AdminLock:
     """The admin password of one data home. Thread-safe."""
 
     def __init__(self, home: str | os.PathLike[str], *,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 audit: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.path = Path(home) / ADMIN_PASSWORD_FILE
         self._monotonic = monotonic
+        self._audit = audit
         self._lock = threading.Lock()
         self._failures = 0
         self._locked_until = 0.0
@@ -156,6 +161,7 @@ class AdminLock:
                 "a new password (that file only holds the password's hash)"
             ) from None
         matches = hmac.compare_digest(expected, actual)
+        locked_out = False
         with self._lock:
             if matches:
                 self._failures = 0
@@ -164,6 +170,13 @@ class AdminLock:
                 if self._failures >= MAX_FAILURES:
                     self._failures = 0
                     self._locked_until = self._monotonic() + LOCKOUT_S
+                    locked_out = True
+        if not matches and self._audit is not None:
+            try:  # a wrong guess at the admin password is worth a line in the audit log
+                self._audit("settings.unlock_failed", {"locked_out_s": LOCKOUT_S if locked_out
+                                                       else 0})
+            except Exception:  # noqa: BLE001 - the answer to the user must not depend on it
+                _LOGGER.exception("could not audit a failed Settings unlock")
         return matches
 
     def _read(self) -> dict[str, Any]:
@@ -222,6 +235,18 @@ class IssuedKey:
     def key(self) -> str:
         """The key itself (shown once, never stored by the station)."""
         return self.new.key
+
+
+def audited_admin_lock(home: str | os.PathLike[str], store: Store, *, clock: Clock = utc_now,
+                       actor: str | None = None) -> AdminLock:
+    """The admin lock of ``home`` whose failed unlocks go to ``store``'s audit log."""
+    register = RegisterAdmin(store.engine)
+    who = actor or default_actor()
+
+    def audit(action: str, details: dict[str, Any]) -> None:
+        register.audit(clock(), who, action, "settings", details)
+
+    return AdminLock(home, audit=audit)
 
 
 class AdminService:

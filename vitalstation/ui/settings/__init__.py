@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from vitalstation.app.runtime import Runtime
-from vitalstation.app.settings_admin import AdminLock
+from vitalstation.app.settings_admin import audited_admin_lock
 from vitalstation.ui.settings.dialog import SettingsDialog
 from vitalstation.ui.settings.lock import AdminLockDialog
 from vitalstation.ui.tasks import BackgroundTasks
@@ -37,7 +37,10 @@ def open_settings(parent: QWidget, runtime: Runtime) -> None:
         return
     shared = getattr(parent, "tasks", None)
     tasks = shared if isinstance(shared, BackgroundTasks) else None
-    lock = AdminLockDialog(AdminLock(runtime.settings.home), tasks, parent)
+    lock = AdminLockDialog(
+        audited_admin_lock(runtime.settings.home, runtime.store, clock=runtime.clock), tasks,
+        parent,
+    )
 
     def show_settings() -> None:
         SettingsDialog(runtime, parent, tasks=tasks).show()
