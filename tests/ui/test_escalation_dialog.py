@@ -98,7 +98,15 @@ def test_answer_countdown_and_acknowledge_end_to_end(qtbot, station) -> None:
                                 for r in range(dialog.notifications.rowCount())), timeout=5000)
     states = {dialog.notifications.item(r, 3).text()
               for r in range(dialog.notifications.rowCount())}
-    assert states <= {"pending", "delivered", "failed"} and states
+    assert states <= {"pending", "delivered", "failed", "shown here"} and states
+    # A bedside device cannot receive the patient's question: never shown as "delivered".
+    qtbot.waitUntil(lambda: any(
+        dialog.notifications.item(r, 1).text() == "device"
+        and dialog.notifications.item(r, 3).text() == "shown here"
+        for r in range(dialog.notifications.rowCount())), timeout=5000)
+    assert not any(dialog.notifications.item(r, 1).text() == "device"
+                   and dialog.notifications.item(r, 3).text() == "delivered"
+                   for r in range(dialog.notifications.rowCount()))
 
     # Nobody acknowledges in time: the engine escalates by itself and the dialog says so.
     clock.advance(timedelta(minutes=2, seconds=1))

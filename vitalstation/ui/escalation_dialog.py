@@ -376,10 +376,17 @@ class EscalationDialog(QDialog):
             index = self.notifications.rowCount()
             self.notifications.insertRow(index)
             role = str(row.payload.get("role", ""))
+            state = row.status.value
+            # Bedside devices have no way to receive a message: the question for the patient
+            # is shown here for the nurse to ask, so "delivered" must not suggest otherwise.
+            to_device = row.channel == "device" and state == "delivered"
             items = set_row(self.notifications, index, (
-                ROLE_TEXT.get(role, role), row.channel, row.recipient, row.status.value,
-                str(row.attempts), row.last_error or "",
+                ROLE_TEXT.get(role, role), row.channel, row.recipient,
+                "shown here" if to_device else state, str(row.attempts), row.last_error or "",
             ))
+            if to_device:
+                items[3].setToolTip("The bedside device cannot display messages: ask the "
+                                    "patient and record the answer above.")
             colour = {"failed": self._colors.alarm_high, "delivered": self._colors.ok}.get(
                 row.status.value)
             if colour is not None:
