@@ -10,93 +10,36 @@ own database after the station has stopped, so nothing is counted that was not c
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from simulator.models import unregistered_id_for
+from tests.faults.harness import Home, StationProcess, station_env
 from tests.simulator.conftest import free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 KINESIS_STREAM = "sim-e2e"
-READY_LINE = "started in"
 
 
-@dataclass
-class Station:
-    home: Path
-    process: subprocess.Popen[str] | None = None
-    lines: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
+class Station(StationProcess):
+    """``vitalstation serve`` on a data home (the fault tests' harness), read with sqlite3."""
 
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> str:
-        """SIGTERM, wait, and return what it wrote on stderr; it must stop cleanly."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-            if self.reader is not None:
-                self.reader.join(10)
-            assert self.process.returncode == 0, self.log[-3000:]
-            self.process = None
-        return self.log
+    @classmethod
+    def on(cls, home: Path) -> Station:
+        store_url = f"sqlite:///{home / 'vitalstation.db'}"
+        return cls(Home(home, store_url, rest_port=0, devices=[], keys={}))
 
     def query(self, sql: str, *args: object) -> list[tuple]:
-        with sqlite3.connect(self.home / "vitalstation.db") as db:
+        with sqlite3.connect(self.home.path / "vitalstation.db") as db:
             return db.execute(sql, args).fetchall()
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALSTATION_")}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION="us-east-1")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        env.pop(name, None)
-    return env
-
-
-def _start(station: Station) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vitalstation", "--home", str(station.home), "serve"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(),
-    )
-    assert process.stderr is not None
-    stderr = process.stderr
-    ready = threading.Event()
-
-    def drain() -> None:
-        # Read stderr to the end, always: a station whose log pipe is full blocks on logging.
-        with stderr:
-            for line in stderr:
-                station.lines.append(line)
-                if READY_LINE in line:
-                    ready.set()
-        ready.set()
-
-    station.reader = threading.Thread(target=drain, daemon=True)
-    station.reader.start()
-    ready.wait(30)
-    if process.poll() is None and READY_LINE in station.log:
-        station.process = process
-        return
-    process.kill()
-    process.wait()
-    station.reader.join(10)
-    pytest.fail("serve did not start:\n" + station.log)
 
 
 @pytest.fixture
@@ -117,24 +60,20 @@ def station(tmp_path: Path, mosquitto: str, moto_kinesis: str) -> Iterator[Stati
         f'[kinesis]\nenabled = true\nstream = "{stream}"\nendpoint_url = "{moto_kinesis}"\n'
         'poll_interval_ms = 100\n'
     )
-    running = Station(home)
-    _start(running)
+    running = Station.on(home)
+    running.start()
     try:
         yield running
     finally:
-        if running.process is not None:
-            running.process.kill()
-            running.process.wait()
-        if running.reader is not None:
-            running.reader.join(10)
+        running.close()
 
 
 def simulate(station: Station, *args: str) -> dict:
     """Run ``vitalstation-sim`` against the station of ``station.home``; its JSON summary."""
     done = subprocess.run(
-        [sys.executable, "-m", "simulator", "--home", str(station.home), "--register",
+        [sys.executable, "-m", "simulator", "--home", str(station.home.path), "--register",
          "--json", *args],
-        capture_output=True, text=True, env=_env(), timeout=60,
+        capture_output=True, text=True, env=station_env(), timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
@@ -254,8 +193,8 @@ def test_the_simulator_finds_ports_the_station_had_to_move(tmp_path: Path) -> No
         (home / "vitalstation.toml").write_text(
             f"[rest]\nport = 0\n[embedded_broker]\nport = {held}\n"
         )
-        running = Station(home)
-        _start(running)
+        running = Station.on(home)
+        running.start()
         try:
             live = json.loads((home / "station-endpoints.json").read_text())
             assert int(live["broker_port"]) != held and int(live["rest_port"]) > 0
@@ -275,5 +214,6 @@ def test_the_simulator_finds_ports_the_station_had_to_move(tmp_path: Path) -> No
         finally:
             if running.process is not None:
                 running.stop()
+            running.close()
     assert running.query("SELECT COUNT(*) FROM vital_signs")[0][0] == expected
     assert not (home / "station-endpoints.json").exists()  # withdrawn at stop
