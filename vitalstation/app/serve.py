@@ -40,9 +40,13 @@ def serve(
     """
     stop = stop or threading.Event()
     previous: dict[int, object] = {}
+    received: list[int] = []
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        _LOGGER.info("received %s: stopping", signal.Signals(signum).name)
+        # Only note it and set the event: a handler that logs can land while the main thread
+        # is itself writing a log line, and the re-entrant write fails inside logging, which
+        # swallows the error, and with it the stop (seen: serve ignoring a SIGINT).
+        received.append(signum)
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
@@ -66,6 +70,8 @@ def serve(
                 stats.failed, stats.queued, stats.lag_ms,
             )
     finally:
+        if received:
+            _LOGGER.info("received %s: stopping", signal.Signals(received[0]).name)
         if simulated is not None:
             simulated.stop()
         drained = runtime.stop()
