@@ -427,6 +427,8 @@ def test_a_failed_store_is_retried_and_acknowledged_only_once_stored(
         input_ = start_input(inputs, pipeline, broker.port)
         publisher(clients, broker.port).publish(TOPIC, SEED_MESSAGE)
         wait_until(lambda: records(sqlite_store), 10)
+        # The counters are updated just after the commit the rows became visible with.
+        wait_until(lambda: pipeline.stats().stored, 5)
         stats = pipeline.stats()
         assert (stats.failed, stats.stored) == (3, 1)
         assert input_.health().received == 1  # retried from memory, not redelivered
