@@ -34,6 +34,21 @@ from vitalstation.storage.schema import dead_letters, vital_signs
 from vitalstation.storage.store import Store
 
 READY_LINE = "started in"
+# ``python -c`` launcher of ``vitalstation`` whose clock (``domain.clock.utc_now``, the one every
+# layer reads) runs ``argv[1]`` seconds off the machine's: the rest of argv is the CLI's.
+SHIFTED_CLOCK_LAUNCHER = (
+    "import sys\n"
+    "from datetime import datetime, timedelta\n"
+    "import vitalstation.domain.clock as clock\n"
+    "offset = timedelta(seconds=float(sys.argv[1]))\n"
+    "class Shifted(datetime):\n"
+    "    @classmethod\n"
+    "    def now(cls, tz=None):\n"
+    "        return datetime.now(tz) + offset\n"
+    "clock.datetime = Shifted\n"
+    "from vitalstation.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
 FULL = os.environ.get("VITALSTATION_FULL_PROOF", "") not in ("", "0")
 ReadingId = tuple[str, datetime]
 
@@ -93,6 +108,9 @@ class StationProcess:
     readers: list[threading.Thread] = field(default_factory=list)
     starts: int = 0
     env: dict[str, str] = field(default_factory=station_env)
+    # Seconds the station's clock runs off the machine's from the next start on (0: the plain
+    # ``vitalstation serve``).
+    clock_offset_s: float = 0.0
 
     @property
     def log(self) -> str:
@@ -101,8 +119,10 @@ class StationProcess:
     def start(self, timeout: float = 30.0) -> float:
         """Start and wait for the ready line; the seconds it took."""
         began = time.monotonic()
+        launcher = (["-c", SHIFTED_CLOCK_LAUNCHER, str(self.clock_offset_s)]
+                    if self.clock_offset_s else ["-m", "vitalstation"])
         process = subprocess.Popen(
-            [sys.executable, "-m", "vitalstation", "--home", str(self.home.path), "serve"],
+            [sys.executable, *launcher, "--home", str(self.home.path), "serve"],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=self.env,
         )
         assert process.stderr is not None
