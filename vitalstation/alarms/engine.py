@@ -415,6 +415,20 @@ class AlarmEngine:
         """The engine's clock (the time stamped on every transition)."""
         return self._clock
 
+    # == settings saved in Settings > Alarms, applied at once ===============================
+
+    def reconfigure(self, profile: AlarmProfile, escalation: EscalationPolicy) -> None:
+        """Judge from now on by ``profile`` and escalate by ``escalation`` (the admin saved new
+        limits, delays or timeouts). Open alarms and chains stay as they are; each vital's next
+        reading meets the new limits, each chain's next step the new timeouts. Each attribute is
+        replaced in one assignment, so a reading judged meanwhile sees the old or the new
+        settings, never half of each. Escalation stays off if the engine was built without it.
+        """
+        self.profile = profile
+        if self._escalator is not None:
+            self.policy = dataclasses.replace(self.policy, escalation=escalation)
+            self._escalator.policy = escalation
+
     # == readings ===========================================================================
 
     def process(self, readings: Iterable[AttributedReading]) -> list[AlarmTransition]:

@@ -45,6 +45,7 @@ from vitalstation.alarms.model import (
     TransitionKind,
     UnknownAlarm,
 )
+from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock
 
 
@@ -141,6 +142,18 @@ class EscalationPolicy:
     def timeout(self, priority: Priority) -> timedelta:
         """How long the patient (then the clinicians) have before the next rung."""
         return self.answer_timeout[priority]
+
+
+def escalation_policy(settings: Settings, base: EscalationPolicy | None = None
+                      ) -> EscalationPolicy:
+    """``base`` (the default policy) with the answer timeouts of ``[alarms]``
+    (``escalation_high_s``, ``escalation_medium_s``, ``escalation_low_s``; checked on load)."""
+    alarms = settings.alarms
+    return dataclasses.replace(base or EscalationPolicy(), answer_timeout=MappingProxyType({
+        Priority.HIGH: timedelta(seconds=alarms.escalation_high_s),
+        Priority.MEDIUM: timedelta(seconds=alarms.escalation_medium_s),
+        Priority.LOW: timedelta(seconds=alarms.escalation_low_s),
+    }))
 
 
 @dataclass(frozen=True, slots=True)

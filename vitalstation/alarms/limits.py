@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vitalstation.alarms.model import AlarmActionError, Priority
+from vitalstation.config.settings import Settings
 from vitalstation.domain.vitals import VitalKind, fahrenheit_to_celsius
 
 _ZERO = timedelta(0)
@@ -498,3 +499,188 @@ class _OverrideBook:
 
     def of(self, patient_id: str) -> tuple[LimitOverride, ...]:
         return tuple(self.by_patient.get(patient_id, {}).values())
+
+
+# -- the admin's changes to a profile (Settings > Alarms, ``[alarms] limits`` and ``delays``) ----
+
+_RANKS = (Priority.LOW, Priority.MEDIUM, Priority.HIGH)
+
+
+class ProfileChangeError(ValueError):
+    """A change to a profile's limits or delays that is refused; ``item`` is the setting's item
+    (``"heart_rate.high.high = 100"``) or None, ``vital`` the vital concerned."""
+
+    def __init__(self, reason: str, *, vital: VitalKind, item: str | None = None) -> None:
+        super().__init__(f"{item!r}: {reason}" if item else reason)
+        self.reason = reason
+        self.vital = vital
+        self.item = item
+
+
+def limit_item(kind: VitalKind, direction: Direction, priority: Priority, value: float) -> str:
+    """The ``[alarms] limits`` item that sets one limit: ``"heart_rate.high.medium = 120"``."""
+    return f"{kind.value}.{direction.value}.{priority.value} = {value:g}"
+
+
+def delay_item(kind: VitalKind, seconds: float) -> str:
+    """The ``[alarms] delays`` item that sets one vital's delay: ``"oxygen_saturation = 20"``."""
+    return f"{kind.value} = {seconds:g}"
+
+
+def customised_profile(
+    base: AlarmProfile,
+    limits: Mapping[tuple[VitalKind, Direction, Priority], float],
+    delays: Mapping[VitalKind, timedelta] | None = None,
+) -> AlarmProfile:
+    """``base`` with some limit values and delays changed, its structure kept.
+
+    A change names a limit the profile has (its side, priority and inclusiveness stay); the
+    result must stay contiguous and sane, else :class:`ProfileChangeError` says why: on each
+    side a more severe limit lies further out than a less severe one (a high-priority limit
+    inside the medium band would never sound as high), the low limits stay below the high ones
+    (a normal band remains), and the critical floor is neither weakened nor made to swallow a
+    lower-priority limit. No change: ``base`` itself.
+    """
+    delays = delays or {}
+    if not limits and not delays:
+        return base
+    by_kind: dict[VitalKind, dict[tuple[Direction, Priority], float]] = {}
+    for (kind, direction, priority), value in limits.items():
+        by_kind.setdefault(kind, {})[direction, priority] = float(value)
+    changed: dict[VitalKind, VitalLimits] = {}
+    for kind in {*by_kind, *delays}:
+        current = base.limits_for(kind)
+        if current is None:
+            raise ProfileChangeError(
+                f"the {base.name} profile raises no alarm on {kind.value}", vital=kind,
+                item=_first_item(kind, by_kind.get(kind), delays.get(kind)),
+            )
+        changed[kind] = _changed_limits(base.name, current, by_kind.get(kind, {}),
+                                        delays.get(kind))
+    merged = dict(base.limits)
+    merged.update(changed)
+    return AlarmProfile(base.name, base.description, merged)
+
+
+def _first_item(kind: VitalKind, values: Mapping[tuple[Direction, Priority], float] | None,
+                delay: timedelta | None) -> str:
+    if values:
+        (direction, priority), value = next(iter(values.items()))
+        return limit_item(kind, direction, priority, value)
+    return delay_item(kind, (delay or _ZERO).total_seconds())
+
+
+def _changed_limits(profile: str, current: VitalLimits,
+                    values: Mapping[tuple[Direction, Priority], float],
+                    delay: timedelta | None) -> VitalLimits:
+    kind = current.kind
+    slots = {(lim.direction, lim.priority): lim for lim in current.limits}
+    new: dict[tuple[Direction, Priority], Limit] = dict(slots)
+    for (direction, priority), value in values.items():
+        item = limit_item(kind, direction, priority, value)
+        old = slots.get((direction, priority))
+        if old is None:
+            have = ", ".join(f"{d.value}.{p.value}" for d, p in slots) or "none"
+            raise ProfileChangeError(
+                f"the {profile} profile has no {direction.value}-side limit of {priority.value} "
+                f"priority for {kind.value} (it has: {have}); a change keeps the profile's "
+                "limits and sets their values", vital=kind, item=item,
+            )
+        if not math.isfinite(value):
+            raise ProfileChangeError("the limit is not a finite number", vital=kind, item=item)
+        new[direction, priority] = Limit(direction, value, priority, old.inclusive)
+    for (direction, priority), value in values.items():
+        _check_band(kind, new, direction, priority, limit_item(kind, direction, priority, value))
+    lows = [lim for lim in new.values() if lim.direction is Direction.LOW]
+    highs = [lim for lim in new.values() if lim.direction is Direction.HIGH]
+    if lows and highs:
+        top_low = max(lows, key=lambda lim: lim.value)
+        bottom_high = min(highs, key=lambda lim: lim.value)
+        if top_low.value >= bottom_high.value:
+            changed = top_low if (top_low.direction, top_low.priority) in values else bottom_high
+            raise ProfileChangeError(
+                f"the low limits ({top_low.describe()}) must stay below the high limits "
+                f"({bottom_high.describe()}), or no value is normal", vital=kind,
+                item=limit_item(kind, changed.direction, changed.priority, changed.value),
+            )
+    floor = CRITICAL_FLOOR.get(kind)
+    if floor is not None:
+        for (direction, priority), value in values.items():
+            if direction is not floor.direction:
+                continue
+            item = limit_item(kind, direction, priority, value)
+            if priority is Priority.HIGH and not _at_least_as_strict(new[direction, priority],
+                                                                      floor):
+                raise ProfileChangeError(
+                    f"{kind.value} {floor.describe()} always alarms at high priority (the "
+                    f"critical floor); a high-priority low limit must be {floor.value:g} or "
+                    "above", vital=kind, item=item,
+                )
+            if priority is not Priority.HIGH and _at_least_as_strict(floor,
+                                                                     new[direction, priority]):
+                raise ProfileChangeError(
+                    f"{kind.value} {floor.describe()} is always high priority (the critical "
+                    f"floor), so a {priority.value}-priority limit there would never sound; "
+                    f"set it above {floor.value:g}", vital=kind, item=item,
+                )
+    delay_value = current.delay if delay is None else delay
+    if delay_value < _ZERO:
+        raise ProfileChangeError("a delay cannot be negative", vital=kind,
+                                 item=delay_item(kind, delay_value.total_seconds()))
+    return VitalLimits(kind, tuple(new.values()), delay_value, current.hysteresis)
+
+
+def _check_band(kind: VitalKind, limits: Mapping[tuple[Direction, Priority], Limit],
+                direction: Direction, priority: Priority, item: str) -> None:
+    """A limit lies beyond every less severe limit on its side and within every more severe."""
+    limit = limits[direction, priority]
+    outward = 1 if direction is Direction.HIGH else -1
+    word = "above" if direction is Direction.HIGH else "below"
+    inward = "below" if direction is Direction.HIGH else "above"
+    for other_priority in _RANKS:
+        other = limits.get((direction, other_priority))
+        if other is None or other_priority is priority:
+            continue
+        more_severe = other_priority.rank > priority.rank
+        delta = (other.value - limit.value) * outward
+        if more_severe and delta <= 0:
+            raise ProfileChangeError(
+                f"a {priority.value}-priority limit must be {inward} the {other_priority.value}-"
+                f"priority limit ({other.describe()}), else its band is empty or inside the "
+                f"{other_priority.value} band", vital=kind, item=item,
+            )
+        if not more_severe and delta >= 0:
+            raise ProfileChangeError(
+                f"a {priority.value}-priority limit must be {word} the {other_priority.value}-"
+                f"priority limit ({other.describe()}), else it would sit inside the "
+                f"{other_priority.value} band", vital=kind, item=item,
+            )
+
+
+def alarm_profile(settings: Settings) -> AlarmProfile:
+    """The profile in force: ``[alarms] profile`` with its ``limits`` and ``delays`` changes.
+
+    Raises ConfigError naming ``alarms.limits`` or ``alarms.delays``, the line that set it and
+    why, when a change does not fit the profile (the station refuses to start on it, and
+    Settings refuses to save it).
+    """
+    alarms = settings.alarms
+    try:
+        base = get_profile(alarms.profile)
+    except KeyError as exc:
+        raise settings.error_at("alarms", "profile", str(exc.args[0])) from None
+    try:
+        limits = {(VitalKind(vital), Direction(side), Priority(priority)): value
+                  for (vital, side, priority), value in alarms.limit_overrides().items()}
+    except ValueError as exc:
+        raise settings.error_at("alarms", "limits", str(exc)) from None
+    try:
+        delays = {VitalKind(vital): timedelta(seconds=seconds)
+                  for vital, seconds in alarms.delay_overrides().items()}
+    except ValueError as exc:
+        raise settings.error_at("alarms", "delays", str(exc)) from None
+    try:
+        return customised_profile(base, limits, delays)
+    except ProfileChangeError as exc:
+        key = "limits" if exc.item and "." in exc.item.partition("=")[0] else "delays"
+        raise settings.error_at("alarms", key, str(exc)) from None

@@ -145,9 +145,10 @@ class AlarmService:
         cls, settings: Settings, store: Store, *, clock: Clock = utc_now
     ) -> AlarmService:
         """The ``[alarms]`` profile's engine, resumed from the alarms open in ``store``."""
-        service = cls(
-            AlarmEngine(settings.alarms.profile, clock=clock), AlarmStore(store.engine)
-        )
+        # The profile with the admin's limits, delays and escalation timeouts ([alarms]).
+        from vitalstation.app.settings_apply import alarm_engine
+
+        service = cls(alarm_engine(settings, clock=clock), AlarmStore(store.engine))
         service.resume()
         return service
 

@@ -32,9 +32,12 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from vitalstation.config.errors import ConfigError
+from vitalstation.domain.vitals import PLAUSIBLE_RANGES, VitalKind
 
 __all__ = [
+    "ALARM_PRIORITIES",
     "ALARM_PROFILES",
+    "ALARM_SIDES",
     "CONFIG_FILE_NAME",
     "CURRENT_SCHEMA_VERSION",
     "DATABASE_FILE_NAME",
@@ -53,6 +56,8 @@ __all__ = [
     "StoreSettings",
     "default_toml",
     "load_settings",
+    "parse_delay_item",
+    "parse_limit_item",
     "render_toml_value",
     "settings_schema",
 ]
@@ -63,6 +68,13 @@ CONFIG_FILE_NAME = "vitalstation.toml"
 DATABASE_FILE_NAME = "vitalstation.db"
 ALARM_PROFILES = ("adult-ward", "inhealth", "bedside-monitor")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+ALARM_SIDES = ("low", "high")
+ALARM_PRIORITIES = ("high", "medium", "low")
+# The longest alarm delay an admin may set: a longer one would hide a real deterioration
+# (high priority is held back at most the engine's cap, 10 s, whatever is set here).
+MAX_ALARM_DELAY_S = 120
+# Escalation timeouts: long enough for someone to answer, short enough that nobody is forgotten.
+ESCALATION_TIMEOUT_RANGE_S = (10, 3600)
 
 
 # --- sections: field name = TOML key, default = DESIGN.md's default -------------------------
@@ -167,9 +179,43 @@ class DynamoDBSettings:
 
 @dataclass(frozen=True, slots=True)
 class AlarmsSettings:
-    """Which alarm limit profile the station starts with (one of ``ALARM_PROFILES``)."""
+    """The alarm limit profile (one of ``ALARM_PROFILES``), the admin's changes to its limits
+    and delays, and the escalation timeouts per priority.
+
+    ``limits`` items are ``"<vital>.<side>.<priority> = <value>"`` (``"heart_rate.high.medium =
+    120"``: the high-side limit of medium priority), in the vital's canonical unit; they change
+    a limit the profile has, never add one. ``delays`` items are ``"<vital> = <seconds>"``. Here
+    only their form is checked; whether they fit the profile (an existing limit, bands still in
+    order) is ``vitalstation.alarms.limits.alarm_profile``'s check, since the profiles live
+    there.
+    """
 
     profile: str = "adult-ward"
+    limits: tuple[str, ...] = ()
+    delays: tuple[str, ...] = ()
+    escalation_high_s: int = 120
+    escalation_medium_s: int = 300
+    escalation_low_s: int = 900
+
+    def limit_overrides(self) -> dict[tuple[str, str, str], float]:
+        """``limits`` read: (vital, side, priority) → value; ValueError naming a bad item."""
+        overrides: dict[tuple[str, str, str], float] = {}
+        for text in self.limits:
+            vital, side, priority, value = parse_limit_item(text)
+            if (vital, side, priority) in overrides:
+                raise ValueError(f"{text!r}: {vital}.{side}.{priority} is set twice")
+            overrides[vital, side, priority] = value
+        return overrides
+
+    def delay_overrides(self) -> dict[str, float]:
+        """``delays`` read: vital → seconds; ValueError naming a bad item."""
+        delays: dict[str, float] = {}
+        for text in self.delays:
+            vital, seconds = parse_delay_item(text)
+            if vital in delays:
+                raise ValueError(f"{text!r}: the delay of {vital} is set twice")
+            delays[vital] = seconds
+        return delays
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +305,20 @@ class Settings:
         if section not in _SCHEMA or key not in _SCHEMA[section].types:
             raise KeyError(f"no setting {section}.{key}")
         return self._origins.get((section, key), "default")
+
+    def error_at(self, section: str, key: str, reason: str) -> ConfigError:
+        """A ConfigError for a value a later check refuses (one that needs more than config
+        knows, such as the alarm profiles), naming the key and where it was set."""
+        source = self.source_of(section, key)
+        dotted = f"{section}.{key}"
+        if source.startswith("env "):
+            return ConfigError(reason, key=dotted, variable=source[4:])
+        if source == "default":
+            return ConfigError(reason, key=dotted)
+        file, _, line = source.rpartition(":")
+        if file and line.isdigit():
+            return ConfigError(reason, key=dotted, file=file, line=int(line))
+        return ConfigError(reason, key=dotted, file=source)
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:
@@ -628,6 +688,94 @@ def _ip_networks(value: tuple[str, ...]) -> str | None:
     return None
 
 
+_ITEM = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*=\s*(\S+)\s*$")
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number ({what})") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{text!r} is not a finite number ({what})")
+    return number
+
+
+def _vital(name: str, item: str) -> str:
+    if name not in {kind.value for kind in VitalKind}:
+        known = ", ".join(kind.value for kind in VitalKind if kind is not VitalKind.WEIGHT)
+        raise ValueError(f"{item!r}: {name!r} is not a vital{_suggest(name, known.split(', '))}"
+                         f"; vitals: {known}")
+    return name
+
+
+def parse_limit_item(text: str) -> tuple[str, str, str, float]:
+    """``"heart_rate.high.medium = 120"`` → (vital, side, priority, value); ValueError saying
+    what is wrong (form, vital, side, priority, a value the vital cannot take)."""
+    match = _ITEM.match(text)
+    parts = match.group(1).split(".") if match else []
+    if match is None or len(parts) != 3:
+        raise ValueError(
+            f"{text!r} is not a limit; write \"<vital>.<side>.<priority> = <value>\", e.g. "
+            '"heart_rate.high.medium = 120"'
+        )
+    vital, side, priority = parts
+    _vital(vital, text)
+    if side not in ALARM_SIDES:
+        raise ValueError(f"{text!r}: the side is {side!r}; use low or high")
+    if priority not in ALARM_PRIORITIES:
+        raise ValueError(f"{text!r}: the priority is {priority!r}; use high, medium or low")
+    value = _number(match.group(2), "the limit, in the vital's canonical unit")
+    plausible = PLAUSIBLE_RANGES[VitalKind(vital)]
+    if not plausible.contains(value):
+        raise ValueError(
+            f"{text!r}: {value:g} is outside what {vital} can be ({plausible.low:g} to "
+            f"{plausible.high:g}, in its canonical unit)"
+        )
+    return vital, side, priority, value
+
+
+def parse_delay_item(text: str) -> tuple[str, float]:
+    """``"oxygen_saturation = 20"`` → (vital, seconds); ValueError saying what is wrong."""
+    match = _ITEM.match(text)
+    if match is None or "." in match.group(1):
+        raise ValueError(
+            f'{text!r} is not an alarm delay; write "<vital> = <seconds>", e.g. '
+            '"oxygen_saturation = 20"'
+        )
+    vital = _vital(match.group(1), text)
+    seconds = _number(match.group(2), "seconds")
+    if not 0 <= seconds <= MAX_ALARM_DELAY_S:
+        raise ValueError(
+            f"{text!r}: the delay must be 0 to {MAX_ALARM_DELAY_S} s (a longer one would hide a "
+            "real deterioration; high priority is never held back beyond the engine's cap)"
+        )
+    return vital, seconds
+
+
+def _alarm_limits(value: tuple[str, ...]) -> str | None:
+    try:
+        AlarmsSettings(limits=value).limit_overrides()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _alarm_delays(value: tuple[str, ...]) -> str | None:
+    try:
+        AlarmsSettings(delays=value).delay_overrides()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _escalation_timeout(value: int) -> str | None:
+    low, high = ESCALATION_TIMEOUT_RANGE_S
+    if low <= value <= high:
+        return None
+    return f"{{value}} s must be {low} to {high} seconds"
+
+
 _KEY_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("station", "name"): _not_blank,
     ("store", "url"): _store_url,
@@ -662,6 +810,11 @@ _KEY_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("dynamodb", "region"): _not_blank,
     ("dynamodb", "endpoint_url"): _endpoint_url,
     ("alarms", "profile"): _alarm_profile,
+    ("alarms", "limits"): _alarm_limits,
+    ("alarms", "delays"): _alarm_delays,
+    ("alarms", "escalation_high_s"): _escalation_timeout,
+    ("alarms", "escalation_medium_s"): _escalation_timeout,
+    ("alarms", "escalation_low_s"): _escalation_timeout,
     ("notifications", "smtp_port"): _smtp_port,
     ("notifications", "smtp_security"): _smtp_security,
     ("notifications", "smtp_from"): _not_blank,
@@ -698,7 +851,25 @@ def _filedrop_distinct(filedrop: FiledropSettings, home: Path) -> tuple[str, str
     return None
 
 
+def _escalation_order(alarms: AlarmsSettings, home: Path) -> tuple[str, str] | None:
+    """A more urgent alarm never waits longer for an answer than a less urgent one."""
+    if alarms.escalation_high_s > alarms.escalation_medium_s:
+        return "escalation_high_s", (
+            f"{alarms.escalation_high_s} s is longer than alarms.escalation_medium_s "
+            f"({alarms.escalation_medium_s} s); a high-priority alarm must not wait longer "
+            "than a medium one"
+        )
+    if alarms.escalation_medium_s > alarms.escalation_low_s:
+        return "escalation_medium_s", (
+            f"{alarms.escalation_medium_s} s is longer than alarms.escalation_low_s "
+            f"({alarms.escalation_low_s} s); a medium-priority alarm must not wait longer "
+            "than a low one"
+        )
+    return None
+
+
 _SECTION_CHECKS: dict[str, Callable[[Any, Path], tuple[str, str] | None]] = {
+    "alarms": _escalation_order,
     "rest": _rest_tls_pair,
     "filedrop": _filedrop_distinct,
 }
@@ -1087,7 +1258,7 @@ _SECTION_COMMENTS: dict[str, str] = {
     "kinesis": "The Kinesis input: every shard of one stream.",
     "filedrop": "The file-drop input: *.json files put in the inbox.",
     "dynamodb": "The anomaly sink: abnormal readings copied to a DynamoDB table.",
-    "alarms": "Alarm limits.",
+    "alarms": "Alarm limits, delays and escalation timeouts (Settings > Alarms edits them).",
     "notifications": "Escalation messages: email (SMTP), webhooks, retries. Recipients are "
     "contacts (vitalstation alarms contact add).",
     "secrets": "Passwords and keys: in the OS keyring (set them in Settings), never in this file.",
@@ -1139,6 +1310,11 @@ _COMMENTS: dict[tuple[str, str], str] = {
     ("dynamodb", "region"): "AWS region",
     ("dynamodb", "endpoint_url"): "for local stacks; empty: AWS itself",
     ("alarms", "profile"): "or " + ", ".join(ALARM_PROFILES[1:]),
+    ("alarms", "limits"): 'limits changed: "heart_rate.high.medium = 120" (canonical units)',
+    ("alarms", "delays"): 'alarm delays, s: "oxygen_saturation = 20" (high priority: 10 s at most)',
+    ("alarms", "escalation_high_s"): "no answer within this: escalate a high-priority alarm",
+    ("alarms", "escalation_medium_s"): "the same for medium priority",
+    ("alarms", "escalation_low_s"): "the same for low priority (when low alarms escalate)",
     ("notifications", "smtp_host"): "SMTP server for email notifications; empty: no email",
     ("notifications", "smtp_port"): "587 for STARTTLS, 465 for SSL, 25 plain",
     ("notifications", "smtp_security"): '"starttls", "ssl" or "none"',
