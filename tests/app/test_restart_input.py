@@ -153,10 +153,12 @@ def test_saving_settings_applies_them_by_restarting_only_the_changed_input(runti
 
     before = by_name(runtime)
     result = apply_settings(runtime, {("rest", "rate_limit"): 3, ("alarms", "profile"):
-                                      "inhealth"}, environ={})
+                                      "inhealth", ("notifications", "smtp_port"): 25},
+                            environ={})
     assert result.restarted == ("rest",)
-    assert result.changed == ("alarms.profile", "rest.rate_limit")
-    assert result.at_next_start == ("alarms.profile",)
+    assert result.changed == ("alarms.profile", "notifications.smtp_port", "rest.rate_limit")
+    assert result.at_next_start == ("notifications.smtp_port",)
+    assert runtime.alarms.engine.profile.name == "inhealth"  # alarm settings apply at once
     after = by_name(runtime)
     assert after["filedrop"] is before["filedrop"] and after["rest"] is not before["rest"]
     assert runtime.settings.rest.rate_limit == 3

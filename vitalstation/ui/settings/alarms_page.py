@@ -1,21 +1,22 @@
-"""Settings > Alarms: the limit profile (its default limits and delays shown), the SMTP server
-for escalation emails with its password and a Test, and the contacts each role (nurse, doctor,
-EMS) is reached at by email or webhook.
+"""Settings > Alarms: the limit profile with its limits, delays and escalation timeouts
+(editable, the values in force shown), the SMTP server for escalation emails with its password
+and a Test, and the contacts each role (nurse, doctor, EMS) is reached at by email or webhook.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGroupBox, QLineEdit, QVBoxLayout, QWidget
 
-from vitalstation.alarms import Direction, get_profile
 from vitalstation.app.settings_admin import CONTACT_CHANNELS, CONTACT_ROLES
 from vitalstation.config.secrets import SMTP_PASSWORD
 from vitalstation.config.settings import ALARM_PROFILES, Settings
+from vitalstation.ui.settings.alarm_limits import AlarmLimitsForm
 from vitalstation.ui.settings.dialog import SettingsContext
 from vitalstation.ui.settings.forms import (
     MessageLine,
+    SettingsForm,
     button,
     fill_table,
     make_table,
@@ -25,40 +26,17 @@ from vitalstation.ui.settings.forms import (
 from vitalstation.ui.settings.groups import FormsPage
 
 
-def profile_rows(name: str) -> list[tuple[str, str, str]]:
-    """(vital, limits, delay) of each vital in an alarm profile, for reading."""
-    profile = get_profile(name)
-    rows = []
-    for kind, limits in sorted(profile.limits.items(), key=lambda item: item[0].value):
-        shown = ", ".join(
-            f"{'<' if lim.direction is Direction.LOW else '>'}{'=' if lim.inclusive else ''} "
-            f"{lim.value:g} ({lim.priority.value})" for lim in limits.limits
-        )
-        delay = f"{limits.delay.total_seconds():g} s" if limits.delay else "none"
-        rows.append((kind.value.replace("_", " "), shown, delay))
-    return rows
-
-
 class AlarmsPage(FormsPage):
-    """The alarm profile, SMTP and contacts."""
+    """The alarm profile, its limits, delays and escalation timeouts; SMTP; contacts."""
 
     def __init__(self, context: SettingsContext, parent: QWidget | None = None) -> None:
         super().__init__(context, parent)
-        profile = self.add_group("Alarm limits", [("alarms", "profile")],
+        profile = self.add_group("Alarm limits, delays and escalation", [("alarms", "profile")],
                                  choices={("alarms", "profile"): ALARM_PROFILES})
-        self.limits_table = make_table(("Vital", "Default limits (priority)", "Delay"),
-                                       profile)
-        self.limits_table.setObjectName("profile_limits")
-        self.limits_table.setMinimumHeight(180)
-        intro = QLabel("The profile's default limits and alarm delays (a patient's own "
-                       "limits are set from the bed view).", profile)
-        intro.setWordWrap(True)
-        profile.layout().addWidget(intro)
-        profile.layout().addWidget(self.limits_table)
         combo = profile.form.fields[("alarms", "profile")].widget
         assert isinstance(combo, QComboBox)
-        combo.currentTextChanged.connect(self._show_profile)
-        self._show_profile(combo.currentText())
+        self.limits_form = AlarmLimitsForm(context.runtime.settings, combo, profile)
+        profile.layout().insertWidget(1, self.limits_form)
         self.add_group(
             "Email (SMTP) for escalations",
             [("notifications", key) for key in (
@@ -71,12 +49,10 @@ class AlarmsPage(FormsPage):
         self.finish()
         self.refresh_contacts()
 
-    def _show_profile(self, name: str) -> None:
-        try:
-            rows = profile_rows(name)
-        except (KeyError, ValueError):
-            rows = []
-        fill_table(self.limits_table, rows)
+    @property
+    def forms(self) -> list[SettingsForm]:
+        """The groups' forms and the limits grid: what the dialog saves."""
+        return [*super().forms, self.limits_form]
 
     def _build_contacts(self) -> None:
         box = QGroupBox("Contacts (who escalations reach; webhooks are contacts too)",
@@ -104,9 +80,8 @@ class AlarmsPage(FormsPage):
         self.body_layout.addWidget(box)
 
     def load(self, settings: Settings) -> None:
-        """Shows the settings in force and the profile's limits."""
+        """Shows the settings in force: profile, limits, delays, timeouts, SMTP."""
         super().load(settings)
-        self._show_profile(settings.alarms.profile)
 
     def refresh_contacts(self, then: str | None = None) -> None:
         """Reloads the contacts."""

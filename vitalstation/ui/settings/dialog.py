@@ -26,10 +26,9 @@ from PySide6.QtWidgets import (
 
 from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminService
-from vitalstation.app.settings_apply import ApplyResult, apply_settings
+from vitalstation.app.settings_apply import ApplyResult, apply_settings, check_settings
 from vitalstation.config.errors import ConfigError
 from vitalstation.config.secrets import SecretStore, SecretStoreError
-from vitalstation.config.settings_file import preview_settings
 from vitalstation.domain.errors import UserError
 from vitalstation.ui.settings.forms import NEUTRAL_STYLE, MessageLine, SettingsForm
 from vitalstation.ui.tasks import BackgroundTasks
@@ -154,7 +153,7 @@ class SettingsDialog(QDialog):
         home = runtime.settings.home
 
         def work() -> ApplyResult:
-            preview_settings(home, changes)  # refused values stop everything here
+            check_settings(home, changes)  # refused values stop everything here
             for name, value in secrets.items():
                 try:
                     if value is None:
@@ -167,6 +166,9 @@ class SettingsDialog(QDialog):
             admin.audit("settings.save", "vitalstation.toml",
                         {"changed": list(result.changed), "secrets": sorted(secrets),
                          "restarted": list(result.restarted)})
+            for change in result.alarm_changes:
+                admin.audit("alarms.setting", change.what,
+                            {"old": change.old, "new": change.new})
             return result
 
         self.message.info("Saving…")
