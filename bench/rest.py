@@ -215,7 +215,7 @@ def start_bare() -> BareServer:
     return BareServer()
 
 
-def open_station(folder: Path, name: str):
+def open_station(folder: Path, name: str, *, alarms: bool = True):
     from vitalstation.ingest.rest import RestConfig, RestInput
     from vitalstation.pipeline.core import Pipeline
     from vitalstation.storage.keys import KeyStore
@@ -233,7 +233,8 @@ def open_station(folder: Path, name: str):
         store.registry.assign_device(device, bed_label=f"{i}", actor=ADMIN, at=START)
         devices.append((device, keys.create(device, name="bench", actor=ADMIN, at=START).key))
     pipeline = Pipeline(store.writer)
-    store.bench_alarms = with_alarms(pipeline, store)  # as the runtime runs it
+    # As the runtime runs it (``alarms=False`` measures the station without the engine).
+    store.bench_alarms = with_alarms(pipeline, store) if alarms else None
     pipeline.start()
     rest = RestInput(RestConfig(port=0, rate_limit=0, max_batch_readings=1000), pipeline, keys)
     rest.start()
@@ -270,7 +271,8 @@ def start_null_station(keys):
 def close_station(store, pipeline, rest) -> None:
     rest.stop(10)
     pipeline.stop(60)
-    store.bench_alarms.stop()
+    if store.bench_alarms is not None:
+        store.bench_alarms.stop()
     store.close()
 
 

@@ -7,6 +7,7 @@ unknown-device list are committed together or not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -61,30 +62,54 @@ _DEVICE = _COLUMNS.index("device_id")
 _VITAL = _COLUMNS.index("vital")
 _MEASURED = _COLUMNS.index("measured_at")
 _RECEIVED = _COLUMNS.index("received_at")
-_SQLITE_INSERT = (
-    f"INSERT INTO vital_signs ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
-    "ON CONFLICT (device_id, vital, measured_at) DO NOTHING"
-)
-_SQLITE_INSERT_PAYLOAD = (
-    "INSERT INTO raw_payloads (sha256, input, source_ref, received_at, content) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
-)
 _SQLITE_FIND = "SELECT id FROM vital_signs WHERE device_id = ? AND vital = ? AND measured_at = ?"
 _SQLITE_VERSION = "SELECT version FROM directory_version WHERE id = 1"
-_SQLITE_UPDATE_DEVICE = (
-    "UPDATE devices SET last_seen_at = ?, last_input = ?, "
-    "battery_level = coalesce(?, battery_level), signal_quality = coalesce(?, signal_quality) "
-    "WHERE id = ?"
-)
 _ACTIVITY_COLUMNS = (
     "at", "input", "action", "device_id", "key_prefix", "peer", "endpoint", "method", "status",
     "duration_ms", "error",
 )
-_SQLITE_INSERT_ACTIVITY = (
-    f"INSERT INTO input_activity ({', '.join(_ACTIVITY_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _ACTIVITY_COLUMNS)})"
-)
+# SQLite: rows per multi-row statement at most. Statements are built for powers of two up to
+# this (so a connection prepares at most 9 shapes of each and its statement cache keeps them);
+# 256 rows x 18 columns stays well under SQLite's 32,766 bound parameters.
+_SQLITE_CHUNK_MAX = 256
+
+
+def _sqlite_chunks(count: int) -> list[int]:
+    """``count`` split into powers of two (largest first), none above ``_SQLITE_CHUNK_MAX``."""
+    sizes: list[int] = []
+    while count >= _SQLITE_CHUNK_MAX:
+        sizes.append(_SQLITE_CHUNK_MAX)
+        count -= _SQLITE_CHUNK_MAX
+    size = _SQLITE_CHUNK_MAX // 2
+    while count:
+        if count >= size:
+            sizes.append(size)
+            count -= size
+        size //= 2
+    return sizes
+
+
+@functools.cache
+def _sqlite_insert(table: str, columns: tuple[str, ...], rows: int, conflict: str) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...), ... [ON CONFLICT (...) DO NOTHING]``."""
+    one = "(" + ", ".join("?" for _ in columns) + ")"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
+    return sql + (f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else "")
+
+
+@functools.cache
+def _sqlite_update_devices(rows: int) -> str:
+    """One UPDATE for ``rows`` devices; battery and signal keep their value when not sent."""
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return (
+        "UPDATE devices SET last_seen_at = v.column2, last_input = v.column3, "
+        "battery_level = coalesce(v.column4, devices.battery_level), "
+        "signal_quality = coalesce(v.column5, devices.signal_quality) "
+        f"FROM (VALUES {values}) AS v WHERE devices.id = v.column1"
+    )
+
+
+_PAYLOAD_COLUMNS = ("sha256", "input", "source_ref", "received_at", "content")
 # The directory version, as every batch asks it (built once: building it costs more than
 # running it).
 _VERSION = select(directory_version.c.version).where(directory_version.c.id == 1)
@@ -182,6 +207,8 @@ class ReadingWriter:
 
     def write_readings(self, readings: Sequence[Reading], now: datetime) -> list[ReadingResult]:
         """Store ``readings`` in one transaction; one result per reading, in order."""
+        text_times = self._dialect == "sqlite"
+        received: tuple[datetime | None, Any] = (None, None)  # a batch's readings share it often
         with self._engine.begin() as connection:
             directory = self._fresh_directory(connection)
             payload_refs = self._store_payloads(connection, readings)
@@ -201,6 +228,15 @@ class ReadingWriter:
                 resolved.append(where)
                 payload_ref = payload_refs.get(id(reading.raw)) if reading.raw else None
                 notes = storable_text(reading.notes, MAX_EXCERPT_CHARS) if reading.notes else None
+                # SQLite gets times as the text SQLAlchemy stores (naive UTC, microseconds),
+                # made once per reading (and once per batch for a shared receipt time).
+                measured: Any = reading.measured_at
+                if text_times:
+                    measured = _sqlite_time(measured)
+                    if reading.received_at is not received[0]:
+                        received = (reading.received_at, _sqlite_time(reading.received_at))
+                else:
+                    received = (reading.received_at, reading.received_at)
                 for measurement in reading.measurements:
                     # In _COLUMNS order. The enums are StrEnums, bound as their text by
                     # sqlite3 as they are (``_plain`` turns them into str for PostgreSQL).
@@ -208,9 +244,9 @@ class ReadingWriter:
                         reading.device_id, where.device_ref, where.patient_ref, where.bed_ref,
                         where.attribution, measurement.kind, measurement.value,
                         measurement.unit, measurement.original_value,
-                        measurement.original_unit, reading.measured_at,
-                        reading.received_at, reading.input, reading.data_source,
-                        reading.signal_quality, reading.battery_level, payload_ref, notes,
+                        measurement.original_unit, measured, received[1], reading.input,
+                        reading.data_source, reading.signal_quality, reading.battery_level,
+                        payload_ref, notes,
                     ))
             stored = self._insert_rows(connection, rows) if rows else []
             results = self._results(readings, resolved, rejected, stored)
@@ -266,11 +302,17 @@ class ReadingWriter:
             if rows and self._dialect == "sqlite":
                 # The driver's executemany: SQLAlchemy's per-row parameter processing was most
                 # of the cost of logging a busy receiver's requests.
+                # Multi-row statements: executemany steps (and releases the GIL) once a row.
                 cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cursor.executemany(_SQLITE_INSERT_ACTIVITY, [
-                        (_sqlite_time(row[0]), *row[1:]) for row in rows
-                    ])
+                    start = 0
+                    for size in _sqlite_chunks(len(rows)):
+                        cursor.execute(
+                            _sqlite_insert("input_activity", _ACTIVITY_COLUMNS, size, ""),
+                            [value for row in rows[start:start + size]
+                             for value in (_sqlite_time(row[0]), *row[1:])],
+                        )
+                        start += size
                 finally:
                     cursor.close()
             elif rows:
@@ -348,19 +390,27 @@ class ReadingWriter:
     def _insert_payloads_sqlite(
         connection: Connection, rows: list[dict[str, Any]]
     ) -> dict[str, int]:
-        """SQLite: one prepared INSERT per payload on the driver's cursor (see
-        ``_insert_rows_sqlite``); returns the ids of the payloads inserted now."""
+        """SQLite: multi-row INSERTs (see ``_insert_rows_sqlite`` for the ids); returns the ids
+        of the payloads of every statement that inserted all of its rows (the caller looks up
+        the others)."""
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         ids: dict[str, int] = {}
         try:
-            for row in rows:
+            start = 0
+            for size in _sqlite_chunks(len(rows)):
+                chunk = rows[start:start + size]
+                start += size
                 cursor.execute(
-                    _SQLITE_INSERT_PAYLOAD,
-                    (row["sha256"], row["input"], row["source_ref"],
-                     _sqlite_time(row["received_at"]), row["content"]),
+                    _sqlite_insert("raw_payloads", _PAYLOAD_COLUMNS, size, "sha256"),
+                    [value for row in chunk for value in (
+                        row["sha256"], row["input"], row["source_ref"],
+                        _sqlite_time(row["received_at"]), row["content"],
+                    )],
                 )
-                if cursor.rowcount == 1:
-                    ids[row["sha256"]] = int(cursor.lastrowid or 0)
+                if cursor.rowcount == size:
+                    first_id = int(cursor.lastrowid or 0) - size + 1
+                    for offset, row in enumerate(chunk):
+                        ids[row["sha256"]] = first_id + offset
         finally:
             cursor.close()
         return ids
@@ -392,35 +442,65 @@ class ReadingWriter:
     def _insert_rows_sqlite(
         self, connection: Connection, rows: list[tuple[Any, ...]]
     ) -> list[tuple[int, bool]]:
-        """SQLite: one prepared INSERT per row on the driver's cursor.
+        """SQLite: the new rows in a few multi-row INSERTs; ids without reading rows back.
 
-        sqlite3 reuses the prepared statement, so a row costs a few microseconds and tells
-        directly whether it was inserted (``rowcount``) and under which id (``lastrowid``):
-        about twice the throughput of a RETURNING multi-row insert that must be matched back
-        to its rows. Times are bound in exactly the text form SQLAlchemy stores (naive UTC,
-        microseconds), so the unique key and every query agree with the rest of the store.
+        Each statement is one step of SQLite, so one release of the GIL: a row-by-row INSERT
+        released it once a row, and under load every release costs a wait for the receiver's
+        thread to hand the GIL back (up to the switch interval), which was most of a batch's
+        time. Ids: SQLite gives a new row "one larger than the largest ROWID in the table prior
+        to the insert" (sqlite.org/autoinc.html; random only once the largest possible ROWID is
+        used), and the rows of a VALUES list are inserted in order, so when a statement inserts
+        all of its ``n`` rows their ids are ``lastrowid - n + 1 .. lastrowid``. A statement that
+        met rows already stored (a re-sent reading) looks its rows up one by one: its new rows
+        are the ``rowcount`` highest ids. Keys repeated inside the batch are inserted once.
+        Times are bound as the text SQLAlchemy stores, so the unique key and every query agree.
         """
+        first: dict[_ReadingKey, int] = {}
+        unique: list[tuple[Any, ...]] = []
+        slots: list[int] = []  # each row's index in ``unique``
+        for row in rows:
+            key = (row[_DEVICE], row[_VITAL], row[_MEASURED])
+            index = first.get(key)
+            if index is None:
+                index = first[key] = len(unique)
+                unique.append(row)
+            slots.append(index)
+        ids = [0] * len(unique)
+        new = [False] * len(unique)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        outcome: list[tuple[int, bool]] = []
-        received: tuple[datetime | None, str] = (None, "")  # a batch's readings share it often
         try:
-            for row in rows:
-                params = list(row)
-                params[_MEASURED] = _sqlite_time(row[_MEASURED])
-                if row[_RECEIVED] is not received[0]:
-                    received = (row[_RECEIVED], _sqlite_time(row[_RECEIVED]))
-                params[_RECEIVED] = received[1]
-                cursor.execute(_SQLITE_INSERT, params)
-                if cursor.rowcount == 1:
-                    outcome.append((int(cursor.lastrowid or 0), True))
-                    continue
-                cursor.execute(_SQLITE_FIND, (row[_DEVICE], row[_VITAL], params[_MEASURED]))
-                found = cursor.fetchone()
-                if found is None:  # pragma: no cover - a conflict always has its row
-                    raise RuntimeError("reading neither inserted nor found")
-                outcome.append((int(found[0]), False))
+            start = 0
+            for size in _sqlite_chunks(len(unique)):
+                chunk = unique[start:start + size]
+                cursor.execute(
+                    _sqlite_insert("vital_signs", _COLUMNS, size, "device_id, vital, measured_at"),
+                    [value for row in chunk for value in row],
+                )
+                inserted = cursor.rowcount
+                last = int(cursor.lastrowid or 0)
+                if inserted == size:
+                    ids[start:start + size] = range(last - size + 1, last + 1)
+                    new[start:start + size] = [True] * size
+                else:
+                    lowest_new = last - inserted + 1 if inserted > 0 else None
+                    for offset, row in enumerate(chunk):
+                        cursor.execute(_SQLITE_FIND, (row[_DEVICE], row[_VITAL], row[_MEASURED]))
+                        found = cursor.fetchone()
+                        if found is None:  # pragma: no cover - a conflict always has its row
+                            raise RuntimeError("reading neither inserted nor found")
+                        ids[start + offset] = int(found[0])
+                        new[start + offset] = lowest_new is not None and found[0] >= lowest_new
+                start += size
         finally:
             cursor.close()
+        outcome: list[tuple[int, bool]] = []
+        claimed: set[int] = set()  # a key is new for its first row in the batch only
+        for index in slots:
+            if new[index] and index not in claimed:
+                claimed.add(index)
+                outcome.append((ids[index], True))
+            else:
+                outcome.append((ids[index], False))
         return outcome
 
     @staticmethod
@@ -528,15 +608,22 @@ class ReadingWriter:
                 if reading.signal_quality is not None:
                     state["signal_quality"] = reading.signal_quality
         if latest and self._dialect == "sqlite":
+            params = [
+                (
+                    device_ref, _sqlite_time(state["last_seen_at"]), state["last_input"],
+                    state.get("battery_level"), state.get("signal_quality"),
+                )
+                for device_ref, state in latest.items()
+            ]
             cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.executemany(_SQLITE_UPDATE_DEVICE, [
-                    (
-                        _sqlite_time(state["last_seen_at"]), state["last_input"],
-                        state.get("battery_level"), state.get("signal_quality"), device_ref,
+            try:  # one UPDATE ... FROM (VALUES ...) per chunk, not one step per device
+                start = 0
+                for size in _sqlite_chunks(len(params)):
+                    cursor.execute(
+                        _sqlite_update_devices(size),
+                        [value for row in params[start:start + size] for value in row],
                     )
-                    for device_ref, state in latest.items()
-                ])
+                    start += size
             finally:
                 cursor.close()
         elif latest:

@@ -1,0 +1,135 @@
+"""CPU time per request of the REST receiver, by thread: the figure machine load changes least.
+
+Wall-clock rates on a shared 2-core machine move by ±20 % run to run; the server's own CPU per
+request does not. This starts the receiver in this process (as ``bench/rest.py`` does), loads it
+with ``wrk`` (single readings, 32 keep-alive connections) or with Python clients in another
+process (batches), and reads each server thread's CPU clock before and after:
+
+    python bench/rest_cpu.py                     # single readings, alarm engine subscribed
+    python bench/rest_cpu.py --no-alarms         # the same without the alarm engine
+    python bench/rest_cpu.py --batch 500         # batches of 500 readings per POST
+    python bench/rest_cpu.py --profile pipeline  # CPU profile of the pipeline thread (top 40)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rest  # noqa: E402 - the sibling bench script
+
+_PROFILES: dict[str, cProfile.Profile] = {}
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of every live thread of this process, by thread name."""
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            out[thread.name] = out.get(thread.name, 0.0) + time.clock_gettime(clock)
+        except OSError:
+            continue
+    return out
+
+
+def profile_thread(name: str) -> None:
+    """Wrap the run() of threads named ``name`` in a cProfile."""
+    original = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        if self.name == name:  # the last such thread is the one measured
+            profile = _PROFILES[name] = cProfile.Profile(time.thread_time)  # CPU, not wall
+            profile.enable()
+            try:
+                original(self)
+            finally:
+                profile.disable()
+        else:
+            original(self)
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=0, help="readings per batch POST (0: single)")
+    parser.add_argument("--batch-connections", type=int, default=8)
+    parser.add_argument("--no-alarms", action="store_true")
+    parser.add_argument("--no-store", action="store_true", help="the no-op writer")
+    parser.add_argument("--switch-interval", type=float, default=0.0, help="seconds (0: default)")
+    parser.add_argument("--profile", choices=["pipeline", "rest", ""], default="")
+    parser.add_argument("--profile-out", default="", help="also save the profile (pstats) here")
+    args = parser.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    if args.profile:
+        profile_thread({"pipeline": "vitalstation-pipeline", "rest": "vitalstation-rest"}[
+            args.profile])
+    base = int((datetime.now(UTC) - timedelta(days=20)).timestamp())
+    with tempfile.TemporaryDirectory(prefix="vs-bench-restcpu-") as tmp:
+        store, pipeline, keys, rest_input, devices = rest.open_station(
+            Path(tmp), "station.db", alarms=not args.no_alarms)
+        if args.no_store:
+            rest.close_station(store, pipeline, rest_input)
+            pipeline, rest_input = rest.start_null_station(keys)
+        load_before = os.getloadavg()[0]
+        cpu_before = thread_cpu()
+        process_before = time.process_time()
+        if args.batch:
+            result = rest.run_python(rest_input.port, devices, args.seconds,
+                                     args.batch_connections, base, batch=args.batch)
+            units = result["readings"]
+        else:
+            result = rest.run_wrk(rest_input.port, devices, args.seconds, args.connections, base)
+            units = result["requests"] - result["non2xx"]
+        process_cpu = time.process_time() - process_before
+        cpu_after = thread_cpu()
+        stats = pipeline.stats()
+        if args.no_store:
+            rest_input.stop(10)
+            pipeline.stop(10)
+        else:
+            rest.close_station(store, pipeline, rest_input)
+    unit = "reading" if args.batch else "request"
+    print(f"load average {load_before:.2f} → {os.getloadavg()[0]:.2f}; "
+          f"{'batch ' + str(args.batch) if args.batch else 'single readings'}, "
+          f"alarms {'off' if args.no_alarms else 'on'}, "
+          f"store {'no-op' if args.no_store else 'sqlite'}, "
+          f"switch interval {sys.getswitchinterval() * 1e3:g} ms")
+    rate = result["readings_rate"] if args.batch else result["rate"]
+    print(f"{units:,.0f} {unit}s ok, {result['non2xx']:.0f} not 200; {rate:,.0f} {unit}s/s "
+          f"(p99 {result['p99_ms']:.1f} ms); mean batch "
+          f"{stats.submitted / max(1, stats.batches):.1f} readings")
+    print(f"process CPU: {process_cpu / max(1, units) * 1e6:.1f} µs per {unit}")
+    for name in sorted(cpu_after):
+        spent = cpu_after[name] - cpu_before.get(name, 0.0)
+        if spent > 0.01:
+            print(f"  {name:32s} {spent / max(1, units) * 1e6:8.1f} µs per {unit}")
+    for name, profile in _PROFILES.items():
+        text = io.StringIO()
+        stats = pstats.Stats(profile, stream=text)
+        stats.sort_stats("tottime").print_stats(40)
+        if args.profile_out:
+            stats.dump_stats(args.profile_out)
+        print(f"--- cProfile of {name} (tottime) ---")
+        print(text.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

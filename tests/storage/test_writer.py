@@ -1,0 +1,151 @@
+"""The single writer's batch paths: multi-row statements, ids without reading rows back.
+
+The SQLite writer inserts a batch in a few multi-row statements and works the new rows' ids out
+from ``lastrowid``; these tests check every id against the row the database really holds, on
+both backends, across chunk boundaries and with re-sent readings mixed into the new ones.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import T0, make_reading
+from vitalstation.domain.readings import Reading
+from vitalstation.pipeline.types import ActivityEntry, Outcome, ReadingResult
+from vitalstation.storage.schema import input_activity, raw_payloads, vital_signs
+from vitalstation.storage.store import Store
+from vitalstation.storage.writer import _sqlite_chunks
+
+ADMIN = "test:admin"
+
+
+def _rows_by_id(store: Store) -> dict[int, tuple[str, str, object, float, int | None]]:
+    with store.engine.connect() as connection:
+        return {
+            row.id: (row.device_id, row.vital, row.measured_at, row.value, row.payload_ref)
+            for row in connection.execute(select(vital_signs))
+        }
+
+
+def _check_ids(store: Store, readings: list[Reading], results: list[ReadingResult]) -> None:
+    """Every record id a result names is the row of that reading's vital, with its value."""
+    rows = _rows_by_id(store)
+    for reading, result in zip(readings, results, strict=True):
+        assert result.durable
+        for measurement in reading.measurements:
+            device, vital, measured, value, _ = rows[result.record_ids[measurement.kind]]
+            assert (device, vital, measured) == (
+                reading.device_id, measurement.kind.value, reading.measured_at
+            )
+            assert value == measurement.value
+
+
+def test_chunks_are_powers_of_two_that_add_up() -> None:
+    for count in (0, 1, 2, 3, 37, 255, 256, 257, 1000, 2001):
+        sizes = _sqlite_chunks(count)
+        assert sum(sizes) == count
+        assert all(size & (size - 1) == 0 and size <= 256 for size in sizes)
+
+
+@pytest.mark.parametrize("count", [1, 3, 37, 300, 1000])
+def test_every_id_names_its_own_row(store: Store, count: int) -> None:
+    readings = [
+        make_reading(f"DEV{n % 7}", n, heart_rate=60 + n % 50, oxygen_saturation=90 + n % 10)
+        for n in range(count)
+    ]
+    results = store.writer.write_readings(readings, T0)
+    assert [r.outcome for r in results] == [Outcome.STORED] * count
+    assert all(len(r.new_kinds) == 2 for r in results)
+    _check_ids(store, readings, results)
+    assert len(_rows_by_id(store)) == 2 * count
+
+
+def test_resent_readings_mixed_with_new_ones_keep_their_ids(store: Store) -> None:
+    first = [make_reading("DEV", n, heart_rate=70 + n % 20) for n in range(0, 600, 3)]
+    stored = store.writer.write_readings(first, T0)
+    ids = {r.measured_at: s.record_ids for r, s in zip(first, stored, strict=True)}
+    # Every reading of 0..599: a third already stored, scattered through every chunk; one new
+    # vital added to some stored readings (a new record at a known time).
+    second = []
+    for n in range(600):
+        if n % 3 == 0 and n % 9 == 0:
+            second.append(make_reading("DEV", n, heart_rate=70 + n % 20, respiratory_rate=14))
+        else:
+            second.append(make_reading("DEV", n, heart_rate=70 + n % 20))
+    results = store.writer.write_readings(second, T0)
+    _check_ids(store, second, results)
+    for reading, result in zip(second, results, strict=True):
+        n = round((reading.measured_at - T0).total_seconds())
+        if n % 3:
+            assert result.outcome is Outcome.STORED and result.new_kinds == ("heart_rate",)
+        else:
+            assert result.record_ids["heart_rate"] == ids[reading.measured_at]["heart_rate"]
+            if n % 9 == 0:
+                assert result.outcome is Outcome.STORED
+                assert result.new_kinds == ("respiratory_rate",)
+            else:
+                assert result.outcome is Outcome.DUPLICATE and result.new_kinds == ()
+    assert len(_rows_by_id(store)) == 600 + 600 // 9 + 1
+
+
+def test_duplicates_inside_a_large_batch_are_stored_once(store: Store) -> None:
+    readings = [make_reading("DEV", n % 150, heart_rate=80) for n in range(450)]
+    results = store.writer.write_readings(readings, T0)
+    assert [r.outcome for r in results] == [Outcome.STORED] * 150 + [Outcome.DUPLICATE] * 300
+    for n in range(150, 450):
+        assert results[n].record_ids == results[n % 150].record_ids
+    _check_ids(store, readings, results)
+    assert len(_rows_by_id(store)) == 150
+
+
+def test_raw_payloads_new_and_known_in_one_batch(store: Store) -> None:
+    old = [make_reading("DEV", n, raw=f'{{"n": {n}}}') for n in range(0, 40, 2)]
+    store.writer.write_readings(old, T0)
+    readings = [make_reading("DEV", n, raw=f'{{"n": {n}}}') for n in range(40, 80)]
+    readings += [make_reading("DEV", n + 1000, raw=f'{{"n": {n}}}') for n in range(40)]
+    store.writer.write_readings(readings, T0)
+    with store.engine.connect() as connection:
+        payloads = {row.id: row.content for row in connection.execute(select(raw_payloads))}
+    assert len(payloads) == 80
+    rows = _rows_by_id(store)
+    for reading in old + readings:
+        (row,) = [r for r in rows.values() if r[2] == reading.measured_at]
+        assert payloads[row[4]] == reading.raw
+
+
+def test_many_devices_last_seen_in_one_batch(store: Store) -> None:
+    for n in range(40):
+        store.registry.add_device(f"DEV{n:02d}", actor=ADMIN, at=T0)
+    readings = [
+        make_reading(f"DEV{n % 40:02d}", n, battery=float(n), signal=None if n >= 40 else 50.0)
+        for n in range(80)
+    ]
+    store.writer.write_readings(readings, T0)
+    devices = {d.device_id: d for d in store.registry.list_devices()}
+    for n in range(40):
+        device = devices[f"DEV{n:02d}"]
+        assert device.battery_level == n + 40  # the latest measurement's
+        assert device.signal_quality == 50.0  # kept when the latest did not carry it
+        assert device.last_input == "mqtt"
+        assert device.last_seen_at == T0 + timedelta(seconds=n + 40, milliseconds=50)
+
+
+def test_activity_rows_in_multi_row_statements(store: Store) -> None:
+    entries = [
+        ActivityEntry(at=T0 + timedelta(milliseconds=n), input="rest", action="data_post",
+                      status=200, device_id=f"DEV{n % 3}", endpoint="/api/iot/vitals/",
+                      method="POST", duration_ms=1.5, error=None if n % 5 else "x")
+        for n in range(300)
+    ]
+    store.writer.write_activity(entries, None)
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(input_activity.c.at, input_activity.c.device_id, input_activity.c.error)
+            .order_by(input_activity.c.at)
+        ).all()
+    assert [(r.at, r.device_id, r.error) for r in rows] == [
+        (e.at, e.device_id, e.error) for e in entries
+    ]
