@@ -132,6 +132,7 @@ from vitalstation.domain.errors import PayloadError, summarize
 from vitalstation.domain.payloads import decode_json, parse_payload
 from vitalstation.domain.readings import InputKind, Reading
 from vitalstation.ingest.base import Input, InputHealth, InputState
+from vitalstation.ingest.mqtt_client import BatchingClient
 from vitalstation.pipeline.core import Pipeline, PipelineBusy, PipelineStopped
 from vitalstation.pipeline.types import Outcome, ReadingResult
 
@@ -300,20 +301,6 @@ class _Delivery:
     dead_letter_failed: bool = False
 
 
-class _Client(paho.Client):
-    """paho's client, remembering why the last connection attempt failed (paho drops it)."""
-
-    last_connect_error: OSError | None = None
-
-    def reconnect(self) -> paho.MQTTErrorCode:
-        """paho's reconnect; the reason of a failure is kept for the health detail."""
-        try:
-            return super().reconnect()
-        except OSError as exc:
-            self.last_connect_error = exc
-            raise
-
-
 class _PahoLog(logging.Filter):
     """Reads paho's log on its way out, for two things paho offers no other way to.
 
@@ -378,7 +365,7 @@ class MqttInput:
         )
         self._status_topic = status_topic(options.station_name)
         self._subscribe_qos = min(options.qos, 1)
-        self._client: _Client | None = None
+        self._client: BatchingClient | None = None
         self._url = options.url
         self._notes: list[str] = []  # standing warnings shown in the health detail
         # Connection generation: bumped when a connection is lost or closed (see _ack).
@@ -443,7 +430,7 @@ class MqttInput:
             raise RuntimeError("an MqttInput starts once; make a new one")
         host, port, use_tls = self._endpoint()
         protocol = self._protocol()
-        client = _Client(
+        client = BatchingClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.options.client_id,
             clean_session=False if protocol is MQTTProtocolVersion.MQTTv311 else None,
@@ -497,6 +484,7 @@ class MqttInput:
         with self._ack_lock:
             self._generation += 1  # from now on nothing is acknowledged
             self._closing = True
+            client.flush_pubacks()  # what was stored is acknowledged before we say goodbye
         with self._retry_cond:
             self._stopping = True
             held = len(self._held)
@@ -709,6 +697,8 @@ class MqttInput:
         with self._ack_lock:
             self._generation += 1  # message ids of that connection mean nothing any more
             closing = self._closing
+            if isinstance(client, BatchingClient):
+                client.drop_pubacks()
         self._pending_subscriptions.clear()
         was_connected, self._connected = self._connected, False
         why = _PAHO_LOG.take_last_error() or str(reason)
@@ -916,7 +906,10 @@ class MqttInput:
         with self._ack_lock:
             if delivery.generation != self._generation or client is None:
                 return  # redelivered on the new connection; the store drops the duplicate
-            client.ack(delivery.mid, delivery.qos)
+            if delivery.qos == 1:
+                client.queue_puback(delivery.mid)  # written with the batch's other PUBACKs
+            else:
+                client.ack(delivery.mid, delivery.qos)
 
     def _hold(self, delivery: _Delivery, reason: str) -> None:
         """Keep an unacknowledged message, to submit it again after a pause."""

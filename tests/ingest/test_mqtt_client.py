@@ -1,0 +1,176 @@
+"""BatchingClient against a private Mosquitto: read-ahead and batched PUBACKs lose nothing.
+
+What the broker was acknowledged is shown by what it redelivers to the same persistent session
+on a new connection; what was read, by the messages received, intact and in order.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.ingest.mosquitto import Mosquitto, wait_until
+from vitalstation.ingest import mqtt_client
+from vitalstation.ingest.mqtt_client import BatchingClient
+
+TOPIC = "healthcare/monitors/client-test"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    mosquitto = Mosquitto(tmp_path / "mosquitto").start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+class Receiver:
+    """A BatchingClient subscriber (manual acknowledgement, persistent session)."""
+
+    def __init__(self, port: int, client_id: str = "batching-test", *,
+                 auto_ack: bool = False) -> None:
+        self.port = port
+        self.auto_ack = auto_ack  # PUBACK each message as it arrives (on paho's thread)
+        self.client_id = client_id
+        self.messages: list[tuple[int, bytes]] = []  # (mid, payload)
+        self.subscribed = threading.Event()
+        self.client: BatchingClient | None = None
+
+    def connect(self) -> BatchingClient:
+        self.subscribed.clear()
+        client = BatchingClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                clean_session=False, manual_ack=True)
+        client.on_connect = lambda c, *args: c.subscribe(TOPIC, 1)
+        client.on_subscribe = lambda *args: self.subscribed.set()
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        assert self.subscribed.wait(10), "no SUBACK"
+        self.client = client
+        return client
+
+    def _on_message(self, client: BatchingClient, userdata: object,
+                    message: paho.MQTTMessage) -> None:
+        self.messages.append((message.mid, message.payload))
+        if self.auto_ack:
+            client.queue_puback(message.mid)
+
+    def disconnect(self) -> None:
+        assert self.client is not None
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.client = None
+
+
+def publish(port: int, payloads: list[bytes]) -> None:
+    """QoS 1, every message acknowledged by the broker before returning."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="batching-test-pub")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        for info in [client.publish(TOPIC, payload, qos=1) for payload in payloads]:
+            info.wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def payloads(count: int, size: int = 40) -> list[bytes]:
+    return [f"{i:06d}".encode() + b"x" * (size + i % 7) for i in range(count)]
+
+
+@pytest.mark.parametrize("chunk", [7, 200])
+def test_packets_cut_across_reads_arrive_whole_and_in_order(
+    broker: Mosquitto, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # Reads of 7 bytes cut packets (header, length, topic, payload) at every place; reads of
+    # 200 leave whole packets behind a cut one, which must not wait for the next select.
+    monkeypatch.setattr(mqtt_client, "READ_CHUNK", chunk)
+    receiver = Receiver(broker.port, auto_ack=True)
+    client = receiver.connect()
+    sent = payloads(300)
+    publish(broker.port, sent)
+    wait_until(lambda: len(receiver.messages) >= len(sent), message="300 messages")
+    assert [payload for _, payload in receiver.messages] == sent
+    wait_until(lambda: client.acks_sent == len(sent), message="the PUBACKs written")
+    receiver.disconnect()
+
+
+def test_a_backlog_is_read_in_few_socket_reads(broker: Mosquitto) -> None:
+    receiver = Receiver(broker.port, auto_ack=True)
+    receiver.connect()
+    receiver.disconnect()
+    sent = payloads(500)
+    publish(broker.port, sent)  # waits in the persistent session
+    reads = 0
+    original = paho.Client._sock_recv
+
+    def counting(self: paho.Client, bufsize: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        return original(self, bufsize)
+
+    paho.Client._sock_recv = counting  # type: ignore[method-assign]
+    try:
+        receiver.connect()
+        wait_until(lambda: len(receiver.messages) >= len(sent), message="500 messages")
+    finally:
+        paho.Client._sock_recv = original  # type: ignore[method-assign]
+    assert [payload for _, payload in receiver.messages] == sent
+    # paho alone makes three reads per packet (command, length, body) and one per select.
+    assert reads < len(sent), f"{reads} socket reads for {len(sent)} messages"
+    receiver.disconnect()
+
+
+def test_batched_pubacks_acknowledge_exactly_what_was_queued(broker: Mosquitto) -> None:
+    receiver = Receiver(broker.port)
+    receiver.connect()
+    receiver.disconnect()
+    publish(broker.port, payloads(10))
+    client = receiver.connect()
+    wait_until(lambda: len(receiver.messages) == 10, message="10 messages")
+    first_six = receiver.messages[:6]
+    acker = threading.Thread(target=lambda: [client.queue_puback(mid) for mid, _ in first_six])
+    acker.start()  # from another thread, as the pipeline does
+    acker.join()
+    wait_until(lambda: client.acks_sent == 6, message="6 PUBACKs written")
+    assert client.ack_writes <= 6
+    receiver.disconnect()  # paho writes the PUBACKs before its DISCONNECT
+
+    receiver.messages.clear()
+    receiver.connect()  # the persistent session sends again what was not acknowledged
+    wait_until(lambda: len(receiver.messages) == 4, message="the 4 unacknowledged again")
+    time.sleep(0.3)  # and nothing more
+    assert [payload for _, payload in receiver.messages] == payloads(10)[6:]
+    receiver.disconnect()
+
+
+def test_pubacks_are_one_buffer_in_queue_order_and_dropped_with_their_connection() -> None:
+    client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="unit", manual_ack=True)
+    wake_r, wake_w = socket.socketpair()
+    client._sockpairW = wake_w  # the byte that wakes paho's select
+    try:
+        for mid in (1, 2, 65535):
+            client.queue_puback(mid)
+        assert wake_r.recv(10) == b"\0"  # one wake-up for the three
+        assert client.want_write()
+        client.flush_pubacks()
+        assert client._out_packet[-1]["packet"] == bytes.fromhex("40020001" "40020002" "4002ffff")
+        assert (client.acks_sent, client.ack_writes) == (3, 1)
+
+        client.queue_puback(7)
+        client.drop_pubacks()  # the connection was lost: id 7 means nothing on the next one
+        queued = len(client._out_packet)
+        client.flush_pubacks()
+        assert len(client._out_packet) == queued
+        assert client.acks_sent == 3
+    finally:
+        client._sockpairW = None
+        wake_r.close()
+        wake_w.close()
