@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,13 @@ def produce(endpoint: str, stream: str, seconds: float, go: Any, put: Any, calls
 class SeedConsumer:
     """The bedside monitor's reference consumer, as its documentation describes it."""
 
-    def __init__(self, endpoint: str, stream: str) -> None:
+    def __init__(self, endpoint: str, stream: str,
+                 on_processed: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """``on_processed`` is called with each record the consumer looks at (the end-to-end
+        bench times the seed's put → processed with it)."""
         self._client = boto3.client("kinesis", region_name=REGION, endpoint_url=endpoint)
         self._stream = stream
+        self._on_processed = on_processed
         self._stop = threading.Event()
         self.polls = 0
         self.seen = 0  # records returned by GetRecords
@@ -147,6 +152,8 @@ class SeedConsumer:
                 self.processed += 1
                 if int(readings["value"]) != readings["value"]:
                     self.truncated += 1
+                if self._on_processed is not None:
+                    self._on_processed(readings)
             time.sleep(SEED_SLEEP_S)
 
 
