@@ -1,7 +1,8 @@
 """The full form of the fault-injection and hostile-input tests, with their figures.
 
 Runs ``tests/faults``, ``tests/hostile`` and the in-process REST fuzz with
-``VITALSTATION_FULL_PROOF=1`` (10 SIGKILLs per input, each input alone; SQLite locked past
+``VITALSTATION_FULL_PROOF=1`` (10 SIGKILLs per input, each input alone, and 10 with all four
+inputs on PostgreSQL; an escalation chain SIGKILLed in both its stages; SQLite locked past
 its busy timeout; 5,000 fuzz cases against ``vitalstation serve`` and 5,000 per backend in
 process) and prints the lines the tests print (published / acknowledged / stored counts,
 timings, answers), which docs/reliability.md publishes.
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ["tests/faults", "tests/hostile", "tests/ingest/test_rest_fuzz.py"]
 # The lines the tests print with -s: counts and figures, nothing else.
 FIGURES = re.compile(
-    r"^(SIGKILL|mqtt:|kinesis:|REST answers|clock steps|full disk|100 MB body|slow-loris|"
+    r"^(SIGKILL|escalation restart|mqtt:|kinesis:|REST answers|clock steps|full disk|"
+    r"100 MB body|slow-loris|"
     r"burst of|fuzz x|  )"
 )
 
