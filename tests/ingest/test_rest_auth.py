@@ -78,6 +78,20 @@ def test_the_cache_is_bounded() -> None:
     assert len(cache._entries) <= 10
 
 
+def test_the_cache_is_keyed_by_a_keyed_digest_of_its_own_never_the_key_or_its_sha256(
+) -> None:
+    import hashlib
+
+    key = "vs_AAAAAAAA_" + "k" * 43
+    first, second = KeyCache(Directory({key: Grant()})), KeyCache(Directory({key: Grant()}))
+    assert first.verify(key) is not None and second.verify(key) is not None
+    assert first.fresh(key) and second.fresh(key)
+    (a,), (b,) = first._entries, second._entries
+    assert a != b  # each cache draws its own key: nothing to compare across processes
+    assert a != hashlib.sha256(key.encode()).digest() and key.encode() not in (a, b)
+    assert len(a) == 32
+
+
 def test_rate_limit_is_a_token_bucket_per_key() -> None:
     ticker = Ticker()
     limiter = RateLimiter(60, monotonic=ticker)  # one a second, bursts of 60

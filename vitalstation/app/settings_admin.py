@@ -257,7 +257,7 @@ class AdminService:
                  actor: str | None = None) -> None:
         self._store = store
         self._registry = store.registry
-        self._keys = key_store(store)
+        self._keys = key_store(store, secrets=secrets)
         self._register = RegisterAdmin(store.engine)
         self._outbox = OutboxStore(store.engine)
         self._secrets = secrets

@@ -1,5 +1,5 @@
-"""Secrets (broker passwords, key passphrases, AWS keys, the SMTP password, device keys kept for
-the simulator) in the OS keyring, the only module that imports ``keyring``.
+"""Secrets (broker passwords, key passphrases, AWS keys, the SMTP password, the key-hashing secret,
+device keys kept for the simulator) in the OS keyring, the only module that imports ``keyring``.
 
 Settings and the database hold only the *names* of secrets (``mqtt.password``); the values live in
 the OS keyring (Secret Service on Linux, the macOS Keychain, the Windows Credential Manager) under
@@ -73,6 +73,8 @@ KNOWN_SECRETS = {
     AWS_SESSION_TOKEN: "AWS session token (temporary credentials)",
     SMTP_PASSWORD: "SMTP password (with notifications.smtp_username)",
     STORE_PASSWORD: "PostgreSQL password (for the user in store.url)",
+    KEY_HASHING_SECRET: "keys the HMAC of stored device API keys (made by the station; "
+    "replacing it invalidates every key)",
 }
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")

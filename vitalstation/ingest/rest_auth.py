@@ -5,18 +5,21 @@ receiver is handed a :class:`KeyDirectory` (the store's ``KeyStore`` satisfies i
 relies on the shapes below.
 
 Key cache: a verified key (or a refused one) is remembered for ``ttl_s`` seconds (default 5),
-keyed by the SHA-256 of the presented key (never the key itself), so that a busy device costs
-one database query per TTL, not per request. Consequence, stated: **a revoked key, a key of a
-device just retired, or a device just (un)assigned takes effect within the TTL** on a running
-station; an expiry takes effect at once (checked on every request against the cached expiry).
+keyed by an HMAC-SHA256 of the presented key under a random key drawn by each cache (never the
+key itself, nor an unkeyed digest of it; in memory only, gone with the process), so that a busy
+device costs one database query per TTL, not per request. Consequence, stated: **a revoked
+key, a key of a device just retired, or a device just (un)assigned takes effect within the
+TTL** on a running station; an expiry takes effect at once (checked on every request against
+the cached expiry).
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import ipaddress
 import math
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -104,12 +107,13 @@ class KeyCache:
         self._monotonic = monotonic
         self._max_entries = max_entries
         self._entries: dict[bytes, tuple[float, KeyGrant | None]] = {}
+        self._cache_key = secrets.token_bytes(32)  # this cache's own: never stored anywhere
         self._lock = threading.Lock()
         self.lookups = 0  # database verifications made (cache misses)
 
     def verify(self, key: str) -> KeyGrant | None:
         """The key's grant, from the cache when fresh; raises what the directory raises."""
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        digest = self._digest(key)
         now_s = self._monotonic()
         entry = self._entries.get(digest)
         if entry is not None and entry[0] > now_s:
@@ -129,9 +133,11 @@ class KeyCache:
 
     def fresh(self, key: str) -> bool:
         """True when :meth:`verify` would answer ``key`` from the cache, without the database."""
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-        entry = self._entries.get(digest)
+        entry = self._entries.get(self._digest(key))
         return entry is not None and entry[0] > self._monotonic()
+
+    def _digest(self, key: str) -> bytes:
+        return hmac.digest(self._cache_key, key.encode("utf-8", "surrogatepass"), "sha256")
 
     def clear(self) -> None:
         """Forget every cached verification (the next request of each key asks the store)."""

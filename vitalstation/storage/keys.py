@@ -2,16 +2,26 @@
 
 A key is ``vs_<8 characters>_<43 characters>``: a vendor tag, a public identifier (the
 *prefix* ``vs_XXXXXXXX``, stored in clear and unique, used to find the key) and 32 random bytes
-in URL-safe base64. Only the SHA-256 of the whole key is stored. The key carries 256 bits of
-randomness, so a slow password hash buys nothing (nobody can guess it offline any faster than
-online) and per request it would be a denial-of-service lever: the seed paid PBKDF2 with
-600,000 iterations (~0.3 s of CPU) on every request. The hash is stored as ``sha256$<hex>``
-so that a keyed scheme (HMAC with a station secret from the OS keyring) can be added later
-next to it without reissuing keys.
+in URL-safe base64. Only a hash of the whole key is stored, in one of two schemes:
+
+- ``hmac-sha256$<secret id>$<hex>``: HMAC-SHA256 keyed with the station's key-hashing secret,
+  which lives in the OS keyring (never in a file or the database; ``app.keys`` creates it on
+  first need). A copy of the database alone is then of no use for checking guesses. The secret
+  id is a 32-bit fingerprint of the secret (not the secret), so a hash made with another
+  station's secret is recognised and logged rather than silently refused.
+- ``sha256$<hex>``: the plain SHA-256 of the key, written when no secret is available (no
+  keyring and no secret in the environment: the station says so in its log) and by stores
+  before the keyed scheme existed. Such a hash still verifies, and is rewritten in the keyed
+  scheme on the key's next successful use once a secret is available.
+
+The key carries 256 bits of randomness, so a slow password hash buys nothing (nobody can guess
+it offline any faster than online) and per request it would be a denial-of-service lever: the
+seed paid PBKDF2 with 600,000 iterations (~0.3 s of CPU) on every request.
 
 Verification looks the prefix up, then compares digests with :func:`hmac.compare_digest`; an
-unknown prefix is compared against a dummy digest, so "no such key" and "wrong key" cost the
-same query and the same comparison and get the same answer.
+unknown prefix is compared against a dummy hash of the scheme in use, and a hash of an unknown
+scheme or another secret against a digest computed all the same, so "no such key", "wrong key"
+and "wrong secret" cost the same query and about the same hashing, and get the same answer.
 
 Usage counters (``use_count``, ``last_used_at``) are not updated here but by the single writer,
 in batches, with ``use_count = use_count + n`` (:func:`bump_usage`): no read-modify-write, so no
@@ -23,15 +33,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import string
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from vitalstation.domain.errors import UserError
 from vitalstation.storage.registry import Conflict, NotFound
@@ -61,14 +74,43 @@ _KEY_RE = re.compile(
     rf"^{KEY_TAG}[A-Za-z0-9]{{{PREFIX_ID_CHARS}}}_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$"
 )
 _PREFIX_RE = re.compile(rf"^{KEY_TAG}[A-Za-z0-9]{{{PREFIX_ID_CHARS}}}$")
-_SCHEME = "sha256$"
-# Compared against when the prefix is unknown, so that both failures cost the same.
-_DUMMY_HASH = _SCHEME + hashlib.sha256(b"no such key").hexdigest()
+SHA256_SCHEME = "sha256$"
+HMAC_SCHEME = "hmac-sha256$"
+# Stands in for a secret this station does not have, so that the digest is computed anyway.
+_NOT_OUR_SECRET = b"\0" * 32
+_LOGGER = logging.getLogger(__name__)
+
+SecretSource = Callable[[], bytes | None]
+"""The station's key-hashing secret, or None when none is available (then SHA-256)."""
 
 
-def hash_key(key: str) -> str:
-    """The stored form of ``key``: ``sha256$`` and the hex digest of the whole key."""
-    return _SCHEME + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+def secret_id(secret: bytes) -> str:
+    """A public fingerprint of a key-hashing secret (8 hex digits), stored with each hash."""
+    return hashlib.sha256(b"vitalstation key-hashing secret id\0" + secret).hexdigest()[:8]
+
+
+def hash_key(key: str, secret: bytes | None = None) -> str:
+    """The stored form of ``key``: ``hmac-sha256$<secret id>$<hex>`` with a secret, else
+    ``sha256$<hex>``."""
+    data = key.encode("utf-8", "surrogatepass")
+    if secret is None:
+        return SHA256_SCHEME + hashlib.sha256(data).hexdigest()
+    return f"{HMAC_SCHEME}{secret_id(secret)}${hmac.new(secret, data, 'sha256').hexdigest()}"
+
+
+def _presented(key: str, stored: str | None, secret: bytes | None) -> str:
+    """The hash of ``key`` to compare with ``stored``, computed in ``stored``'s scheme.
+
+    A hash that cannot match (unknown prefix, unknown scheme, another station's secret) is
+    still computed, in the scheme in use, so every failure costs about the same."""
+    if stored is not None and stored.startswith(SHA256_SCHEME):
+        return hash_key(key)
+    if stored is not None and stored.startswith(HMAC_SCHEME):
+        stored_id = stored[len(HMAC_SCHEME):].partition("$")[0]
+        if secret is not None and stored_id == secret_id(secret):
+            return hash_key(key, secret)
+        return hash_key(key, _NOT_OUR_SECRET)
+    return hash_key(key, secret)
 
 
 def key_prefix(key: str) -> str | None:
@@ -224,13 +266,20 @@ def bump_usage(connection: Connection, usage: Mapping[str, tuple[int, datetime]]
 
 class KeyStore:
     """Issue, list, revoke, rotate and verify device API keys. Thread-safe: one transaction
-    per call."""
+    per call.
 
-    def __init__(self, engine: Engine) -> None:
+    ``secret`` gives the station's key-hashing secret (``app.keys.key_store`` passes the one in
+    the OS keyring); without one, or while it answers None, keys are hashed with SHA-256.
+    """
+
+    def __init__(self, engine: Engine, *, secret: SecretSource | None = None) -> None:
         self._engine = engine
+        self._secret_source = secret
+        self._foreign_ids: set[str] = set()
+        self._foreign_lock = threading.Lock()
         self._lookup = (
             select(
-                api_keys.c.key_hash, api_keys.c.expires_at, api_keys.c.revoked_at,
+                api_keys.c.id, api_keys.c.key_hash, api_keys.c.expires_at, api_keys.c.revoked_at,
                 api_keys.c.can_write_vitals, api_keys.c.can_read_patient,
                 devices.c.device_id, devices.c.status,
                 _current_assignment(
@@ -240,6 +289,9 @@ class KeyStore:
             .join(devices, devices.c.id == api_keys.c.device_ref)
             .where(api_keys.c.prefix == bindparam("prefix"))
         )
+
+    def _secret(self) -> bytes | None:
+        return self._secret_source() if self._secret_source is not None else None
 
     # -- admin -----------------------------------------------------------------------------
 
@@ -262,6 +314,7 @@ class KeyStore:
                 f"(got {expires_days:g}); leave it out for a key that does not expire"
             )
         expires_at = at + timedelta(days=expires_days) if expires_days is not None else None
+        secret = self._secret()  # before the transaction: it may ask the keyring
         with self._engine.begin() as connection:
             row = connection.execute(
                 select(devices.c.id, devices.c.status).where(devices.c.device_id == device_id)
@@ -272,7 +325,7 @@ class KeyStore:
                 raise Conflict(f"device {device_id} is retired; a key for it would be refused")
             new = self._insert(
                 connection, row.id, device_id, name, expires_at, can_write_vitals,
-                can_read_patient, at,
+                can_read_patient, at, secret,
             )
             _audit(
                 connection, at, actor, "key.create", new.prefix,
@@ -335,6 +388,7 @@ class KeyStore:
         that to keys with less than a day left). An expired or revoked key is not rotated:
         issue a new one with ``key create``.
         """
+        secret = self._secret()  # before the transaction: it may ask the keyring
         with self._engine.begin() as connection:
             row = self._key_row(connection, prefix)
             if row.revoked_at is not None:
@@ -349,7 +403,7 @@ class KeyStore:
                 raise Conflict(f"device {row.device_id} is retired; its keys are not rotated")
             new = self._insert(
                 connection, row.device_ref, row.device_id, row.name, row.expires_at,
-                bool(row.can_write_vitals), bool(row.can_read_patient), at,
+                bool(row.can_write_vitals), bool(row.can_read_patient), at, secret,
             )
             connection.execute(
                 api_keys.update().where(api_keys.c.id == row.id).values(revoked_at=at)
@@ -371,15 +425,22 @@ class KeyStore:
         prefix = key_prefix(key)
         if prefix is None:
             return None
-        presented = hash_key(key)
+        secret = self._secret()
         with self._engine.connect() as connection:
             row = connection.execute(self._lookup, {"prefix": prefix, "now": now}).one_or_none()
-        stored = row.key_hash if row is not None else _DUMMY_HASH
-        matches = hmac.compare_digest(presented.encode(), stored.encode())
+        stored = row.key_hash if row is not None else None
+        presented = _presented(key, stored, secret)
+        # No row: the presented hash against itself made unequal, at the same cost.
+        expected = stored if stored is not None else "!" + presented[1:]
+        matches = hmac.compare_digest(presented.encode(), expected.encode())
         if row is None or not matches:
+            if stored is not None and stored.startswith(HMAC_SCHEME):
+                self._note_foreign(prefix, stored, secret)
             return None
         if _state(row.expires_at, row.revoked_at, now) != "active":
             return None
+        if secret is not None and stored is not None and stored.startswith(SHA256_SCHEME):
+            self._upgrade(row.id, prefix, stored, hash_key(key, secret))
         return KeyGrant(
             prefix=prefix,
             device_id=row.device_id,
@@ -451,6 +512,40 @@ class KeyStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _upgrade(self, key_id: int, prefix: str, old: str, new: str) -> None:
+        """Rewrites a verified key's SHA-256 hash in the keyed scheme (only if unchanged since
+        it was read); a failure is logged and the key keeps working with its old hash."""
+        try:
+            with self._engine.begin() as connection:
+                done = connection.execute(
+                    api_keys.update()
+                    .where(api_keys.c.id == key_id, api_keys.c.key_hash == old)
+                    .values(key_hash=new)
+                ).rowcount
+        except SQLAlchemyError as exc:
+            _LOGGER.warning("key %s: its SHA-256 hash was not upgraded to HMAC-SHA256 (%s); "
+                            "next use tries again", prefix, type(exc).__name__)
+            return
+        if done:
+            _LOGGER.info("key %s: hash upgraded from SHA-256 to HMAC-SHA256", prefix)
+
+    def _note_foreign(self, prefix: str, stored: str, secret: bytes | None) -> None:
+        """Says once per secret id when keys were hashed with a secret this station lacks (two
+        stations sharing a database must share the secret)."""
+        stored_id = stored[len(HMAC_SCHEME):].partition("$")[0]
+        if secret is not None and stored_id == secret_id(secret):
+            return  # our secret, a wrong key: nothing to say
+        with self._foreign_lock:
+            if stored_id in self._foreign_ids:
+                return
+            self._foreign_ids.add(stored_id)
+        _LOGGER.warning(
+            "key %s was hashed with a key-hashing secret this station %s (id %s): its requests "
+            "are refused. Stations sharing a database must share the secret "
+            "station.key_hashing_secret (see docs/key-hashing.md)", prefix,
+            "does not have" if secret is None else "does not use", stored_id,
+        )
+
     @staticmethod
     def _bed_label(connection: Connection, bed_ref: int) -> str | None:
         return connection.execute(
@@ -467,6 +562,7 @@ class KeyStore:
         can_write_vitals: bool,
         can_read_patient: bool,
         at: datetime,
+        secret: bytes | None,
     ) -> NewKey:
         for _ in range(5):  # a prefix collision (1 in 2^47 per pair of keys) draws again
             key, prefix = _new_key()
@@ -477,7 +573,8 @@ class KeyStore:
                 continue
             connection.execute(
                 api_keys.insert().values(
-                    device_ref=device_ref, name=name, prefix=prefix, key_hash=hash_key(key),
+                    device_ref=device_ref, name=name, prefix=prefix,
+                    key_hash=hash_key(key, secret),
                     created_at=at, expires_at=expires_at,
                     can_write_vitals=can_write_vitals, can_read_patient=can_read_patient,
                     use_count=0,
