@@ -4,6 +4,7 @@
   every relayed connection (the service is "down": connections refused and reset), ``restore()``
   listens again on the same port. Used for PostgreSQL, so that the machine's own server is never
   stopped.
+* ``PrivatePostgres``: a PostgreSQL server of the test's own, to stop and start for real.
 * ``KinesisFaultProxy``: an HTTP relay to moto's server that answers chosen Kinesis calls with
   an AWS error instead (``ProvisionedThroughputExceededException``, ``ExpiredIteratorException``),
   as the real service does, and counts what it injected.
@@ -13,11 +14,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 
 class TcpProxy:
@@ -180,3 +188,55 @@ class KinesisFaultProxy:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (``initdb`` in a temporary folder, a free port),
+    so that it can really be stopped and started again: the machine's server never is.
+
+    Run as the ``postgres`` user when the tests run as root (``initdb`` refuses root). Skips
+    the test with the reason when the server's programs are not installed.
+    """
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        pg_ctl = bins[-1] if bins else (Path(p) if (p := shutil.which("pg_ctl")) else None)
+        if pg_ctl is None:
+            pytest.skip("no PostgreSQL server programs (pg_ctl, initdb) on this machine")
+        self._bin = pg_ctl.parent
+        self.folder = Path(tempfile.mkdtemp(prefix="vs-faults-pg-"))
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", str(self.folder / "data"), "-U", "postgres",
+                  "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run([*self._as_user, str(self._bin / program), *args], check=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             cwd=self.folder)
+
+    def start(self) -> None:
+        """Start and wait until it accepts connections."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-w", "-l",
+                  str(self.folder / "server.log"), "-o",
+                  f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: what an administrator's restart does (sessions ended)."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-w", "-m", "fast", "stop")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # not running
+        shutil.rmtree(self.folder, ignore_errors=True)

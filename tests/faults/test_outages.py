@@ -7,6 +7,8 @@ compares the store with what was sent and acknowledged, reading by reading:
 * the MQTT broker stopped and started again (its persistence keeps the station's session);
 * PostgreSQL unreachable (a per-test database reached through a TCP relay that the test cuts:
   the machine's PostgreSQL is never stopped);
+* PostgreSQL restarted (a server of the test's own, ``pg_ctl stop -m fast`` then ``start``;
+  full form only);
 * the SQLite database locked by another process (``BEGIN EXCLUSIVE`` held for seconds);
 * Kinesis throttling and an expired shard iterator, injected by a relay in front of moto.
 """
@@ -38,7 +40,7 @@ from tests.faults.harness import (
     verdict,
     wait_mqtt_subscribed,
 )
-from tests.faults.proxies import KinesisFaultProxy, TcpProxy
+from tests.faults.proxies import KinesisFaultProxy, PrivatePostgres, TcpProxy
 from tests.ingest.mosquitto import Mosquitto, wait_until
 from tests.simulator.conftest import free_port
 
@@ -156,6 +158,38 @@ def test_postgresql_unreachable_stops_acknowledgements_then_catches_up(
     # Requests in the outage were held until the pipeline gave up (~4 s), then answered 503
     # with Retry-After (the sender retried them), or held until the database came back.
     print(f"REST answers: {rest.statuses}")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not FULL, reason="full form only (~30 s: its own server's initdb and "
+                    "start); in CI the relay cut above takes the database away instead")
+def test_postgresql_restarted_stops_acknowledgements_then_catches_up(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    server = PrivatePostgres()
+    try:
+        server.start()
+        home = make_home(tmp_path / "home", mqtt_toml(broker), rest_port=free_port(),
+                         store_url=server.url)
+        station = StationProcess(home)
+        rest = RestSender(Readings(home.devices), RATE, home.rest_port, home.keys)
+        senders: list[Sender] = [MqttSender(Readings(home.devices), RATE, broker.port), rest,
+                                 FileSender(Readings(home.devices), RATE, home.inbox)]
+        seen: dict[str, float] = {}
+
+        def restart() -> None:
+            began = time.monotonic()
+            # The stop ends every session (the station's pooled connections with them); the
+            # server is down 2.5 s, then started on the same port.
+            seen["during"], _ = _watch_acks(rest, server.stop, server.start, 2.5)
+            seen["down_s"] = time.monotonic() - began
+
+        verdicts = run_through(station, senders, restart, settle=0.7)
+    finally:
+        server.close()
+    assert_nothing_lost(senders, verdicts)
+    assert seen["during"] == 0, f"REST acknowledged {seen['during']} readings with no database"
+    print(f"REST answers: {rest.statuses}; PostgreSQL down {seen['down_s']:.1f} s")
 
 
 def test_sqlite_locked_by_another_process_then_catches_up(tmp_path: Path,
