@@ -115,3 +115,35 @@ def test_a_preview_checks_without_writing(tmp_path) -> None:
     assert (tmp_path / CONFIG_FILE_NAME).read_text() == ADMIN_FILE
     with pytest.raises(ConfigError, match="rest.port"):
         preview_settings(tmp_path, {("rest", "port"): 99999}, {})
+
+
+def test_alarm_limits_are_edited_in_place_one_per_line_when_long(tmp_path) -> None:
+    text = ('# ward 5\n[alarms]\nprofile = "adult-ward"  # chosen by the ward\n'
+            "limits = []  # changed in Settings\nescalation_high_s = 120\n")
+    (tmp_path / CONFIG_FILE_NAME).write_text(text)
+    limits = ("heart_rate.high.medium = 120", "oxygen_saturation.low.high = 82",
+              "glucose.high.low = 200")
+    saved = save_settings(tmp_path, {("alarms", "limits"): limits,
+                                     ("alarms", "delays"): ("heart_rate = 5",),
+                                     ("alarms", "escalation_high_s"): 60}, {})
+    assert saved.alarms.limits == limits and saved.alarms.delays == ("heart_rate = 5",)
+    written = (tmp_path / CONFIG_FILE_NAME).read_text()
+    assert written == (
+        '# ward 5\n[alarms]\nprofile = "adult-ward"  # chosen by the ward\n'
+        'limits = [\n    "heart_rate.high.medium = 120",\n'
+        '    "oxygen_saturation.low.high = 82",\n    "glucose.high.low = 200",\n'
+        ']  # changed in Settings\nescalation_high_s = 60\ndelays = ["heart_rate = 5"]\n'
+    )
+    again = save_settings(tmp_path, {("alarms", "limits"): ()}, {})
+    assert again.alarms.limits == ()
+    assert "limits = []  # changed in Settings\n" in (tmp_path / CONFIG_FILE_NAME).read_text()
+
+
+def test_a_refused_alarm_item_names_key_and_line_and_saves_nothing(tmp_path) -> None:
+    text = '[alarms]\nlimits = ["heart_rate.high.medium = 120"]\n'
+    (tmp_path / CONFIG_FILE_NAME).write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        save_settings(tmp_path, {("alarms", "limits"): ("heart_rate.sideways.medium = 1",)}, {})
+    assert refused.value.key == "alarms.limits" and refused.value.line == 2
+    assert "the side is 'sideways'; use low or high" in refused.value.reason
+    assert (tmp_path / CONFIG_FILE_NAME).read_text() == text

@@ -93,6 +93,18 @@ def _balanced(text: str) -> bool:
     return _scan(text)[0] <= 0
 
 
+_ONE_LINE = 90
+
+
+def _literal(key: str, value: Any) -> str:
+    """A value as TOML; a list too long for one line gets one item per line (alarm limits)."""
+    literal = render_toml_value(value)
+    if not isinstance(value, tuple | list) or len(key) + 3 + len(literal) <= _ONE_LINE:
+        return literal
+    items = "".join(f"    {render_toml_value(item)},\n" for item in value)
+    return f"[\n{items}]"
+
+
 def _edit_lines(text: str, changes: Changes) -> str:
     lines = text.splitlines()
     pending = dict(changes)
@@ -116,7 +128,7 @@ def _edit_lines(text: str, changes: Changes) -> str:
                 value_text += "\n" + lines[end]
             key = match.group(2)
             if (section, key) in pending:
-                literal = render_toml_value(pending.pop((section, key)))
+                literal = _literal(key, pending.pop((section, key)))
                 last = lines[end]
                 comment_at = _value_end(last, 0 if end > index else match.end())
                 comment = last[comment_at:]
@@ -129,7 +141,7 @@ def _edit_lines(text: str, changes: Changes) -> str:
             continue
         index += 1
     for (name, key), value in pending.items():
-        assignment = f"{key} = {render_toml_value(value)}"
+        assignment = f"{key} = {_literal(key, value)}"
         if name in last_key_line:
             at = last_key_line[name] + 1
             lines.insert(at, assignment)
