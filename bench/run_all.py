@@ -85,7 +85,7 @@ def e2e_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
         stored = legs["stored"]
         if key == "file":
             base_text, ratio = "seed cron: 30,000 mean / 60,000 worst ms", (
-                f"{stored['p50'] / 30_000:.4f}" if stored else "")
+                f"{stored['p50'] / 30_000:.4f} (p50 / cron mean)" if stored else "")
         else:
             base_text = f"{baselines[key]}: {_ms(base)}"
             ratio = f"{stored['p50'] / base['p50']:.1f}× (p50)" if stored and base else ""
@@ -157,8 +157,8 @@ def kinesis_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
          + f", lag at end {r['station_backlog_at_end_records']:,} records",
          f"seed consumer: {r['seed_records_per_s']:,.1f} records/s",
          f"{r['station_records_per_s_during_burst'] / max(r['seed_records_per_s'], 1e-9):,.0f}×",
-         f"keep up with the puts (moto: {_rate(r['moto_put_records_per_s'])})",
-         _check(r["station_records_per_s_during_burst"] >= 0.95 * r["moto_put_records_per_s"])),
+         f"no backlog at the end of the burst (moto took {_rate(r['moto_put_records_per_s'])}; "
+         "no issue target)", _check(r["station_backlog_at_end_records"] == 0)),
         ("Kinesis replay from TRIM_HORIZON", _rate(r["replay_records_per_s"], " records/s"),
          "", "", "", ""),
     ]
@@ -201,9 +201,12 @@ def gui_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def soak_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
     first = r["rss_mb"][0][1]
-    reference = r["rss_at_5_min_mb"] if r["minutes"] >= 5 else first
+    # The issue's reference is the value after 5 minutes; a shorter soak uses the 1-minute
+    # sample (the first, at 0 min, is taken before the window has loaded its ward).
+    at_one = next((rss for t, rss in r["rss_mb"] if t >= 1), r["rss_end_mb"])
+    reference = r["rss_at_5_min_mb"] if r["minutes"] >= 5 else at_one
     growth = (r["rss_end_mb"] - reference) / reference * 100
-    since = "after 5 min" if r["minutes"] >= 5 else "after the first minute"
+    since = "since 5 min" if r["minutes"] >= 5 else "since 1 min"
     return [(f"memory over a {r['minutes']:g}-min soak ({r['beds']} beds, window live)",
              f"RSS {r['rss_end_mb']:.1f} MiB at the end, {growth:+.2f} % {since}",
              f"start: {first:.1f} MiB", "", "within 5 % of 5 min (1 h)",
