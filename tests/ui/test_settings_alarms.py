@@ -104,6 +104,25 @@ def test_a_limit_a_delay_and_a_timeout_edited_saved_audited_and_used_at_once(
     assert [(a.priority, a.condition, a.limit_value) for a in raised] == [
         (Priority.MEDIUM, "heart_rate.high", 120)]
 
+    # The new delay: SpO2 88 % (medium, < 90) held 20 s raised nothing (15 s would have), 31 s
+    # does; and the high-priority alarm's escalation is due after the new 60 s.
+    clock = runtime.clock
+    runtime.pipeline.process([make_reading("DEV2", clock(), oxygen_saturation=88.0)])
+    clock.advance(20)
+    runtime.pipeline.process([make_reading("DEV2", clock(), oxygen_saturation=88.0)])
+    assert not [a for a in runtime.alarms.active_alarms(patient_id="P2")
+                if a.vital is VitalKind.SPO2]
+    clock.advance(11)
+    runtime.pipeline.process([make_reading("DEV2", clock(), oxygen_saturation=88.0)])
+    assert [a.priority for a in runtime.alarms.active_alarms(patient_id="P2")
+            if a.vital is VitalKind.SPO2] == [Priority.MEDIUM]
+    runtime.pipeline.process([make_reading("DEV3", clock(), heart_rate=160.0)])
+    (high,) = [a for a in runtime.alarms.active_alarms(patient_id="P3")
+               if a.vital is VitalKind.HEART_RATE]
+    chain = runtime.alarms.escalation(high.key)
+    assert high.priority is Priority.HIGH and chain is not None
+    assert chain.due_at - chain.started_at == timedelta(seconds=60)
+
     with runtime.store.engine.connect() as connection:
         rows = connection.execute(
             select(audit_log.c.actor, audit_log.c.subject, audit_log.c.details)
