@@ -86,12 +86,15 @@ class StationSecret:
                 problem = _problem(text, self._secrets)
             except SecretStoreError as exc:
                 problem = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a keyring backend's own failure: the same
+                problem = f"the OS keyring failed: {type(exc).__name__}: {exc}"
             if problem is not None:
                 self._retry_at = self._monotonic() + self._retry_s
                 if problem != self._said:
                     _LOGGER.warning(
-                        "device keys are hashed with SHA-256, not HMAC-SHA256: the station's "
-                        "key-hashing secret is not available (%s)", problem)
+                        "device keys are hashed with SHA-256, not HMAC-SHA256, and keys stored "
+                        "as HMAC-SHA256 are refused: the station's key-hashing secret is not "
+                        "available (%s); asked again in %g s", problem, self._retry_s)
                     self._said = problem
                 return None
             assert text is not None
