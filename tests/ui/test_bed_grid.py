@@ -36,6 +36,9 @@ def live_grid(qtbot, home, clock):
             with qtbot.waitSignal(ward.loaded, timeout=5000):
                 ward.attach()
                 alarms.load()
+            # Tiles are built a few milliseconds' worth per turn of the event loop.
+            qtbot.waitUntil(lambda: not grid.is_building and len(grid.tiles) == len(ward.tiles()),
+                            timeout=5000)
             yield runtime, ward, grid
         finally:
             ward.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
 
@@ -27,7 +27,10 @@ MAX_TRENDS_PER_FRAME = 8
 # alarm's colour and marker change at once.
 NUMERICS_MIN_INTERVAL_MS = 250
 MAX_NUMERICS_PER_FRAME = 12
-TILES_PER_BUILD_STEP = 8
+# Building a tile costs a few ms (more on a loaded machine): new tiles are created for at most
+# this long per turn of the event loop (at least one), so a 128-bed ward opens without ever
+# holding the loop for long.
+BUILD_STEP_BUDGET_MS = 12
 # Tile sizes per density (logical px): "normal" while the ward fits the screen with them,
 # "compact" beyond (64 beds on a 1080p screen), "wall" when asked (big numbers).
 TILE_MIN_WIDTH_PX = {"normal": 270, "compact": 200, "wall": 460}
@@ -59,6 +62,7 @@ class BedGrid(QScrollArea):
         self.tiles: dict[str, BedTile] = {}
         self._order: list[str] = []
         self._columns = 0
+        self._expected = 0  # tiles of the ward, including those still to be built
         self._trend_due: dict[str, float] = {}  # key -> monotonic time a redraw may happen
         self._trend_dirty: set[str] = set()
         self._numerics_due: dict[str, float] = {}
@@ -80,14 +84,23 @@ class BedGrid(QScrollArea):
 
     # -- structure -------------------------------------------------------------------------
 
+    @property
+    def is_building(self) -> bool:
+        """True while tiles of a large ward are still being created (a few per turn)."""
+        return self._build_timer.isActive()
+
     def rebuild(self) -> None:
         """Create, drop and re-place tiles after the ward's beds changed.
 
-        At most TILES_PER_BUILD_STEP new tiles per turn of the event loop, so that opening a
-        128-bed ward never freezes the window (and alarms keep coming through meanwhile).
+        New tiles are built for at most BUILD_STEP_BUDGET_MS per turn of the event loop, so
+        that opening a 128-bed ward never freezes the window (and alarms keep coming through
+        meanwhile). New tiles are filled at once; the others (a patient admitted, a device
+        assigned) are marked due and refreshed over the next frames, a few per frame.
         """
+        continuing = self.sender() is self._build_timer  # a build step, not a ward change
         self._build_timer.stop()
         keys = [t.key for t in self._ward.tiles()]
+        self._expected = len(keys)
         for key in set(self.tiles) - set(keys):
             tile = self.tiles.pop(key)
             self._layout.removeWidget(tile)
@@ -97,22 +110,35 @@ class BedGrid(QScrollArea):
             self._trend_dirty.discard(key)
             self._numerics_dirty.discard(key)
         missing = [key for key in keys if key not in self.tiles]
-        for key in missing[:TILES_PER_BUILD_STEP]:
+        created: set[str] = set()
+        deadline = time.perf_counter() + BUILD_STEP_BUDGET_MS / 1000
+        for key in missing:
+            if created and time.perf_counter() >= deadline:
+                break
             tile = BedTile(key, self._colors, self._container)
             tile.set_density(self.density or "normal")
             tile.activated.connect(self.bed_activated)
             self.tiles[key] = tile
             self._trend_dirty.add(key)
+            created.add(key)
+        previous = self._order
         self._order = [key for key in keys if key in self.tiles]
-        self._place(force=True)
-        self._refresh(set(self._order), force=True)
-        if len(missing) > TILES_PER_BUILD_STEP:
+        self._place(force=True, appended=self._order[len(previous):]
+                    if self._order[:len(previous)] == previous else None)
+        self._refresh(created, force=True)
+        if not continuing:
+            for key in set(self._order) - created:
+                self._numerics_due[key] = 0.0
+            self._numerics_dirty |= set(self._order) - created
+        if len(created) < len(missing):
             self._build_timer.start()
 
     def _choose_density(self, width: int, height: int) -> str:
         if self.wall_mode:
             return "wall"
-        count = max(1, len(self._order))
+        # Every tile the ward will have, built or not: a large ward is compact from its first
+        # tiles on, rather than re-styling all of them half-way through the build.
+        count = max(1, len(self._order), self._expected)
         columns = max(1, width // self._tile_width("normal"))
         rows = -(-count // columns)
         return "normal" if rows * (TILE_HEIGHT_PX["normal"] + 6) <= height else "compact"
@@ -132,7 +158,9 @@ class BedGrid(QScrollArea):
         for tile in self.tiles.values():
             tile.set_colors(colors)
 
-    def _place(self, *, force: bool = False) -> None:
+    def _place(self, *, force: bool = False, appended: list[str] | None = None) -> None:
+        """Lay the tiles out in columns; ``appended``: only these are new, after the others
+        in order (a build step), so only they are added when nothing else moves."""
         width = max(1, self.viewport().width() - 12)
         density = self._choose_density(width, max(1, self.viewport().height() - 12))
         if density != self.density:
@@ -141,8 +169,15 @@ class BedGrid(QScrollArea):
             for tile in self.tiles.values():
                 tile.set_density(density)
             force = True
+            appended = None
         columns = max(1, min(len(self._order) or 1, width // self._tile_width(density)))
         if not force and columns == self._columns:
+            return
+        if appended is not None and columns == self._columns:
+            first = len(self._order) - len(appended)
+            for index, key in enumerate(appended, start=first):
+                self._layout.addWidget(self.tiles[key], index // columns, index % columns)
+            self._stretch_rows(columns)
             return
         self._columns = columns
         for tile in self.tiles.values():
@@ -153,7 +188,10 @@ class BedGrid(QScrollArea):
             self._layout.addWidget(tile, index // columns, index % columns)
         for column in range(self._layout.columnCount()):
             self._layout.setColumnStretch(column, 1 if column < columns else 0)
-        # Tiles keep their height; the space left stays below the last row.
+        self._stretch_rows(columns)
+
+    def _stretch_rows(self, columns: int) -> None:
+        """Tiles keep their height; the space left stays below the last row."""
         rows = -(-len(self._order) // columns) if self._order else 0
         for row in range(self._layout.rowCount()):
             self._layout.setRowStretch(row, 0)
@@ -195,9 +233,16 @@ class BedGrid(QScrollArea):
             # The longest-waiting first, at most MAX_NUMERICS_PER_FRAME: tiles refreshed
             # together would otherwise stay in step and make every fourth frame a long one.
             # Tiles scrolled out of view wait (still dirty) until they are scrolled back.
-            due = sorted((k for k in keys if self._numerics_due.get(k, 0.0) <= clock
-                          and k in self.tiles and not self.tiles[k].visibleRegion().isEmpty()),
-                         key=lambda k: self._numerics_due.get(k, 0.0))[:MAX_NUMERICS_PER_FRAME]
+            waiting = sorted((k for k in keys if self._numerics_due.get(k, 0.0) <= clock),
+                             key=lambda k: self._numerics_due.get(k, 0.0))
+            shown = self._shown_rect()
+            due = []
+            for key in waiting:
+                tile = self.tiles.get(key)
+                if tile is not None and tile.geometry().intersects(shown):
+                    due.append(key)
+                    if len(due) == MAX_NUMERICS_PER_FRAME:
+                        break
         for key in due:
             self._numerics_dirty.discard(key)
             tile = self.tiles.get(key)
@@ -210,12 +255,21 @@ class BedGrid(QScrollArea):
             if state.trend_version != tile.trend_version:
                 self._trend_dirty.add(key)
 
+    def _shown_rect(self) -> QRect:
+        """The part of the tiles' container on screen (in its coordinates): a tile is on
+        screen when its geometry meets it (cheaper than asking each tile's visible region)."""
+        if not self.isVisible():
+            return QRect()
+        return QRect(self.horizontalScrollBar().value(), self.verticalScrollBar().value(),
+                     self.viewport().width(), self.viewport().height())
+
     def _update_trends(self) -> None:
         """Redraw a few due curves of tiles on screen (see the module docstring)."""
         if not self._trend_dirty:
             return
         clock = time.monotonic()
         now = self._ward.now()
+        shown = self._shown_rect()
         done = 0
         for key in list(self._trend_dirty):
             if done >= MAX_TRENDS_PER_FRAME:
@@ -225,7 +279,7 @@ class BedGrid(QScrollArea):
             tile = self.tiles.get(key)
             state = self._ward.tile(key)
             self._trend_dirty.discard(key)
-            if tile is None or state is None or tile.visibleRegion().isEmpty():
+            if tile is None or state is None or not tile.geometry().intersects(shown):
                 if tile is not None and state is not None:
                     self._trend_dirty.add(key)  # drawn when scrolled into view
                     self._trend_due[key] = clock + TREND_MIN_INTERVAL_MS / 1000

@@ -152,8 +152,9 @@ class TrendBuffer:
         return True
 
     def trim(self, before: float) -> None:
-        """Forget points older than ``before``."""
-        self._start += int(np.searchsorted(self._t[self._start:self._end], before))
+        """Forget points older than ``before`` (a scalar check first: most frames have none)."""
+        if self._end > self._start and self._t[self._start] < before:
+            self._start += int(np.searchsorted(self._t[self._start:self._end], before))
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         """The points, oldest first (views into the buffer: copy before keeping them)."""
