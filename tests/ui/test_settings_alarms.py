@@ -188,3 +188,25 @@ def test_choosing_another_profile_shows_its_own_limits(dialog, runtime) -> None:
     assert text.startswith("Saved."), text
     assert runtime.alarms.engine.profile.name == "bedside-monitor"
     assert runtime.settings.alarms.limits == ()
+
+
+def test_limits_set_by_the_environment_are_shown_read_only(qtbot, tmp_path) -> None:
+    from tests.ui.support import running_station
+
+    home = tmp_path / "home"
+    with running_station(home) as runtime:
+        env = {"VITALSTATION_STORE__URL": runtime.settings.store.url,
+               "VITALSTATION_ALARMS__LIMITS": "heart_rate.high.medium = 120"}
+        runtime.settings = load_settings(home, env)
+        dialog = SettingsDialog(runtime, actor="settings:test")
+        dialog.show()
+        try:
+            idle(dialog)
+            box = find(dialog, QDoubleSpinBox, "limit_heart_rate_high_medium")
+            assert box.value() == 120 and not box.isEnabled()
+            form = dialog.alarms.limits_form
+            assert "VITALSTATION_ALARMS__LIMITS" in form.note.text()
+            assert not form.note.isHidden()
+            assert form.changes() == {}
+        finally:
+            dialog.close()
