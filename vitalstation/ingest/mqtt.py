@@ -285,8 +285,13 @@ class MqttOptions:
 
 @dataclass(slots=True)
 class _Delivery:
-    """One received message on its way to the store: what to acknowledge, and where."""
+    """One received message on its way to the store: what to acknowledge, and where.
 
+    It is also the submission's ``on_done`` (``__call__``): no closure per message, and as
+    few objects per message as possible (each one brings the garbage collector closer).
+    """
+
+    owner: MqttInput
     readings: Sequence[Reading]
     mid: int
     qos: int
@@ -295,10 +300,22 @@ class _Delivery:
     payload: bytes  # for a dead letter's excerpt, made only when one is needed
     attempts: int = 0
     due: float = 0.0
-    # Reasons to keep in the dead letters before the message may be acknowledged.
-    dead_letters: list[str] = field(default_factory=list)
+    # Reasons to keep in the dead letters before the message may be acknowledged (a list
+    # only once there is one).
+    dead_letters: list[str] | None = None
     # A dead letter of this message could not be written (database down): hold, retry later.
     dead_letter_failed: bool = False
+
+    def add_dead_letter(self, reason: str) -> None:
+        """Keep ``reason`` in the dead letters before acknowledging."""
+        if self.dead_letters is None:
+            self.dead_letters = [reason]
+        else:
+            self.dead_letters.append(reason)
+
+    def __call__(self, results: list[ReadingResult]) -> None:
+        """The pipeline's ``on_done``: on its thread, after the commit."""
+        self.owner._on_stored(self, results)
 
 
 class _PahoLog(logging.Filter):
@@ -748,16 +765,16 @@ class MqttInput:
             self._handle(message, topic, generation)
         except Exception as exc:  # noqa: BLE001 - keep the payload, keep the input running
             _LOGGER.exception("MQTT: could not handle a message on %s", topic)
-            delivery = _Delivery((), message.mid, message.qos, generation, topic,
+            delivery = _Delivery(self, (), message.mid, message.qos, generation, topic,
                                  message.payload)
             self._dead_letter_and_ack(delivery, f"internal error reading this payload: {exc}")
 
     def _handle(self, message: paho.MQTTMessage, topic: str, generation: int) -> None:
         payload = message.payload
         if topic == self._status_topic:  # our own retained status, under a "#" filter
-            self._ack(_Delivery((), message.mid, message.qos, generation, topic, b""))
+            self._ack(_Delivery(self, (), message.mid, message.qos, generation, topic, b""))
             return
-        delivery = _Delivery((), message.mid, message.qos, generation, topic, payload)
+        delivery = _Delivery(self, (), message.mid, message.qos, generation, topic, payload)
         limit = self.options.max_payload_bytes
         if len(payload) > limit:
             self._dead_letter_and_ack(
@@ -776,7 +793,9 @@ class MqttInput:
                 return
         try:
             try:
-                text = payload.decode("utf-8-sig")
+                text = payload.decode()
+                if text[:1] == "\ufeff":  # "utf-8-sig", without its Python-level codec
+                    text = text[1:]
             except UnicodeDecodeError:
                 decode_json(payload)  # raises PayloadError naming the bad byte
                 raise
@@ -806,7 +825,7 @@ class MqttInput:
             if not parsed.readings:
                 self._dead_letter_and_ack(delivery, reason, counted=True)
                 return
-            delivery.dead_letters.append(reason)
+            delivery.add_dead_letter(reason)
         delivery.readings = [reading for _, reading in parsed.readings]
         self._submit(delivery, BUSY_BLOCK_S)
 
@@ -823,7 +842,7 @@ class MqttInput:
             self._rejected_here += 1
         _LOGGER.debug("MQTT message on %s dead-lettered: %s", delivery.topic, reason)
         delivery.readings = ()
-        delivery.dead_letters.append(reason)
+        delivery.add_dead_letter(reason)
         self._submit(delivery, BUSY_BLOCK_S)
 
     def _submit(self, delivery: _Delivery, block_s: float) -> None:
@@ -833,11 +852,7 @@ class MqttInput:
         try:
             if delivery.dead_letters:
                 self._queue_dead_letters(delivery)
-            self._pipeline.submit(
-                delivery.readings,
-                on_done=lambda results: self._on_stored(delivery, results),
-                timeout=block_s,
-            )
+            self._pipeline.submit(delivery.readings, on_done=delivery, timeout=block_s)
         except PipelineBusy as exc:
             self._resolved()
             self._hold(delivery, str(exc))
@@ -847,7 +862,7 @@ class MqttInput:
 
     def _queue_dead_letters(self, delivery: _Delivery) -> None:
         """Hand the message's pending dead letters to the writer; put back what it refuses."""
-        reasons, delivery.dead_letters = delivery.dead_letters, []
+        reasons, delivery.dead_letters = delivery.dead_letters or [], None
         excerpt = _excerpt(delivery.payload) if reasons else ""
         for index, reason in enumerate(reasons):
             try:
@@ -858,14 +873,14 @@ class MqttInput:
                     ),
                 )
             except (PipelineBusy, PipelineStopped):
-                delivery.dead_letters[:0] = reasons[index:]
+                delivery.dead_letters = reasons[index:] + (delivery.dead_letters or [])
                 raise
 
     @staticmethod
     def _dead_lettered(delivery: _Delivery, reason: str, committed: bool) -> None:
         """On the pipeline thread, before the message's submission is resolved."""
         if not committed:
-            delivery.dead_letters.append(reason)
+            delivery.add_dead_letter(reason)
             delivery.dead_letter_failed = True
 
     def _resolved(self) -> None:
@@ -890,7 +905,7 @@ class MqttInput:
             if result.outcome is Outcome.REJECTED:
                 self._rejected_stored += 1
                 where = f"reading {index}: " if len(results) > 1 else ""
-                delivery.dead_letters.append(where + summarize(result.errors))
+                delivery.add_dead_letter(where + summarize(result.errors))
         if delivery.dead_letter_failed:
             self._hold(delivery, "a dead letter could not be stored (database unavailable)")
         elif delivery.dead_letters:
