@@ -25,11 +25,18 @@ each message's time goes, by thread (Linux).
 
     python bench/mqtt.py            # ~2 min: 100k messages, 10 s of latency, 20k live
     python bench/mqtt.py --quick    # ~30 s
+
+Two process-wide settings the station does not make today can be tried here, to decide
+whether the runtime should: ``--switch-interval MS`` (``sys.setswitchinterval``: how long a
+thread may keep the GIL while another wants it; CPython's default is 5 ms) and ``--gc-freeze``
+(``gc.freeze()`` once the station is up, so that the collector's full passes no longer walk
+every object made at start-up). The garbage collector's pauses are printed either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import multiprocessing
@@ -111,6 +118,41 @@ def cpu_per_message(before: dict[str, float], after: dict[str, float],
         for name, seconds in after.items()
         if seconds - before.get(name, 0.0) > 0.02 and name != "MainThread"
     }
+
+
+class GcPauses:
+    """The garbage collector's pauses, by generation, while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> dict[str, object]:
+        """Collections and pause milliseconds (total, longest) by generation."""
+        return {
+            f"gen{gen}": [len(ms), round(sum(ms), 1), round(max(ms, default=0.0), 1)]
+            for gen, ms in self.pauses.items()
+        }
+
+
+def load_average() -> str:
+    try:
+        return "/".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 # --- brokers -----------------------------------------------------------------------------
@@ -267,6 +309,7 @@ class Station:
         register_ward(self.store)
         self.pipeline = Pipeline(self.store.writer)
         self.committed: dict[int, float] = {}
+        self.gc_pauses: dict[str, dict[str, object]] = {}
         self._count = 0
         self._target = 0
         self._done = threading.Event()
@@ -332,9 +375,11 @@ def station_backlog(station: Station, port: int, count: int, window: int,
     station.expect(count)
     cpu_before = thread_cpu()
     started = time.time()
-    station.start_input()
-    station.wait()
+    with GcPauses() as pauses:
+        station.start_input()
+        station.wait()
     cpu = cpu_per_message(cpu_before, thread_cpu(), count)
+    station.gc_pauses["backlog"] = pauses.summary()
     return count / (max(station.committed.values()) - started), cpu
 
 
@@ -357,8 +402,10 @@ def latency(station: Station, port: int, seconds: float, rate: float, offset: in
     station.expect(count)
     times: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
     publisher = start_publisher(port, count, 1000, rate=rate, offset=offset, times=times)
-    sent = times.get(timeout=seconds * 3 + 60)
-    station.wait()
+    with GcPauses() as pauses:
+        sent = times.get(timeout=seconds * 3 + 60)
+        station.wait()
+    station.gc_pauses["latency"] = pauses.summary()
     publisher.join(30)
     lat = sorted(
         (station.committed[offset + i] - sent[i]) * 1000 for i in range(count)
@@ -378,7 +425,9 @@ def latency(station: Station, port: int, seconds: float, rate: float, offset: in
 def run(args: argparse.Namespace) -> dict:
     figures: dict = {"messages": args.messages, "window": args.window,
                      "broker_window": args.broker_window,
-                     "embedded_messages": args.embedded_messages}
+                     "embedded_messages": args.embedded_messages,
+                     "switch_interval_ms": sys.getswitchinterval() * 1000,
+                     "gc_freeze": args.gc_freeze, "load_before": load_average()}
     live = args.embedded_messages
     with tempfile.TemporaryDirectory(prefix="vs-bench-mqtt-") as tmp:
         folder = Path(tmp)
@@ -391,6 +440,9 @@ def run(args: argparse.Namespace) -> dict:
             say("station (MqttInput → pipeline → SQLite): the same backlog ...")
             station = Station(folder, "mosquitto.db", f"mqtt://127.0.0.1:{broker.port}",
                               protocol=args.protocol)
+            if args.gc_freeze:  # what the runtime would do once the station is up
+                gc.collect()
+                gc.freeze()
             figures["station_per_s"], figures["station_cpu_us"] = station_backlog(
                 station, broker.port, args.messages, args.window, offset=0
             )
@@ -403,6 +455,7 @@ def run(args: argparse.Namespace) -> dict:
                 station, broker.port, live, args.window, offset=2 * args.messages
             )
             figures["station_counts"] = station.close()
+            figures["gc_pauses"] = station.gc_pauses
         finally:
             broker.stop()
         say(f"station, live publisher, {live:,} messages through the embedded broker ...")
@@ -418,6 +471,7 @@ def run(args: argparse.Namespace) -> dict:
             figures["embedded_counts"] = station.close()
         finally:
             embedded.stop()
+    figures["load_after"] = load_average()
     figures["station_over_bare"] = figures["station_per_s"] / figures["bare_per_s"]
     figures["embedded_over_mosquitto"] = (
         figures["embedded_per_s"] / figures["mosquitto_live_per_s"]
@@ -431,6 +485,9 @@ def say(text: str) -> None:
 
 def report(f: dict, emit: Callable[[str], None] = print) -> None:
     lat = f["latency"]
+    freeze = "on" if f["gc_freeze"] else "off"
+    emit(f"load average (1/5/15 min):   {f['load_before']} before, {f['load_after']} after; "
+         f"switch interval {f['switch_interval_ms']:g} ms, gc.freeze {freeze}")
     emit(f"backlog drained (QoS 1):     {f['messages']:,} messages; Mosquitto "
          f"max_inflight_messages {f['broker_window']:,}")
     emit(f"bare paho subscriber:        {f['bare_per_s']:,.0f} msg/s")
@@ -447,6 +504,9 @@ def report(f: dict, emit: Callable[[str], None] = print) -> None:
     emit(f"  station via embedded:      {f['embedded_per_s']:,.0f} readings/s")
     emit(f"    CPU µs per message:      {f['embedded_cpu_us']} (broker thread included)")
     emit(f"  embedded / Mosquitto:      {f['embedded_over_mosquitto']:.2f}")
+    emit("GC pauses [collections, total ms, longest ms] by generation:")
+    for phase, summary in f["gc_pauses"].items():
+        emit(f"  {phase + ':':<26} {summary}")
     emit(f"store counts (Mosquitto):    {f['station_counts']}")
     emit(f"store counts (embedded):     {f['embedded_counts']}")
 
@@ -464,8 +524,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-window", type=int, default=20,
                         help="Mosquitto max_inflight_messages (20, its default)")
     parser.add_argument("--protocol", default="3.1.1", choices=("3.1.1", "5"))
+    parser.add_argument("--switch-interval", type=float, metavar="MS",
+                        help="sys.setswitchinterval for this process (CPython's default: 5 ms)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() once the station is up (see the module docstring)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval / 1000)
     quick = args.quick
     args.messages = args.messages or (20_000 if quick else 100_000)
     args.embedded_messages = args.embedded_messages or (5_000 if quick else 20_000)
