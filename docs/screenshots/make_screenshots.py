@@ -42,6 +42,19 @@ def settle(app: QApplication, seconds: float) -> None:
         time.sleep(0.01)
 
 
+def built(app: QApplication, window: MainWindow, timeout_s: float = 60.0) -> None:
+    """Wait until the ward is loaded and the grid has built every tile (a few per turn)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        grid = window.grid
+        if window.ward.is_loaded and not grid.is_building \
+                and len(grid.tiles) == len(window.ward.tiles()):
+            return
+        app.processEvents()
+        time.sleep(0.01)
+    raise SystemExit("the grid was not built in time")
+
+
 def save(widget: QWidget, path: Path) -> None:
     """Grab ``widget`` into ``path``."""
     if not widget.grab().save(str(path), "PNG"):
@@ -79,6 +92,7 @@ def main(out: Path) -> int:
             window = MainWindow(runtime, settings_path=Path(tmp) / "window.ini")
             window.resize(*SIZE)
             window.show()
+            built(app, window)
             settle(app, 3.0)
             save(window, out / "grid-calm.png")
 

@@ -461,6 +461,7 @@ class BedTile(QFrame):
         _set_tip(self.patient_label, who)
         marks = _marks(tile)
         _set_text(self.marks_label, marks)
+        _set_visible(self.marks_label, bool(marks))  # no marks: the status line has the room
 
         levels, acknowledged, device_level = _alarm_levels(alarms)
         bed_level = max((a.priority for a in alarms
