@@ -221,7 +221,9 @@ def _register(
                     result.notes.append(moved)
             else:
                 existing = load_key_file(key_path) if os.path.exists(key_path) else {}
-            keys, created = issue_keys(store, devices, existing, actor="vitalstation-sim", at=now)
+            keys, created = issue_keys(
+                store, devices, existing, settings=settings, actor="vitalstation-sim", at=now
+            )
             if created:
                 if key_path is None:
                     save_keyring_keys(settings, {d: keys[d] for d in created})

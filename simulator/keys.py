@@ -125,17 +125,24 @@ def save_keyring_keys(
 
 
 def issue_keys(
-    store, device_ids: Iterable[str], existing: Mapping[str, str], *, actor: str, at: datetime
+    store,
+    device_ids: Iterable[str],
+    existing: Mapping[str, str],
+    *,
+    settings=None,
+    actor: str,
+    at: datetime,
 ) -> tuple[dict[str, str], list[str]]:
     """Keys for ``device_ids``: those in ``existing`` the store still honours, new ones else.
 
     Returns all keys (``existing`` merged) and the devices that got a new key. Uses the
-    station's key store (``vitalstation.app.keys``), so the keys are verified by the station's
-    REST receiver like any admin-issued key.
+    station's key store (``vitalstation.app.keys``) with ``settings``' key-hashing secret, so
+    the keys are verified by the station's REST receiver like any admin-issued key (without
+    ``settings``, hashed with SHA-256, which the station also accepts and upgrades on use).
     """
     from vitalstation.app.keys import key_store  # only REST needs it, and it needs the store
 
-    keys = key_store(store)
+    keys = key_store(store, settings)
     result = dict(existing)
     created: list[str] = []
     for device_id in device_ids:

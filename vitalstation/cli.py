@@ -386,7 +386,7 @@ def _run(args: argparse.Namespace) -> int:
             return _alarms(args, settings, store)
         if args.command == "secret":
             return _secret(args, settings, store)
-        return _admin(args, store, now)
+        return _admin(args, settings, store, now)
     finally:
         store.close()
 
@@ -428,7 +428,9 @@ def _secret(args: argparse.Namespace, settings: Any, store: Any) -> int:
     return EXIT_OK
 
 
-def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa: C901 - a dispatch
+def _admin(  # noqa: C901 - a dispatch
+    args: argparse.Namespace, settings: Any, store: Any, now: datetime
+) -> int:
     registry = store.registry
     actor = getattr(args, "actor", None) or _default_actor()
     at = parse_when(args.at, now) if getattr(args, "at", None) else now
@@ -479,7 +481,7 @@ def _admin(args: argparse.Namespace, store: Any, now: datetime) -> int:  # noqa:
 
     if args.command == "device":
         if args.device_command == "key":
-            return _device_key(args, store, actor, now)
+            return _device_key(args, settings, store, actor, now)
         return _device(args, registry, actor, at, now)
 
     if args.command == "readings":
@@ -598,10 +600,12 @@ def _print_new_key(new: Any, as_json: bool, what: str) -> None:
     print(f"Devices send it as:  Authorization: Bearer {new.key}")
 
 
-def _device_key(args: argparse.Namespace, store: Any, actor: str, now: datetime) -> int:
+def _device_key(
+    args: argparse.Namespace, settings: Any, store: Any, actor: str, now: datetime
+) -> int:
     from vitalstation.app.keys import key_store
 
-    keys = key_store(store)
+    keys = key_store(store, settings)
     if args.key_command == "create":
         new = keys.create(
             args.device_id, name=args.name, expires_days=args.expires_days,

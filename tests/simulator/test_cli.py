@@ -175,10 +175,11 @@ def test_cli_register_issues_rest_keys_the_station_verifies(tmp_path: Path) -> N
     assert not (home / KEY_FILE_NAME).exists()  # no file on its own
     run_cli(*args)  # again: nothing new, the same keys
     assert {d: secrets.get(simulator_key_name(d)) for d in keys} == keys
-    store = open_store(load_settings(home))
+    settings = load_settings(home)
+    store = open_store(settings)
     try:
         for device, key in keys.items():
-            grant = key_store(store).verify(key, now=T0)
+            grant = key_store(store, settings).verify(key, now=T0)  # the station's secret
             assert grant is not None and grant.device_id == device and grant.assigned
         assert {d.device_id: d.bed for d in store.registry.list_devices()} == {
             "SIM-BSM-01": "SIM-01", "SIM-BSM-02": "SIM-02"}

@@ -4,7 +4,6 @@ its PostgreSQL database."""
 from __future__ import annotations
 
 import logging
-import threading
 from urllib.parse import quote, urlsplit
 
 from vitalstation.config.secrets import (
@@ -39,31 +38,15 @@ def aws_credentials(
         return None
 
 
-# The settings each database URL was last opened with (database_url), so that code handed only
-# a Store can find its station's secrets (app.keys.key_store: the key-hashing secret).
-_SETTINGS_BY_URL: dict[str, Settings] = {}
-_SETTINGS_LOCK = threading.Lock()
-
-
-def settings_for_url(url: str) -> Settings | None:
-    """The settings whose :func:`database_url` gave ``url`` last in this process, or None."""
-    with _SETTINGS_LOCK:
-        return _SETTINGS_BY_URL.get(url)
-
-
 def database_url(settings: Settings, secrets: SecretStore | None = None) -> str:
     """``settings.store_url``, with the secret ``store.password`` put in when the URL is a
     PostgreSQL one naming a user but no password (the TOML file never holds it).
 
     Without that secret, or without a keyring, the URL is used as it is: libpq's own
     ``PGPASSWORD`` and ``~/.pgpass`` still apply. The result holds a password: only for
-    ``Store.open``, never for a log (``Store.description`` hides it). The URL is remembered
-    with its settings (in memory: :func:`settings_for_url`).
+    ``Store.open``, never for a log (``Store.description`` hides it).
     """
-    url = _database_url(settings, secrets)
-    with _SETTINGS_LOCK:
-        _SETTINGS_BY_URL[url] = settings
-    return url
+    return _database_url(settings, secrets)
 
 
 def _database_url(settings: Settings, secrets: SecretStore | None) -> str:

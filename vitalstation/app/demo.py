@@ -112,7 +112,9 @@ class Demo:
         rest_port = _port_of(rest, "port")
         if rest is not None and rest_port is not None and not self.runtime.settings.rest.tls_cert:
             devices = [device_id_for(n) for n in range(3, 3 + BEDS_PER_INPUT)]
-            keys, _ = issue_keys(store, devices, {}, actor=DEMO_ACTOR, at=now)
+            keys, _ = issue_keys(
+                store, devices, {}, settings=self.runtime.settings, actor=DEMO_ACTOR, at=now
+            )
             plans.append(("rest", config(3, "ward"),
                           RestTransport(f"http://127.0.0.1:{rest_port}", keys)))
         else:

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vitalstation.app.credentials import settings_for_url
 from vitalstation.config.secrets import (
     KEY_HASHING_SECRET,
     SecretStore,
@@ -163,12 +162,11 @@ def key_store(store: Store, settings: Settings | None = None, *,
               secrets: SecretStore | None = None) -> KeyStore:
     """The store's device API keys, hashed with the station's key-hashing secret.
 
-    The secret comes from ``secrets``, else from ``settings``' secret store, else from the
-    settings this process opened ``store`` with (``app.credentials.database_url``); a store
-    opened otherwise has no station, so its keys are hashed with SHA-256.
+    The secret comes from ``secrets``, else from ``settings``' secret store; with neither the
+    caller names no station, so its keys are hashed with SHA-256 (which the station accepts,
+    and upgrades to its own secret on a key's first use).
     """
     if secrets is None:
-        settings = settings or settings_for_url(store.url)
         if settings is None:
             return KeyStore(store.engine)
         secrets = SecretStore.for_settings(settings)

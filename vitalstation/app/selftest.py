@@ -75,6 +75,9 @@ SELF_TEST_ENVIRONMENT: Mapping[str, str] = {
     "VITALSTATION_EMBEDDED_BROKER__PORT": "0",
     "VITALSTATION_KINESIS__ENABLED": "false",
     "VITALSTATION_DYNAMODB__ENABLED": "false",
+    # Each run has a fresh data home: a keyring source would leave a new key-hashing secret in
+    # the user's real keyring every time. Without the secret the keys are hashed with SHA-256.
+    "VITALSTATION_SECRETS__SOURCE": "environment",
 }
 # The inputs that must be up before any reading is sent.
 REQUIRED_INPUTS = ("rest", "filedrop", "mqtt-broker", "mqtt")
@@ -266,7 +269,7 @@ def _register(context: _Context) -> str:
         registry.add_device(device_id, name="self-test", device_type="simulator", actor=ACTOR,
                             at=at)
         registry.assign_device(device_id, bed_label=BED_LABEL, actor=ACTOR, at=at)
-    context.rest_key = key_store(runtime.store).create(
+    context.rest_key = key_store(runtime.store, context.settings).create(
         REST_DEVICE, name="self-test", actor=ACTOR, at=at
     ).key
     beds = {b.label: b.patient_id for b in registry.list_beds()}

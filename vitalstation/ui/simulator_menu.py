@@ -89,7 +89,9 @@ def start_run(runtime: Runtime, run: SimRun) -> SimRun:
         if port is not None:
             options = TargetOptions(url=f"http://127.0.0.1:{port}")
         devices = [device_id_for(n) for n in range(run.first_bed, run.last_bed + 1)]
-        run.keys, _ = issue_keys(runtime.store, devices, run.keys, actor=SIM_ACTOR, at=now)
+        run.keys, _ = issue_keys(
+            runtime.store, devices, run.keys, settings=runtime.settings, actor=SIM_ACTOR, at=now
+        )
     elif run.transport == "mqtt":
         broker = _port(runtime, "mqtt-broker", "actual_port")
         if broker is not None:
