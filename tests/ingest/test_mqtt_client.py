@@ -14,7 +14,9 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests.ingest.mosquitto import Mosquitto, wait_until
 from vitalstation.ingest import mqtt_client
@@ -174,3 +176,77 @@ def test_pubacks_are_one_buffer_in_queue_order_and_dropped_with_their_connection
         client._sockpairW = None
         wake_r.close()
         wake_w.close()
+
+
+def _collect(port: int, protocol: MQTTProtocolVersion, topics: list[str],
+             filtered: str | None = None) -> tuple[BatchingClient, list, list]:
+    """A connected BatchingClient subscribed to ``topics`` at QoS 1: (client, on_message's
+    messages, the filtered callback's messages)."""
+    got: list[paho.MQTTMessage] = []
+    routed: list[paho.MQTTMessage] = []
+    subscribed = threading.Event()
+    client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="lean-test",
+                            protocol=protocol)
+    client.on_connect = lambda c, *args: c.subscribe([(topic, 1) for topic in topics])
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = lambda c, u, message: got.append(message)
+    if filtered is not None:
+        client.message_callback_add(filtered, lambda c, u, message: routed.append(message))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert subscribed.wait(10), "no SUBACK"
+    return client, got, routed
+
+
+@pytest.mark.parametrize("protocol", [MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5])
+def test_messages_handed_over_keep_every_field(
+    broker: Mosquitto, protocol: MQTTProtocolVersion
+) -> None:
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="lean-pub", protocol=protocol)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    properties = None
+    if protocol is MQTTProtocolVersion.MQTTv5:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = ("bed", "12")
+    publisher.publish("lean/retained", b"kept", qos=1, retain=True).wait_for_publish(10)
+    client, got, _ = _collect(broker.port, protocol, ["lean/#"])
+    try:
+        publisher.publish("lean/q0", b"zero", qos=0).wait_for_publish(10)
+        publisher.publish("lean/q1", b"\x00one", qos=1, properties=properties).wait_for_publish(10)
+        wait_until(lambda: len(got) == 3, message="3 messages")
+        by_topic = {message.topic: message for message in got}
+        retained, zero, one = by_topic["lean/retained"], by_topic["lean/q0"], by_topic["lean/q1"]
+        assert (retained.payload, retained.qos, retained.retain) == (b"kept", 1, True)
+        assert (zero.payload, zero.qos, zero.retain, zero.mid) == (b"zero", 0, False, 0)
+        assert (one.payload, one.qos, one.retain, one.dup) == (b"\x00one", 1, False, False)
+        assert one.mid > 0 and one.timestamp > 0
+        assert one.info is None  # the lean hand-over, not paho's (which makes an info)
+        if protocol is MQTTProtocolVersion.MQTTv5:
+            assert one.properties.UserProperty == [("bed", "12")]
+        else:
+            assert one.properties is None
+    finally:
+        publisher.publish("lean/retained", b"", qos=1, retain=True).wait_for_publish(10)
+        for each in (client, publisher):
+            each.disconnect()
+            each.loop_stop()
+
+
+def test_filtered_callbacks_still_get_their_topics(broker: Mosquitto) -> None:
+    client, got, routed = _collect(broker.port, MQTTProtocolVersion.MQTTv311,
+                                   ["lean/#", "other/#"], filtered="lean/+")
+    try:
+        sender = paho.Client(CallbackAPIVersion.VERSION2, client_id="lean-pub")
+        sender.connect("127.0.0.1", broker.port)
+        sender.loop_start()
+        sender.publish("lean/a", b"1", qos=1).wait_for_publish(10)
+        sender.publish("other/b", b"2", qos=1).wait_for_publish(10)
+        sender.disconnect()
+        sender.loop_stop()
+        wait_until(lambda: len(got) + len(routed) == 2, message="2 messages")
+        assert [m.topic for m in routed] == ["lean/a"]
+        assert [m.topic for m in got] == ["other/b"]
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -14,21 +14,36 @@ read. This client:
 * **batches PUBACKs**: :meth:`queue_puback` (any thread) adds a message id to a list and wakes
   the network thread only when the list was empty; the network thread writes the whole list
   as one buffer, in the order the ids were queued (MQTT wants PUBACKs in the order of the
-  PUBLISHes), whenever it writes.
+  PUBLISHes), whenever it writes;
+* **hands a QoS 0/1 message over leanly**: paho builds each incoming message with a
+  ``MQTTMessageInfo`` and its ``threading.Condition`` (meant for outgoing messages; ~8 us and
+  a dozen objects for the garbage collector), formats a debug log line, and matches the topic
+  against the filtered callbacks even when there are none (~7 us). Here the message gets no
+  ``info`` (``None``), the debug line is formatted only when debug logging is on (paho's own
+  path is taken then), and the topic is matched only once ``message_callback_add`` was used.
+  QoS 2 takes paho's path.
 
 A new connection (``reconnect``) drops both: bytes read ahead belong to the old socket, and
 message ids mean nothing on a new connection (the broker sends unacknowledged messages again).
-Both rely on paho 2.x internals (``_sock_recv``, ``_out_packet``, ``_sockpairW``), pinned by
-``paho-mqtt<3`` and covered by ``tests/ingest/test_mqtt_client.py``.
+All of it relies on paho 2.x internals (``_sock_recv``, ``_out_packet``, ``_sockpairW``,
+``_handle_publish``, ``_packet.decode_publish``), pinned by ``paho-mqtt<3`` and covered by
+``tests/ingest/test_mqtt_client.py``; without ``decode_publish`` paho's own path is used.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
+import time
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+
+try:
+    from paho.mqtt._packet import decode_publish as _decode_publish
+except ImportError:  # another paho 2.x layout: its own _handle_publish is used
+    _decode_publish = None
 
 __all__ = ["READ_CHUNK", "BatchingClient"]
 
@@ -57,6 +72,7 @@ class BatchingClient(paho.Client):
         self._acks: list[int] = []
         self.acks_sent = 0  # PUBACKs written by queue_puback's path, for tests and benches
         self.ack_writes = 0  # buffers they were written in
+        self._filtered_callbacks = False  # message_callback_add used: paho's topic matching
 
     # -- connection ----------------------------------------------------------------------
 
@@ -99,6 +115,52 @@ class BatchingClient(paho.Client):
                and self._sock is not None):
             rc = super().loop_read(max_packets)
         return rc
+
+    # -- handing messages over -----------------------------------------------------------
+
+    def message_callback_add(self, sub: str, callback: paho.CallbackOnMessage) -> None:
+        """paho's; from now on every message's topic is matched against the filters."""
+        self._filtered_callbacks = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """A QoS 0/1 PUBLISH to ``on_message`` without paho's per-message extras."""
+        command = self._in_packet["command"]
+        if (_decode_publish is None or (command & 0x06) > 0x02 or self.on_log is not None
+                or (self._logger is not None and self._logger.isEnabledFor(logging.DEBUG))):
+            return super()._handle_publish()
+        result = _decode_publish(command, self._in_packet["packet"], self._protocol)
+        message = paho.MQTTMessage.__new__(paho.MQTTMessage)
+        message.timestamp = time.monotonic()  # as paho's: its time_func
+        message.state = paho.mqtt_ms_invalid
+        message.dup = result.dup
+        message.mid = result.mid
+        message._topic = result.topic
+        message.payload = result.payload
+        message.qos = result.qos
+        message.retain = result.retain
+        message.properties = result.properties
+        message.info = None  # type: ignore[assignment] - incoming: nothing to wait for
+        self._handle_on_message(message)
+        if result.qos == 1 and not self._manual_ack:
+            return self._send_puback(result.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        """``on_message``, as paho calls it, unless filtered callbacks need paho's matching."""
+        if self._filtered_callbacks:
+            super()._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     # -- batched acknowledgements --------------------------------------------------------
 
