@@ -45,6 +45,10 @@ from vitalstation.storage.schema import (
 
 DEFAULT_LIST_LIMIT = 1000
 
+# json.dumps(..., sort_keys=True[, default=str]) with the encoder made once, not per call.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+_JSON = json.JSONEncoder(default=str, sort_keys=True)
+
 
 @dataclass(frozen=True, slots=True)
 class AlarmRow:
@@ -145,59 +149,84 @@ class AlarmStore:
         made before the engine learnt the id carry none). Returns the ids of the rows this call
         inserted, by key (the last one per key): hand them to ``AlarmEngine.assign_id``.
         Raises on a database failure; then nothing was stored.
+
+        Each alarm row is written once per call, with its final state: an alarm raised here is
+        inserted as it stands after the call's last transition of it (all new rows in one
+        statement), an alarm stored before is updated once. The events and outbox rows follow,
+        one statement each: a batch costs a handful of statements, not several per alarm.
         """
-        ids = dict(known_ids)
-        inserted: dict[str, int] = {}
-        last: dict[int, AlarmTransition] = {}  # the row's final state: one update per alarm
-        chains: dict[int, ChainState] = {}  # the newest escalation chain, when one changed
-        events: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
-        with self._engine.begin() as connection:
-            for index, transition in enumerate(transitions):
-                alarm = transition.alarm
-                alarm_id = None if transition.kind is TransitionKind.RAISED else (
-                    alarm.alarm_id if alarm.alarm_id is not None else ids.get(alarm.key)
-                )
-                if alarm_id is None:
-                    values = _row_values(transition)
-                    values["p_bed"], values["p_patient"] = alarm.bed_label, alarm.patient_id
-                    alarm_id = int(connection.execute(
-                        _INSERT_ALARM, values
-                    ).inserted_primary_key[0])
-                    inserted[alarm.key] = alarm_id
-                    ids[alarm.key] = alarm_id
-                    last.pop(alarm_id, None)
+        ids: dict[str, int | _RowWrite] = dict(known_ids)
+        new_rows: list[_RowWrite] = []
+        updates: dict[int, _RowWrite] = {}  # existing row id -> its last transition and chain
+        targets: list[int | _RowWrite] = []  # the row of each transition
+        for transition in transitions:
+            alarm = transition.alarm
+            target: int | _RowWrite | None = None
+            if transition.kind is not TransitionKind.RAISED:
+                target = alarm.alarm_id if alarm.alarm_id is not None else ids.get(alarm.key)
+            if target is None:
+                target = _RowWrite(transition)
+                new_rows.append(target)
+                ids[alarm.key] = target
+            elif isinstance(target, int):
+                row = updates.get(target)
+                if row is None:
+                    updates[target] = _RowWrite(transition)
                 else:
-                    last[alarm_id] = transition
-                    if transition.escalation is not None:
-                        chains[alarm_id] = transition.escalation
+                    row.follow(transition)
+            else:
+                target.follow(transition)
+            targets.append(target)
+        with self._engine.begin() as connection:
+            if new_rows:
+                self._insert(connection, new_rows)
+            by_columns: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+            for alarm_id, row in updates.items():
+                values = _row_values(row.last, row.chain, with_escalation=row.chain is not None)
+                values["b_alarm_id"] = alarm_id
+                by_columns[row.chain is None].append(values)
+            for rows in by_columns:  # one executemany per column set
+                if rows:
+                    connection.execute(_UPDATE_ALARM, rows)
+            events: list[dict[str, Any]] = []
+            outbox: list[dict[str, Any]] = []
+            for index, transition in enumerate(transitions):
+                target = targets[index]
+                alarm_id = target if isinstance(target, int) else target.alarm_id
                 events.append({
                     "alarm_ref": alarm_id, "at": transition.at, "event": transition.kind.value,
                     "actor": transition.actor, "origin": transition.origin,
-                    "details": json.dumps(dict(transition.details), default=str,
-                                          sort_keys=True),
+                    "details": _JSON.encode(dict(transition.details)),
                 })
                 if index < len(messages) and messages[index]:
                     outbox += message_rows(messages[index], at=transition.at,
-                                           alarm_id=alarm_id, alarm_key=alarm.key)
-            updates: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-            for alarm_id, transition in last.items():
-                values = _row_values(transition)
-                chain = chains.get(alarm_id)
-                if chain is None:
-                    del values["escalation"]
-                else:
-                    values["escalation"] = json.dumps(chain.to_dict(), sort_keys=True)
-                values["b_alarm_id"] = alarm_id
-                updates[chain is None].append(values)
-            for rows in updates:  # one executemany per column set
-                if rows:
-                    connection.execute(_UPDATE_ALARM, rows)
+                                           alarm_id=alarm_id, alarm_key=transition.alarm.key)
             if events:
-                connection.execute(alarm_events.insert(), events)
+                connection.execute(_INSERT_EVENTS, events)
             if outbox:
-                connection.execute(notification_outbox.insert(), outbox)
-        return inserted
+                connection.execute(_INSERT_OUTBOX, outbox)
+        return {row.first.alarm.key: row.alarm_id for row in new_rows}
+
+    @staticmethod
+    def _insert(connection: Connection, rows: list[_RowWrite]) -> None:
+        """Insert the new alarm rows and learn their ids (one statement where the database
+        returns the ids of a multi-row insert in order, else one statement per row)."""
+        values = []
+        for row in rows:
+            item = _row_values(row.last, row.chain)
+            first = row.first.alarm
+            item["p_bed"], item["p_patient"] = first.bed_label, first.patient_id
+            values.append(item)
+        in_order = connection.dialect.insert_executemany_returning_sort_by_parameter_order
+        if len(rows) > 1 and in_order:
+            found = connection.execute(_INSERT_ALARM_RETURNING, values).scalars().all()
+            if len(found) != len(rows):
+                raise RuntimeError(f"inserted {len(rows)} alarms, got {len(found)} ids back")
+            for row, alarm_id in zip(rows, found, strict=True):
+                row.alarm_id = int(alarm_id)
+            return
+        for row, item in zip(rows, values, strict=True):
+            row.alarm_id = int(connection.execute(_INSERT_ALARM, item).inserted_primary_key[0])
 
     def audit(self, at: datetime, actor: str, action: str, subject: str,
               details: Mapping[str, Any]) -> None:
@@ -511,12 +540,36 @@ _INSERT_ALARM = alarms.insert().values(
     patient_ref=select(patients.c.id).where(patients.c.patient_id == bindparam("p_patient"))
     .limit(1).scalar_subquery(),
 )
+_INSERT_ALARM_RETURNING = _INSERT_ALARM.returning(alarms.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = alarm_events.insert()
+_INSERT_OUTBOX = notification_outbox.insert()
 _UPDATE_ALARM = alarms.update().where(alarms.c.id == bindparam("b_alarm_id"))
 
 
-def _row_values(transition: AlarmTransition) -> dict[str, Any]:
+class _RowWrite:
+    """The transitions of one alarm row within one write: the first (an insert takes its bed
+    and patient), the last (the row's final state) and the newest escalation chain."""
+
+    __slots__ = ("alarm_id", "chain", "first", "last")
+
+    def __init__(self, transition: AlarmTransition) -> None:
+        self.first = self.last = transition
+        self.chain: ChainState | None = transition.escalation
+        self.alarm_id: int | None = None
+
+    def follow(self, transition: AlarmTransition) -> None:
+        self.last = transition
+        if transition.escalation is not None:
+            self.chain = transition.escalation
+
+
+def _row_values(
+    transition: AlarmTransition, chain: ChainState | None, *, with_escalation: bool = True
+) -> dict[str, Any]:
+    """The ``alarms`` row as ``transition`` leaves it; ``escalation`` is ``chain`` (left out
+    when not ``with_escalation``, so that an update keeps the stored chain)."""
     alarm = transition.alarm
-    return {
+    values = {
         "alarm_key": alarm.key,
         "kind": alarm.kind.value,
         "condition": alarm.condition[:64],
@@ -530,10 +583,11 @@ def _row_values(transition: AlarmTransition) -> dict[str, Any]:
         "raised_at": alarm.raised_at,
         "updated_at": max(alarm.updated_at, transition.at),
         "resolved_at": alarm.resolved_at,
-        "snapshot": json.dumps(alarm.to_dict(), sort_keys=True),
-        "escalation": None if transition.escalation is None
-        else json.dumps(transition.escalation.to_dict(), sort_keys=True),
+        "snapshot": _SORTED_JSON.encode(alarm.to_dict()),
     }
+    if with_escalation:
+        values["escalation"] = None if chain is None else _SORTED_JSON.encode(chain.to_dict())
+    return values
 
 
 def _override_row(row: Any) -> OverrideRow:
