@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -143,18 +144,14 @@ class AttributedReading:
         """Wrap a stored reading; ``kinds`` keeps only those vitals (e.g. ``new_kinds``)."""
         measurements = reading.measurements
         if kinds is not None:
-            measurements = tuple(m for m in measurements if m.kind in kinds)
+            for measurement in measurements:
+                if measurement.kind not in kinds:  # rare: copy only when one is left out
+                    measurements = tuple(m for m in measurements if m.kind in kinds)
+                    break
         return cls(
-            device_id=reading.device_id,
-            measured_at=reading.measured_at,
-            received_at=reading.received_at,
-            measurements=measurements,
-            attribution=_ATTRIBUTIONS.get(attribution) or Attribution(str(attribution)),
-            patient_id=patient_id,
-            bed_label=bed_label,
-            battery_level=reading.battery_level,
-            signal_quality=reading.signal_quality,
-            data_source=reading.data_source,
+            reading.device_id, reading.measured_at, reading.received_at, measurements,
+            _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution)), patient_id,
+            bed_label, reading.battery_level, reading.signal_quality, reading.data_source,
         )
 
     @property
@@ -312,13 +309,19 @@ class _Pending:
 class _VitalTrack:
     """The latest value of one vital in one scope, and its pending breaches."""
 
-    __slots__ = ("bed_label", "device_id", "keys", "kind", "measured_at", "patient_id",
-                 "pending", "scope", "value")
+    __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "device_id", "high_key",
+                 "keys", "kind", "low_key", "measured_at", "patient_id", "pending", "scope",
+                 "value")
 
     def __init__(self, scope: str, kind: VitalKind) -> None:
         self.scope = scope
         self.kind = kind
         self.keys = {d: _limit_key(scope, kind, d) for d in Direction}
+        self.low_key = self.keys[Direction.LOW]
+        self.high_key = self.keys[Direction.HIGH]
+        # The limits last applied and the open interval where no limit of theirs is breached.
+        self.calm_limits: VitalLimits | None | object = _UNSET
+        self.calm_low = self.calm_high = 0.0
         self.value = 0.0
         self.measured_at: datetime | None = None
         self.patient_id: str | None = None
@@ -438,12 +441,14 @@ class AlarmEngine:
         transitions, from the latest values the batch brought.
         """
         now = self._clock()
+        live_from = now - self.policy.live_window  # measured earlier: not live
+        news2 = self.policy.news2 is not None
         out: list[AlarmTransition] = []
         rescore: dict[str, str] = {}  # patient -> device that last brought a value
         for reading in readings:
-            out += self._on_reading(reading, now)
-            if self._news2_on_reading(reading):
-                rescore[reading.patient_id] = reading.device_id  # type: ignore[index]
+            out += self._on_reading(reading, now, live_from)
+            if news2 and reading.patient_id is not None and self._news2_on_reading(reading):
+                rescore[reading.patient_id] = reading.device_id
         for patient_id, device_id in rescore.items():
             out += self._evaluate_news2(
                 patient_id, self._news2[patient_id], now, device_id=device_id
@@ -479,7 +484,7 @@ class AlarmEngine:
             for event in self._escalator.tick(now):
                 record = self._open.get(event.chain.alarm_key)
                 if record is not None:
-                    out += self._wrap([event], record.snapshot())
+                    out += self._wrap([event], record)
         return out
 
     # == operator actions =====================================================================
@@ -497,7 +502,7 @@ class AlarmEngine:
             out += self._wrap(
                 self._escalator.end(record.key, reason="acknowledged", actor=actor,
                                     origin=origin, now=now),
-                record.snapshot(),
+                record,
             )
         return self._settle(record, out, now)
 
@@ -859,9 +864,12 @@ class AlarmEngine:
 
     # == internals: readings ==================================================================
 
-    def _on_reading(self, reading: AttributedReading, now: datetime) -> list[AlarmTransition]:
-        out = self._technical_on_reading(reading, now)
-        if now - reading.measured_at > self.policy.live_window:
+    def _on_reading(
+        self, reading: AttributedReading, now: datetime, live_from: datetime
+    ) -> list[AlarmTransition]:
+        live = reading.measured_at >= live_from
+        out = self._technical_on_reading(reading, now, live)
+        if not live:
             return out
         scope = reading.scope
         for measurement in reading.measurements:
@@ -877,12 +885,21 @@ class AlarmEngine:
             track = self._tracks[track_key] = _VitalTrack(scope, measurement.kind)
         elif track.measured_at is not None and reading.measured_at < track.measured_at:
             return []  # older than what we have: history, not the present
-        track.value = measurement.value
+        value = track.value = measurement.value
         track.measured_at = reading.measured_at
         track.patient_id = reading.patient_id
         track.bed_label = reading.bed_label
         track.device_id = reading.device_id
-        return self._evaluate(track, self._limits_for(reading.patient_id, track.kind), now)
+        limits = self._limits_for(reading.patient_id, track.kind)
+        if limits is not track.calm_limits:  # new limits (override, profile saved): new band
+            track.calm_limits = limits
+            track.calm_low, track.calm_high = _calm_band(limits)
+        # The common reading, inside every limit with nothing pending and no alarm open on
+        # either side: _evaluate would change nothing, so it is not called.
+        if (track.calm_low < value < track.calm_high and not track.pending
+                and track.low_key not in self._open and track.high_key not in self._open):
+            return []
+        return self._evaluate(track, limits, now)
 
     def _evaluate(
         self, track: _VitalTrack, limits: VitalLimits | None, now: datetime
@@ -1005,11 +1022,11 @@ class AlarmEngine:
         return keys
 
     def _technical_on_reading(
-        self, reading: AttributedReading, now: datetime
+        self, reading: AttributedReading, now: datetime, live: bool
     ) -> list[AlarmTransition]:
         tech = self.policy.technical
         device = reading.device_id
-        keys = self._keys_of(device)
+        keys = self._device_keys.get(device) or self._keys_of(device)
         out: list[AlarmTransition] = []
 
         unknown = self._open.get(keys.unknown)
@@ -1027,7 +1044,7 @@ class AlarmEngine:
         elif unknown is not None:
             out += self._settle(unknown, unknown.force_resolve(now, "device registered"), now)
 
-        if now - reading.measured_at > self.policy.live_window:
+        if not live:
             return out  # an old reading says nothing of the device's present state
         if reading.attribution in (Attribution.PATIENT, Attribution.BED):
             if reading.data_source is DataSource.DEVICE:
@@ -1190,11 +1207,13 @@ class AlarmEngine:
             return False
         state: _PatientNews2 | None = None
         for measurement in reading.measurements:
-            param = PARAMETER_OF_VITAL.get(measurement.kind)
+            param = _PARAMETER_OF_VITAL.get(measurement.kind)
             if param is None:
                 continue
             if state is None:
-                state = self._news2.setdefault(reading.patient_id, _PatientNews2())
+                state = self._news2.get(reading.patient_id)
+                if state is None:
+                    state = self._news2[reading.patient_id] = _PatientNews2()
             known = state.measured.get(param)
             if known is None or reading.measured_at >= known.at:
                 state.measured[param] = Observed(measurement.value, reading.measured_at)
@@ -1287,7 +1306,8 @@ class AlarmEngine:
         raised = record.raised_event()
         if extra:
             raised = dataclasses.replace(raised, details={**raised.details, **extra})
-        return [raised, *self._start_escalation(record, now)]
+        # The escalation's first step carries the same snapshot: nothing changed in between.
+        return [raised, *self._start_escalation(record, now, raised.alarm)]
 
     def _settle(
         self, record: AlarmRecord, events: list[AlarmTransition], now: datetime
@@ -1302,8 +1322,7 @@ class AlarmEngine:
                 self._by_id.pop(record.alarm_id, None)
             if self._escalator is not None:
                 events = events + self._wrap(
-                    self._escalator.end(record.key, reason="alarm resolved", now=now),
-                    record.snapshot(),
+                    self._escalator.end(record.key, reason="alarm resolved", now=now), record
                 )
             return events
         if self._escalator is None or record.kind not in self.policy.escalate_kinds:
@@ -1319,7 +1338,9 @@ class AlarmEngine:
                 out[index] = dataclasses.replace(event, escalation=chain)
         return out
 
-    def _start_escalation(self, record: AlarmRecord, now: datetime) -> list[AlarmTransition]:
+    def _start_escalation(
+        self, record: AlarmRecord, now: datetime, snapshot: Alarm | None = None
+    ) -> list[AlarmTransition]:
         if (self._escalator is None or record.kind not in self.policy.escalate_kinds
                 or (record.patient_id is None and record.bed_label is None)):
             return []
@@ -1327,10 +1348,17 @@ class AlarmEngine:
             record.key, record.priority, message=record.message,
             patient_id=record.patient_id, bed_label=record.bed_label, now=now,
         )
-        return self._wrap(events, record.snapshot())
+        return self._wrap(events, record if snapshot is None else snapshot)
 
-    def _wrap(self, events: list[EscalationEvent], alarm: Alarm) -> list[AlarmTransition]:
-        """Escalation steps as transitions of their alarm (the same audit trail)."""
+    def _wrap(
+        self, events: list[EscalationEvent], alarm: Alarm | AlarmRecord
+    ) -> list[AlarmTransition]:
+        """Escalation steps as transitions of their alarm (the same audit trail); a record
+        is only copied into a snapshot when there are steps to wrap."""
+        if not events:
+            return []
+        if isinstance(alarm, AlarmRecord):
+            alarm = alarm.snapshot()
         out = []
         for event in events:
             notifications = event.notifications
@@ -1385,6 +1413,24 @@ def _where(reading: AttributedReading) -> dict[str, Any]:
     """Where a device's technical alarm is shown: its bed and patient now."""
     return {"bed_label": reading.bed_label, "patient_id": reading.patient_id,
             "device_id": reading.device_id}
+
+
+_UNSET = object()
+_PARAMETER_OF_VITAL: dict[VitalKind, Parameter] = dict(PARAMETER_OF_VITAL)
+
+
+def _calm_band(limits: VitalLimits | None) -> tuple[float, float]:
+    """The open interval of values that breach none of ``limits``: above every low limit and
+    below every high one (a value on a limit, or NaN, is left to the full evaluation)."""
+    if limits is None:
+        return -math.inf, math.inf
+    low, high = -math.inf, math.inf
+    for limit in limits.limits:
+        if limit.direction is Direction.HIGH:
+            high = min(high, limit.value)
+        else:
+            low = max(low, limit.value)
+    return low, high
 
 
 def _scope_of(key: str) -> str:

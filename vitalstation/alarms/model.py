@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +202,10 @@ class Alarm:
         """True until the alarm is resolved."""
         return self.state is not AlarmState.RESOLVED
 
+    def with_id(self, alarm_id: int | None) -> Alarm:
+        """This alarm with its database id (``dataclasses.replace``, without its cost)."""
+        return alarm_of_values((*_ALARM_VALUES(self)[:-1], alarm_id))
+
     @property
     def latched(self) -> bool:
         """The condition is over but the alarm stays until someone acknowledges it."""
@@ -299,6 +304,14 @@ class AlarmTransition:
         """The stored event name."""
         return self.kind.value
 
+    def with_alarm(self, alarm: Alarm) -> AlarmTransition:
+        """This transition of ``alarm`` (e.g. the same alarm with its database id now)."""
+        transition = _new(AlarmTransition)
+        for set_value, value in zip(_TRANSITION_SETTERS, _TRANSITION_VALUES(self), strict=True):
+            set_value(transition, value)
+        _TRANSITION_SET_ALARM(transition, alarm)
+        return transition
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: one parseable line per transition for ``serve`` and the log."""
         return {
@@ -313,6 +326,29 @@ class AlarmTransition:
             "notifications": [n.to_dict() for n in self.notifications],
             "escalation": None if self.escalation is None else self.escalation.to_dict(),
         }
+
+
+# Building the frozen values field by field through their slots: the generated ``__init__``
+# (and ``dataclasses.replace``) set each field with ``object.__setattr__``, several times
+# slower, and an alarm's snapshot is taken for each of its transitions. Neither class has a
+# ``__post_init__`` to skip.
+_new = object.__new__
+ALARM_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Alarm))
+assert ALARM_FIELDS[-1] == "alarm_id"  # with_id replaces the last value
+_ALARM_SETTERS = tuple(getattr(Alarm, name).__set__ for name in ALARM_FIELDS)
+_ALARM_VALUES = operator.attrgetter(*ALARM_FIELDS)
+_TRANSITION_FIELDS = tuple(f.name for f in fields(AlarmTransition))
+_TRANSITION_SETTERS = tuple(getattr(AlarmTransition, name).__set__ for name in _TRANSITION_FIELDS)
+_TRANSITION_VALUES = operator.attrgetter(*_TRANSITION_FIELDS)
+_TRANSITION_SET_ALARM = AlarmTransition.alarm.__set__  # type: ignore[attr-defined]
+
+
+def alarm_of_values(values: Iterable[Any]) -> Alarm:
+    """An :class:`Alarm` from its field values in :data:`ALARM_FIELDS` order."""
+    alarm = _new(Alarm)
+    for set_value, value in zip(_ALARM_SETTERS, values, strict=True):
+        set_value(alarm, value)
+    return alarm
 
 
 def check_actor(actor: str) -> str:

@@ -22,11 +22,13 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from vitalstation.alarms.model import (
+    ALARM_FIELDS,
     SYSTEM_ACTOR,
     SYSTEM_ORIGIN,
     Alarm,
@@ -36,8 +38,11 @@ from vitalstation.alarms.model import (
     AlarmTransition,
     Priority,
     TransitionKind,
+    alarm_of_values,
 )
 from vitalstation.domain.vitals import VitalKind
+
+_SNAPSHOT_VALUES = operator.attrgetter(*ALARM_FIELDS)
 
 
 class AlarmRecord:
@@ -106,20 +111,9 @@ class AlarmRecord:
     # -- values ------------------------------------------------------------------------------
 
     def snapshot(self) -> Alarm:
-        """The alarm as it stands now, as an immutable value."""
-        return Alarm(
-            key=self.key, kind=self.kind, condition=self.condition, priority=self.priority,
-            state=self.state, raised_at=self.raised_at, updated_at=self.updated_at,
-            message=self.message, condition_present=self.condition_present,
-            latching=self.latching, current_priority=self.current_priority,
-            resolved_at=self.resolved_at, bed_label=self.bed_label,
-            patient_id=self.patient_id, device_id=self.device_id, vital=self.vital,
-            value=self.value, worst_value=self.worst_value, limit_value=self.limit_value,
-            measured_at=self.measured_at, update_count=self.update_count,
-            audio_paused_until=self.audio_paused_until,
-            acknowledged_at=self.acknowledged_at, acknowledged_by=self.acknowledged_by,
-            alarm_id=self.alarm_id,
-        )
+        """The alarm as it stands now, as an immutable value (the record holds every field
+        of :class:`Alarm` under the same name)."""
+        return alarm_of_values(_SNAPSHOT_VALUES(self))
 
     @classmethod
     def from_alarm(cls, alarm: Alarm, *, higher_is_worse: bool | None = None) -> AlarmRecord:

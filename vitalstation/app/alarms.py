@@ -224,10 +224,11 @@ class AlarmService:
 
     def __call__(self, stored: Sequence[StoredReading]) -> dict[int, int]:
         """A committed batch: evaluate it; return ``{index: alarms raised}`` for the pipeline."""
+        attributed = AttributedReading.from_reading
         readings = [
-            AttributedReading.from_reading(
+            attributed(
                 item.reading,
-                attribution=str(item.result.attribution or "unknown_device"),
+                attribution=item.result.attribution or "unknown_device",
                 patient_id=item.result.patient_id,
                 bed_label=item.result.bed_label,
                 kinds=item.result.new_kinds,
@@ -585,16 +586,14 @@ class AlarmService:
         ``transitions``."""
         self.raised_total += sum(1 for t in transitions if t.kind is TransitionKind.RAISED)
         saved = self._save(transitions) if transitions or self._unsaved else []
-        for transition in transitions:
+        listeners = self._listeners
+        for transition in transitions if listeners else ():
             alarm_id = transition.alarm.alarm_id
             if alarm_id is None:
                 alarm_id = self._ids.get(transition.alarm.key)
                 if alarm_id is not None:
-                    transition = dataclasses.replace(
-                        transition,
-                        alarm=dataclasses.replace(transition.alarm, alarm_id=alarm_id),
-                    )
-            for listener in self._listeners:
+                    transition = transition.with_alarm(transition.alarm.with_id(alarm_id))
+            for listener in listeners:
                 try:
                     listener(transition)
                 except Exception:  # noqa: BLE001 - one broken listener must not silence others
@@ -708,11 +707,13 @@ def _raised_by_reading(
     raised = [t.alarm for t in transitions if t.kind is TransitionKind.RAISED]
     if not raised:
         return {}
+    devices = {alarm.device_id for alarm in raised}
     last: dict[str, int] = {}
     exact: dict[tuple[str, object], int] = {}
     for index, reading in enumerate(readings):
-        last[reading.device_id] = index
-        exact[(reading.device_id, reading.measured_at)] = index
+        if reading.device_id in devices:  # only the devices that raised an alarm
+            last[reading.device_id] = index
+            exact[(reading.device_id, reading.measured_at)] = index
     counts: dict[int, int] = {}
     for alarm in raised:
         if alarm.device_id is None:
