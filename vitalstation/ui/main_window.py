@@ -310,9 +310,19 @@ class MainWindow(QMainWindow):
         except ImportError:
             return
         alarm_id = transition.alarm.alarm_id
-        if alarm_id is None or not should_open_escalation(transition):
+        if alarm_id is None:
             return
         dialog = self.escalation_dialogs.get(alarm_id)
+        if not transition.alarm.is_open:
+            # The alarm is over (resolved): its dialog, which only has buttons, closes; its
+            # trail stays in the alarm list and the bed's detail. Dialogs of alarms that are
+            # over no longer pile up over a shift (each a window: screen space, a timer,
+            # reloads and megabytes; an hour of a 32-bed demo grew by hundreds of MiB).
+            if dialog is not None:
+                dialog.close()
+            return
+        if not should_open_escalation(transition):
+            return
         if dialog is None:
             dialog = EscalationDialog(self.runtime, alarm_id, self.feed, self.tasks, self)
             dialog.setModal(False)
