@@ -10,7 +10,13 @@ submit → alarm event, which adds the pipeline's batching.
 
 Cost: the same readings, unpaced, through the pipeline with and without the alarm service
 (fresh databases, same ward); overhead = rate without / rate with - 1. And the time spent in
-the alarm service per reading, measured inside it.
+the alarm service per reading, measured inside it: its thread CPU time is the figure to compare
+on a loaded machine (wall-clock rates are not).
+
+The garbage collector's pauses during the paced run are printed: a full pass stops every
+thread, and a batch it lands in (and the larger batch that queues up behind it) makes the tail
+of the latency. ``--gc-freeze`` tries ``gc.freeze()`` once the station is set up (as
+bench/mqtt.py does), a process-wide setting the runtime does not make today.
 
     python bench/alarms.py                   # 10 s paced at 5,000/s, 100,000 unpaced
     python bench/alarms.py --quick
@@ -19,7 +25,9 @@ the alarm service per reading, measured inside it.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -91,6 +99,34 @@ class TimedService:
             self.sizes.append(len(stored))
 
 
+class GcPauses:
+    """The garbage collector's pauses by generation while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> dict[str, list[float]]:
+        """[collections, total ms, longest ms] by generation."""
+        return {
+            f"gen{gen}": [len(ms), round(sum(ms), 1), round(max(ms, default=0.0), 1)]
+            for gen, ms in self.pauses.items()
+        }
+
+
 def fresh(folder: Path, name: str) -> Store:
     store = Store.open(f"sqlite:///{folder / name}")
     register_ward(store)
@@ -105,7 +141,9 @@ def alarm_service(store: Store, home: Path) -> AlarmService:
     return service
 
 
-def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
+def paced(
+    folder: Path, rate: int, seconds: float, *, gc_freeze: bool = False
+) -> dict[str, object]:
     """Readings at ``rate``/s for ``seconds`` with the alarm service: latencies in ms."""
     store = fresh(folder, "paced.db")
     service = alarm_service(store, folder)
@@ -132,6 +170,9 @@ def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
     service.add_listener(listen)
     service.start()
     pipeline.start()
+    if gc_freeze:
+        gc.freeze()
+    pauses = GcPauses().__enter__()
     count = int(rate * seconds)
     start = datetime.now(UTC)
     interval = timedelta(seconds=DEVICES / rate)  # measured times keep pace with the clock
@@ -152,8 +193,11 @@ def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
             n += 1
     achieved = count / (time.perf_counter() - began)
     pipeline.stop()
+    pauses.__exit__()
     service.stop()
     store.close()
+    if gc_freeze:
+        gc.unfreeze()
     return {
         "rate": rate, "achieved_rate": achieved, "readings": count,
         "events": kinds, "measured": len(stored_to_event),
@@ -162,6 +206,7 @@ def paced(folder: Path, rate: int, seconds: float) -> dict[str, object]:
         "service_us_per_reading": timed.busy_s / max(1, timed.readings) * 1e6,
         "service_cpu_us_per_reading": timed.cpu_s / max(1, timed.readings) * 1e6,
         "batch_size": _percentiles([float(n) for n in timed.sizes]),
+        "gc_pauses": pauses.summary(),
     }
 
 
@@ -205,7 +250,15 @@ def unpaced(folder: Path, count: int, *, alarms: bool) -> dict[str, float]:
     if timed is not None:
         figures["service_us_per_reading"] = timed.busy_s / max(1, timed.readings) * 1e6
         figures["service_cpu_us_per_reading"] = timed.cpu_s / max(1, timed.readings) * 1e6
+        figures["batch_p50"] = _percentiles([float(n) for n in timed.sizes])["p50"]
     return figures
+
+
+def _load_average() -> str:
+    try:
+        return "/".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -227,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=100_000, help="unpaced runs")
     parser.add_argument("--quick", action="store_true", help="3 s paced, 30,000 unpaced")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() once the paced station is set up (see above)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.readings = 3.0, 30_000
@@ -234,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         bare = unpaced(folder, args.readings, alarms=False)
         with_alarms = unpaced(folder, args.readings, alarms=True)
-        latency = paced(folder, args.rate, args.seconds)
+        latency = paced(folder, args.rate, args.seconds, gc_freeze=args.gc_freeze)
     overhead = bare["readings_per_s"] / with_alarms["readings_per_s"] - 1
     figures = {"bare": bare, "with_alarms": with_alarms, "overhead": overhead,
                "paced": latency}
@@ -248,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline with alarms:      {with_alarms['readings_per_s']:,.0f} readings/s "
               f"({with_alarms['us_per_reading']:.1f} µs each; in the alarm service "
               f"{with_alarms['service_us_per_reading']:.1f} µs wall, "
-              f"{with_alarms['service_cpu_us_per_reading']:.1f} µs CPU)")
+              f"{with_alarms['service_cpu_us_per_reading']:.1f} µs CPU; batches of "
+              f"{with_alarms['batch_p50']:.0f} readings, p50)")
         print(f"overhead:                  {overhead * 100:.1f} %  (target ≤ 25 %)")
         print(f"paced:                     {latency['achieved_rate']:,.0f} readings/s for "
               f"{args.seconds:g} s; events {latency['events']}")
@@ -262,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alarm service per reading: {latency['service_us_per_reading']:.1f} µs wall, "
               f"{latency['service_cpu_us_per_reading']:.1f} µs CPU (paced); batches of "
               f"{sizes['p50']:.0f} readings (p50), {sizes['p99']:.0f} (p99)")
+        print(f"GC pauses while paced:     {latency['gc_pauses']} [collections, total ms, "
+              f"longest ms]{'; gc.freeze() at start' if args.gc_freeze else ''}")
+        print(f"load average:              {_load_average()}")
     return 0 if p99 <= 10.0 and overhead <= 0.25 else 1
 
 
