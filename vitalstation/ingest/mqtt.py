@@ -348,6 +348,11 @@ _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 _PAHO_LOGGER.addFilter(_PAHO_LOG)
 
 
+# Looked up once: the pipeline thread settles every message with them.
+_STORED = Outcome.STORED
+_DUPLICATE = Outcome.DUPLICATE
+
+
 def _excerpt(payload: bytes) -> str:
     return payload[: EXCERPT_CHARS * 4].decode("utf-8", "backslashreplace")[:EXCERPT_CHARS]
 
@@ -895,6 +900,12 @@ class MqttInput:
             self._resolved()
 
     def _settle(self, delivery: _Delivery, results: list[ReadingResult]) -> None:
+        if len(results) == 1 and delivery.dead_letters is None:  # one vital: most messages
+            outcome = results[0].outcome
+            if outcome is _STORED or outcome is _DUPLICATE:
+                delivery.readings = ()
+                self._ack(delivery)
+                return
         failed = next((r for r in results if r.outcome is Outcome.FAILED), None)
         if failed is not None:
             reason = next(iter(failed.errors.values()), "the database did not commit")
