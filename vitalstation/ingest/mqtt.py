@@ -3,7 +3,10 @@
 paho-mqtt 2.x runs on its own network thread (``loop_start``), never on the GUI's loop. Each
 message is read on that thread: size-checked, decoded as JSON, parsed (the bedside one-vital
 message, or the InHealth reading object or batch: ``parse_payload`` tells them apart) and handed
-to the pipeline. The broker is acknowledged afterwards, from the pipeline thread.
+to the pipeline. The broker is acknowledged afterwards: the pipeline thread queues each
+PUBACK once the reading is committed, and paho's thread writes a batch's PUBACKs together
+(``ingest/mqtt_client.py``: reads ahead and batched PUBACKs, because every system call on
+paho's thread lets go of the GIL and may wait for it again).
 
 No loss
     * **Persistent session**: clean session off (3.1.1), or clean start off with a session
@@ -92,8 +95,9 @@ Payload problems
     is the topic's last level (the reference publisher sends the same ``deviceid`` from every
     bed).
 
-Threads: paho's network thread (callbacks, parsing, submit), the pipeline thread (``on_done``:
-PUBACKs, dead letters of rejected readings) and ``vitalstation-mqtt-retry`` (resubmissions).
+Threads: paho's network thread (callbacks, parsing, submit, writing PUBACKs), the pipeline
+thread (``on_done``: queueing PUBACKs, dead letters of rejected readings) and
+``vitalstation-mqtt-retry`` (resubmissions).
 """
 
 from __future__ import annotations
