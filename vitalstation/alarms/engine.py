@@ -1234,8 +1234,8 @@ class AlarmEngine:
         priority = RISK_PRIORITY[risk]
         key = _news2_key(patient_id)
         record = self._open.get(key)
-        message = result.summary()
         if priority is not None:
+            message = result.summary()  # only an alarm shows it: not made for a low score
             if record is None:
                 return self._raise(
                     now, key=key, kind=AlarmKind.NEWS2, condition="news2", priority=priority,

@@ -312,44 +312,48 @@ class News2Result:
 def compute_news2(
     inputs: News2Inputs, *, now: datetime, policy: News2Policy | None = None
 ) -> News2Result:
-    """Score ``inputs`` at ``now``: Chart 1 per parameter, Chart 3 on the aggregate."""
+    """Score ``inputs`` at ``now``: Chart 1 per parameter, Chart 3 on the aggregate.
+
+    Called for a patient with each batch of readings that brings them a value, so written
+    plainly (no closure, no generator passes over empty lists).
+    """
     policy = policy or News2Policy()
+    max_age = policy.max_age
     scores: dict[Parameter, int] = {}
     missing: list[Parameter] = []
     stale: list[Parameter] = []
     assumed: list[Parameter] = []
 
-    def fresh(param: Parameter, observed: Observed | None) -> Observed | None:
-        if observed is None:
-            return None
-        limit = policy.max_age.get(param)
-        if limit is not None and now - observed.at > limit:
-            stale.append(param)
-            return None
-        return observed
-
-    oxygen = fresh(Parameter.AIR_OR_OXYGEN, inputs.on_oxygen)
-    if oxygen is None and inputs.on_oxygen is None:
+    observed = inputs.on_oxygen
+    on_oxygen: bool | None
+    if observed is None:
         assumed.append(Parameter.AIR_OR_OXYGEN)
-        on_oxygen: bool | None = False
+        on_oxygen = False
+    elif _is_stale(observed, max_age.get(Parameter.AIR_OR_OXYGEN), now):
+        stale.append(Parameter.AIR_OR_OXYGEN)
+        on_oxygen = None
     else:
-        on_oxygen = None if oxygen is None else bool(oxygen.value)
+        on_oxygen = bool(observed.value)
     if on_oxygen is not None:
         scores[Parameter.AIR_OR_OXYGEN] = score_air_or_oxygen(on_oxygen)
 
-    conscious = fresh(Parameter.CONSCIOUSNESS, inputs.consciousness)
-    if conscious is None and inputs.consciousness is None:
+    observed = inputs.consciousness
+    if observed is None:
         assumed.append(Parameter.CONSCIOUSNESS)
         scores[Parameter.CONSCIOUSNESS] = score_consciousness(Consciousness.ALERT)
-    elif conscious is not None:
-        scores[Parameter.CONSCIOUSNESS] = score_consciousness(Consciousness(conscious.value))
+    elif _is_stale(observed, max_age.get(Parameter.CONSCIOUSNESS), now):
+        stale.append(Parameter.CONSCIOUSNESS)
+    else:
+        scores[Parameter.CONSCIOUSNESS] = score_consciousness(Consciousness(observed.value))
 
+    measured = inputs.measured
     for param in _MEASURED_PARAMETERS:
-        observed = inputs.measured.get(param)
+        observed = measured.get(param)
         if observed is None:
             missing.append(param)
             continue
-        if fresh(param, observed) is None:
+        if _is_stale(observed, max_age.get(param), now):
+            stale.append(param)
             continue
         value = float(observed.value)  # type: ignore[arg-type]
         if param is Parameter.SPO2:
@@ -366,20 +370,24 @@ def compute_news2(
     red = tuple(p for p, s in ordered.items() if s == 3)
     minimum_total = sum(ordered.values())
     return News2Result(
-        at=now,
-        scale=inputs.scale,
-        scores=MappingProxyType(ordered),
-        missing=tuple(p for p in _PARAMETERS if p in missing),
-        stale=tuple(p for p in _PARAMETERS if p in stale),
-        assumed=tuple(p for p in _PARAMETERS if p in assumed),
-        red_score=bool(red),
-        red_parameters=red,
-        minimum_total=minimum_total,
-        minimum_risk=classify(minimum_total, bool(red)),
+        now, inputs.scale, MappingProxyType(ordered), _in_order(missing), _in_order(stale),
+        _in_order(assumed), bool(red), red, minimum_total, classify(minimum_total, bool(red)),
     )
 
 
+def _is_stale(observed: Observed, limit: timedelta | None, now: datetime) -> bool:
+    return limit is not None and now - observed.at > limit
+
+
+def _in_order(params: list[Parameter]) -> tuple[Parameter, ...]:
+    """``params`` in chart order (as listed in :class:`Parameter`)."""
+    if not params:
+        return ()
+    return tuple(sorted(params, key=_CHART_ORDER.__getitem__))
+
+
 _PARAMETERS = tuple(Parameter)
+_CHART_ORDER = {param: index for index, param in enumerate(_PARAMETERS)}
 _MEASURED_PARAMETERS = tuple(MEASURED)
 
 _SCORERS = {
