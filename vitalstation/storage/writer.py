@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vitalstation.domain.readings import Reading
-from vitalstation.domain.vitals import VitalKind
+from vitalstation.domain.vitals import CANONICAL_UNIT, VitalKind
 from vitalstation.pipeline.types import ActivityEntry, Attribution, Outcome, ReadingResult
 from vitalstation.storage.directory import Attributed, Directory
 from vitalstation.storage.keys import bump_usage
@@ -89,12 +89,44 @@ def _sqlite_chunks(count: int) -> list[int]:
     return sizes
 
 
+# SQLite: NULL is bound without ``None``. sqlite3 binds a ``None`` only after looking for an
+# adapter for it (and building, then discarding, an AttributeError on the way): ~1 µs a value,
+# more than the rest of a row's binding. So a nullable id is bound as 0 (no row has id 0) and
+# turned back into NULL by ``nullif``, a nullable text as "" the same way (the writer never
+# stores an empty text: it stores NULL for it), and a nullable float as NaN, which SQLite
+# stores as NULL (a NaN never gets this far: validation refuses it).
+_NULL_ID = 0
+_NULL_TEXT = ""
+_NULL_FLOAT = float("nan")
+_ID_OR_NULL = "nullif(?, 0)"
+_TEXT_OR_NULL = "nullif(?, '')"
+
+
+def _id(value: int | None) -> int:
+    return _NULL_ID if value is None else value
+
+
+def _text(value: str | None) -> str:
+    return value or _NULL_TEXT
+
+
+def _float(value: float | None) -> float:
+    return _NULL_FLOAT if value is None else value
+
+
 @functools.cache
-def _sqlite_insert(table: str, columns: tuple[str, ...], rows: int, conflict: str) -> str:
-    """``INSERT INTO table (columns) VALUES (?, ...), ... [ON CONFLICT (...) DO NOTHING]``."""
-    one = "(" + ", ".join("?" for _ in columns) + ")"
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
+def _sqlite_insert(table: str, columns: tuple[str, ...], row: str, rows: int, conflict: str) -> str:
+    """``INSERT INTO table (columns) VALUES row, row, ... [ON CONFLICT (...) DO NOTHING]``."""
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
     return sql + (f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else "")
+
+
+def _placeholders(columns: tuple[str, ...], ids: tuple[str, ...], texts: tuple[str, ...]) -> str:
+    """One VALUES row: ``?``, with the nullable ids and texts wrapped in ``nullif``."""
+    return "(" + ", ".join(
+        _ID_OR_NULL if name in ids else _TEXT_OR_NULL if name in texts else "?"
+        for name in columns
+    ) + ")"
 
 
 @functools.cache
@@ -110,16 +142,28 @@ def _sqlite_update_devices(rows: int) -> str:
 
 
 _PAYLOAD_COLUMNS = ("sha256", "input", "source_ref", "received_at", "content")
+_PAYLOAD_ROW = _placeholders(_PAYLOAD_COLUMNS, (), ("source_ref",))
+_VITAL_ROW = _placeholders(
+    _COLUMNS, ("device_ref", "patient_ref", "bed_ref", "payload_ref"), ("notes",)
+)
+_ACTIVITY_ROW = _placeholders(
+    _ACTIVITY_COLUMNS, (), ("device_id", "key_prefix", "peer", "endpoint", "method", "error")
+)
 # The directory version, as every batch asks it (built once: building it costs more than
 # running it).
 _VERSION = select(directory_version.c.version).where(directory_version.c.id == 1)
 
 
 def _sqlite_time(value: datetime) -> str:
-    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds."""
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds.
+
+    The aware UTC text without its ``+00:00`` (and with the microseconds str() leaves out
+    when they are 0): no intermediate naive datetime.
+    """
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    text = str(value)[:-6]  # str(): isoformat with " ", without the cost of its arguments
+    return text if value.microsecond else text + ".000000"
 
 
 def storable_text(text: str, limit: int) -> str:
@@ -131,6 +175,8 @@ def storable_text(text: str, limit: int) -> str:
     text = text[:limit]
     if "\x00" in text:
         text = text.replace("\x00", "\\u0000")
+    if text.isascii():  # the usual case, known without encoding (a copy of a whole payload)
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -142,6 +188,10 @@ _ENUM_COLUMNS = tuple(
     _COLUMNS.index(name)
     for name in ("attribution", "vital", "unit", "original_unit", "input", "data_source")
 )
+
+
+# The canonical unit's text by the vital's text (str keys: an Enum key hashes in Python).
+_UNIT_TEXT = {str(kind): str(unit) for kind, unit in CANONICAL_UNIT.items()}
 
 
 def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -209,6 +259,7 @@ class ReadingWriter:
         """Store ``readings`` in one transaction; one result per reading, in order."""
         text_times = self._dialect == "sqlite"
         received: tuple[datetime | None, Any] = (None, None)  # a batch's readings share it often
+        received_texts: dict[int, str] = {}  # id(received_at) -> its SQLite text, for devices
         with self._engine.begin() as connection:
             directory = self._fresh_directory(connection)
             payload_refs = self._store_payloads(connection, readings)
@@ -228,29 +279,44 @@ class ReadingWriter:
                 resolved.append(where)
                 payload_ref = payload_refs.get(id(reading.raw)) if reading.raw else None
                 notes = storable_text(reading.notes, MAX_EXCERPT_CHARS) if reading.notes else None
-                # SQLite gets times as the text SQLAlchemy stores (naive UTC, microseconds),
-                # made once per reading (and once per batch for a shared receipt time).
-                measured: Any = reading.measured_at
-                if text_times:
-                    measured = _sqlite_time(measured)
-                    if reading.received_at is not received[0]:
-                        received = (reading.received_at, _sqlite_time(reading.received_at))
-                else:
-                    received = (reading.received_at, reading.received_at)
+                if not text_times:
+                    for measurement in reading.measurements:
+                        # In _COLUMNS order; ``_plain`` makes the StrEnums str for PostgreSQL.
+                        rows.append((
+                            reading.device_id, where.device_ref, where.patient_ref,
+                            where.bed_ref, where.attribution, measurement.kind,
+                            measurement.value, measurement.unit, measurement.original_value,
+                            measurement.original_unit, reading.measured_at,
+                            reading.received_at, reading.input, reading.data_source,
+                            reading.signal_quality, reading.battery_level, payload_ref, notes,
+                        ))
+                    continue
+                # SQLite: times as the text SQLAlchemy stores (naive UTC, microseconds), made
+                # once per reading (once per batch for a shared receipt time); enums as plain
+                # str (``_value_``): sqlite3 binds a str subclass only after failing to find
+                # an adapter for it, which cost more than the rest of the row.
+                measured = _sqlite_time(reading.measured_at)
+                if reading.received_at is not received[0]:
+                    received = (reading.received_at, _sqlite_time(reading.received_at))
+                    received_texts[id(reading.received_at)] = received[1]
+                attribution = where.attribution._value_
+                via = reading.input._value_
+                source = reading.data_source._value_
+                device_ref, patient_ref = _id(where.device_ref), _id(where.patient_ref)
+                bed_ref, payload = _id(where.bed_ref), _id(payload_ref)
+                signal, battery = _float(reading.signal_quality), _float(reading.battery_level)
+                text = _text(notes)
                 for measurement in reading.measurements:
-                    # In _COLUMNS order. The enums are StrEnums, bound as their text by
-                    # sqlite3 as they are (``_plain`` turns them into str for PostgreSQL).
-                    rows.append((
-                        reading.device_id, where.device_ref, where.patient_ref, where.bed_ref,
-                        where.attribution, measurement.kind, measurement.value,
-                        measurement.unit, measurement.original_value,
-                        measurement.original_unit, measured, received[1], reading.input,
-                        reading.data_source, reading.signal_quality, reading.battery_level,
-                        payload_ref, notes,
+                    vital = measurement.kind._value_
+                    rows.append((  # in _COLUMNS order, NULLs as _VITAL_ROW binds them
+                        reading.device_id, device_ref, patient_ref, bed_ref,
+                        attribution, vital, measurement.value, _UNIT_TEXT[vital],
+                        measurement.original_value, measurement.original_unit._value_,
+                        measured, received[1], via, source, signal, battery, payload, text,
                     ))
             stored = self._insert_rows(connection, rows) if rows else []
             results = self._results(readings, resolved, rejected, stored)
-            self._update_devices(connection, readings, resolved)
+            self._update_devices(connection, readings, resolved, received_texts)
         return results
 
     def write_dead_letter(
@@ -308,9 +374,14 @@ class ReadingWriter:
                     start = 0
                     for size in _sqlite_chunks(len(rows)):
                         cursor.execute(
-                            _sqlite_insert("input_activity", _ACTIVITY_COLUMNS, size, ""),
-                            [value for row in rows[start:start + size]
-                             for value in (_sqlite_time(row[0]), *row[1:])],
+                            _sqlite_insert(
+                                "input_activity", _ACTIVITY_COLUMNS, _ACTIVITY_ROW, size, ""
+                            ),
+                            [value for row in rows[start:start + size] for value in (
+                                _sqlite_time(row[0]), row[1], row[2], _text(row[3]),
+                                _text(row[4]), _text(row[5]), _text(row[6]), _text(row[7]),
+                                row[8], _float(row[9]), _text(row[10]),
+                            )],
                         )
                         start += size
                 finally:
@@ -363,7 +434,7 @@ class ReadingWriter:
         for digest, reading in by_identity.values():
             rows[digest] = {
                 "sha256": digest,
-                "input": reading.input.value,
+                "input": reading.input._value_,
                 "source_ref": storable_text(reading.source_ref or "", 500) or None,
                 "received_at": reading.received_at,
                 "content": storable_text(reading.raw or "", MAX_RAW_CHARS),
@@ -395,18 +466,23 @@ class ReadingWriter:
         the others)."""
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         ids: dict[str, int] = {}
+        received: tuple[datetime | None, str] = (None, "")  # often shared by the batch
+        params: list[Any] = []
+        for row in rows:
+            if row["received_at"] is not received[0]:
+                received = (row["received_at"], _sqlite_time(row["received_at"]))
+            params.extend((row["sha256"], row["input"], _text(row["source_ref"]), received[1],
+                           row["content"]))
+        width = len(_PAYLOAD_COLUMNS)
         try:
             start = 0
             for size in _sqlite_chunks(len(rows)):
                 chunk = rows[start:start + size]
-                start += size
                 cursor.execute(
-                    _sqlite_insert("raw_payloads", _PAYLOAD_COLUMNS, size, "sha256"),
-                    [value for row in chunk for value in (
-                        row["sha256"], row["input"], row["source_ref"],
-                        _sqlite_time(row["received_at"]), row["content"],
-                    )],
+                    _sqlite_insert("raw_payloads", _PAYLOAD_COLUMNS, _PAYLOAD_ROW, size, "sha256"),
+                    params[start * width:(start + size) * width],
                 )
+                start += size
                 if cursor.rowcount == size:
                     first_id = int(cursor.lastrowid or 0) - size + 1
                     for offset, row in enumerate(chunk):
@@ -473,7 +549,9 @@ class ReadingWriter:
             for size in _sqlite_chunks(len(unique)):
                 chunk = unique[start:start + size]
                 cursor.execute(
-                    _sqlite_insert("vital_signs", _COLUMNS, size, "device_id, vital, measured_at"),
+                    _sqlite_insert(
+                        "vital_signs", _COLUMNS, _VITAL_ROW, size, "device_id, vital, measured_at"
+                    ),
                     [value for row in chunk for value in row],
                 )
                 inserted = cursor.rowcount
@@ -572,8 +650,12 @@ class ReadingWriter:
         connection: Connection,
         readings: Sequence[Reading],
         resolved: list[Attributed | None],
+        received_texts: dict[int, str],
     ) -> None:
-        """Last seen, battery and signal of registered devices; the list of unknown ones."""
+        """Last seen, battery and signal of registered devices; the list of unknown ones.
+
+        ``received_texts``: the SQLite text of receipt times already formatted for the rows.
+        """
         latest: dict[int, dict[str, Any]] = {}
         unknown: dict[str, dict[str, Any]] = {}
         for reading, where in zip(readings, resolved, strict=True):
@@ -595,12 +677,12 @@ class ReadingWriter:
             assert where.device_ref is not None
             state = latest.setdefault(where.device_ref, {
                 "last_seen_at": reading.received_at,
-                "last_input": reading.input.value,
+                "last_input": reading.input._value_,
                 "measured_at": None,
             })
             if reading.received_at >= state["last_seen_at"]:
                 state["last_seen_at"] = reading.received_at
-                state["last_input"] = reading.input.value
+                state["last_input"] = reading.input._value_
             if state["measured_at"] is None or reading.measured_at >= state["measured_at"]:
                 state["measured_at"] = reading.measured_at
                 if reading.battery_level is not None:
@@ -610,8 +692,11 @@ class ReadingWriter:
         if latest and self._dialect == "sqlite":
             params = [
                 (
-                    device_ref, _sqlite_time(state["last_seen_at"]), state["last_input"],
-                    state.get("battery_level"), state.get("signal_quality"),
+                    device_ref,
+                    received_texts.get(id(state["last_seen_at"]))
+                    or _sqlite_time(state["last_seen_at"]),
+                    state["last_input"],
+                    _float(state.get("battery_level")), _float(state.get("signal_quality")),
                 )
                 for device_ref, state in latest.items()
             ]
