@@ -223,6 +223,18 @@ class StableLabel(QLabel):
         painter.drawText(rect, int(self.alignment()), text)
 
 
+class TrendCurve(pg.PlotCurveItem):
+    """The trend's curve, with fixed bounds: the view's range is set by :class:`TrendView`, so
+    the item need not scan its data for its bounds on every ``setData`` (pyqtgraph computes
+    them for auto-ranging, which a bare view does not do)."""
+
+    BOUNDS = QRectF(-10.0 * TREND_WINDOW_S, -1e5, 20.0 * TREND_WINDOW_S, 2e5)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        """Everything the view can show."""
+        return self.BOUNDS
+
+
 class TrendView(pg.GraphicsView):
     """The tile's trend: one pyqtgraph curve in a bare view (no plot item, axes or view box:
     a PlotWidget costs ~50 ms to build and ~0.7 ms per redraw, this ~3 ms and ~0.1 ms).
@@ -235,7 +247,7 @@ class TrendView(pg.GraphicsView):
         super().__init__(parent, background=None)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.setFrameShape(QFrame.Shape.NoFrame)
-        self.curve = pg.PlotCurveItem(skipFiniteCheck=True)
+        self.curve = TrendCurve(skipFiniteCheck=True)
         self.addItem(self.curve)
         self.y_range = TREND_Y_RANGE
         self._apply_range()

@@ -414,13 +414,16 @@ class WardModel(QObject):
         return tile
 
     def _on_stale_check(self) -> None:
-        """Once a second: tiles whose stale marks or shown age change."""
+        """Once a second: tiles whose stale marks change, or that show their data's age
+        ("No data · 2:15 ago": everything stale). A tile with only some vitals stale is not
+        redrawn every second for it (the ages in its tooltips follow its next refresh)."""
         now = self.now()
         changed: set[str] = set()
         for key, tile in self._tiles.items():
             stale = frozenset(tile.stale_vitals(now))
-            if stale or self._stale_shown.get(key):
-                changed.add(key)  # the age shown ("2:15 ago") moves on
+            if stale != self._stale_shown.get(key, frozenset()) or (
+                    stale and len(stale) == len(tile.values)):
+                changed.add(key)
             self._stale_shown[key] = stale
         if changed:
             self.frame.emit(changed)
