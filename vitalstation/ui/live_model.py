@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ _LOGGER = logging.getLogger(__name__)
 FRAME_INTERVAL_MS = 40
 # Ages and stale marks change by the second; they are re-checked once a second.
 STALE_CHECK_INTERVAL_MS = 1000
+# The first load's recent readings are replayed into the tiles this long per turn of the loop.
+REPLAY_SLICE_MS = 12
 # New beds, admissions and discharges are picked up from the register this often.
 REGISTRY_REFRESH_INTERVAL_MS = 15_000
 # NEWS2 is read from the alarm engine (off the GUI thread) this often.
@@ -331,6 +334,8 @@ class WardModel(QObject):
                                            self.refresh_register)
         self._news2_timer = self._timer("ward-news2", NEWS2_REFRESH_INTERVAL_MS,
                                         self.refresh_news2)
+        self._replay_timer = self._timer("ward-replay", 0, self._replay_step)
+        self._replay: Iterator[RecentRecord] = iter(())
         self._stale_shown: dict[str, frozenset[VitalKind]] = {}
         self.frames = 0
 
@@ -355,7 +360,7 @@ class WardModel(QObject):
     def stop(self) -> None:
         """Stop the timers and ignore the pipeline from now on."""
         for timer in (self._frame_timer, self._stale_timer, self._register_timer,
-                      self._news2_timer):
+                      self._news2_timer, self._replay_timer):
             timer.stop()
         self.buffer.close()
 
@@ -446,14 +451,25 @@ class WardModel(QObject):
         self._tasks.submit(read, self._on_news2, self._on_load_failed)
 
     def _on_snapshot(self, snapshot: WardSnapshot) -> None:
+        """The first state: the register at once, then the recent readings replayed in slices
+        of REPLAY_SLICE_MS per turn of the loop (128 beds' last 10 minutes are ~100,000
+        values: one block would freeze the window for a second while it opens)."""
         self._apply_register(snapshot)
-        for record in snapshot.recent:
+        self._replay = iter(snapshot.recent)
+        self._replay_timer.start()
+
+    def _replay_step(self) -> None:
+        deadline = time.perf_counter() + REPLAY_SLICE_MS / 1000
+        for count, record in enumerate(self._replay, start=1):
             tile = self._tiles.get(record.tile_key)
-            if tile is None:
-                continue
-            tile.apply(record.vital, record.value, record.measured_at, record.received_at)
-            tile.note_source(record.device_id, record.input, record.battery,
-                             record.signal, record.received_at)
+            if tile is not None:
+                tile.apply(record.vital, record.value, record.measured_at, record.received_at)
+                tile.note_source(record.device_id, record.input, record.battery,
+                                 record.signal, record.received_at)
+            if count % 256 == 0 and time.perf_counter() >= deadline:
+                return  # the timer calls again on the next turn
+        self._replay_timer.stop()
+        self._replay = iter(())
         self.is_loaded = True
         self._frame_timer.start()
         self._stale_timer.start()
