@@ -842,6 +842,18 @@ _ACCEPTED_UNIT_SETS: dict[VitalKind, frozenset[Unit]] = {
 _CANONICAL_RANGE_TEXT: dict[VitalKind, str] = {
     kind: _RANGE_TEXT[kind, CANONICAL_UNIT[kind]] for kind in VitalKind
 }
+# The same, keyed by the vital's text: an Enum member hashes in Python (``Enum.__hash__``) and
+# its ``.value`` is a Python property, which made these look-ups most of the re-check's cost.
+# A measurement's kind is first checked to be a VitalKind, so the text keys admit no other.
+_SYSTOLIC = VitalKind.SYSTOLIC_BP._value_
+_DIASTOLIC = VitalKind.DIASTOLIC_BP._value_
+_CHECK_BY_TEXT: dict[str, tuple[float, float, frozenset[str]]] = {
+    kind._value_: (
+        PLAUSIBLE_RANGES[kind].low, PLAUSIBLE_RANGES[kind].high,
+        frozenset(unit._value_ for unit in _ACCEPTED_UNIT_SETS[kind]),
+    )
+    for kind in VitalKind
+}
 
 
 def validate_reading(
@@ -864,34 +876,35 @@ def validate_reading(
     measurements = reading.measurements
     if not measurements:
         errors["vitals"] = "no vital sign in the reading"
-    seen: dict[VitalKind, float] = {}
+    seen: dict[str, float] = {}  # by the vital's text
     for m in measurements:
         kind = m.kind
-        rng = PLAUSIBLE_RANGES.get(kind)
-        if rng is None:
+        check = _CHECK_BY_TEXT.get(kind._value_) if type(kind) is VitalKind else None
+        if check is None:
             errors["vitals"] = f"unknown vital {m.kind!r}"
             continue
-        field = kind.value
-        if kind in seen:
+        field: str = kind._value_
+        if field in seen:
             errors[field] = "appears more than once in the reading"
             continue
+        low, high, units = check
         value = m.value
         try:
-            in_range = rng.low <= value <= rng.high  # False for NaN
+            in_range = low <= value <= high  # False for NaN
         except TypeError:
             errors[field] = f"must be a number, not {describe_json_type(value)}"
             continue
+        unit = m.original_unit
         if not in_range:
             errors[field] = f"{value!r} out of the plausible range {_CANONICAL_RANGE_TEXT[kind]}"
-        elif m.original_unit not in _ACCEPTED_UNIT_SETS[kind]:
+        elif type(unit) is not Unit or unit._value_ not in units:
             errors[field] = f"{m.original_unit!s} is not a unit of {field}"
-        seen[kind] = value
-    systolic = seen.get(VitalKind.SYSTOLIC_BP)
-    diastolic = seen.get(VitalKind.DIASTOLIC_BP)
+        seen[field] = value
+    systolic = seen.get(_SYSTOLIC)
+    diastolic = seen.get(_DIASTOLIC)
     if systolic is not None and diastolic is not None and diastolic > systolic:
         errors.setdefault(
-            VitalKind.DIASTOLIC_BP.value,
-            f"{diastolic!r} must not be above {VitalKind.SYSTOLIC_BP.value} ({systolic!r})",
+            _DIASTOLIC, f"{diastolic!r} must not be above {_SYSTOLIC} ({systolic!r})",
         )
     for field, level in (("signal_quality", reading.signal_quality),
                          ("battery_level", reading.battery_level)):

@@ -574,16 +574,21 @@ class Pipeline:
     ) -> None:
         counts = {outcome: 0 for outcome in Outcome}
         records = 0
-        lag_ms = 0.0
+        oldest: datetime | None = None  # the earliest receipt of a stored reading
         for submission, slots in zip(submissions, results, strict=True):
             for reading, result in zip(submission.readings, slots, strict=True):
                 if result is None:
                     continue
                 counts[result.outcome] += 1
                 records += len(result.new_kinds)
-                if result.outcome is Outcome.STORED:
-                    lag = (now - reading.received_at).total_seconds() * 1000
-                    lag_ms = max(lag_ms, lag + (committed - started) * 1000)
+                if result.outcome is Outcome.STORED and (
+                    oldest is None or reading.received_at < oldest
+                ):
+                    oldest = reading.received_at
+        lag_ms = 0.0
+        if oldest is not None:  # one subtraction per batch, not one per reading
+            lag = (now - oldest).total_seconds() * 1000
+            lag_ms = max(0.0, lag + (committed - started) * 1000)
         wait_ms = max(((started - s.enqueued_at) * 1000 for s in submissions), default=0.0)
         with self._stats_lock:
             self._counters.add("submitted", sum(len(s.readings) for s in submissions))
