@@ -10,6 +10,7 @@ from types import FrameType
 from vitalstation.alarms import AlarmTransition, TransitionKind
 from vitalstation.app.alarms import transition_line
 from vitalstation.app.demo import Demo, demo_settings
+from vitalstation.app.memory import freeze_long_lived_objects
 from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import Settings
 
@@ -60,6 +61,7 @@ def serve(
         if demo:
             simulated = Demo(runtime)
             simulated.start()
+        freeze_long_lived_objects()
         _LOGGER.info("serving; stop with Ctrl+C or SIGTERM")
         while not stop.wait(STATUS_INTERVAL_S):
             stats = runtime.health().pipeline

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from vitalstation import __version__
 from vitalstation.app.demo import demo_settings
+from vitalstation.app.memory import freeze_long_lived_objects
 from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import Settings
 from vitalstation.ui.alarm_feed import AlarmFeed
@@ -45,6 +47,19 @@ def application(argv: list[str] | None = None, *, offscreen: bool = False) -> QA
     app.setApplicationVersion(__version__)
     app.setOrganizationName("VitalStation")
     return app
+
+
+# After the runtime started, the ward's first load and the demo's beds: then the objects
+# built so far are the station's long-lived ones (app.memory).
+FREEZE_AFTER_START_MS = 15_000
+
+
+def _started(window: MainWindow) -> Callable[[object], None]:
+    def started(result: object) -> None:
+        window.on_runtime_started(result)
+        QTimer.singleShot(FREEZE_AFTER_START_MS, freeze_long_lived_objects)
+
+    return started
 
 
 def run_window(settings: Settings, *, demo: bool = False, screenshot: Path | None = None,
@@ -75,7 +90,7 @@ def run_window(settings: Settings, *, demo: bool = False, screenshot: Path | Non
         QTimer.singleShot(int(after_s * 1000), grab)
     window.show()
     # The runtime starts on a worker: the window is on screen at once and says "starting".
-    tasks.submit(runtime.start, window.on_runtime_started, window.on_runtime_failed)
+    tasks.submit(runtime.start, _started(window), window.on_runtime_failed)
     app.exec()
     window.shutdown()
     tasks.wait_idle(START_WAIT_MS)  # a start still under way must end before the stop
