@@ -15,8 +15,9 @@ on a loaded machine (wall-clock rates are not).
 
 The garbage collector's pauses during the paced run are printed: a full pass stops every
 thread, and a batch it lands in (and the larger batch that queues up behind it) makes the tail
-of the latency. ``--gc-freeze`` tries ``gc.freeze()`` once the station is set up (as
-bench/mqtt.py does), a process-wide setting the runtime does not make today.
+of the latency. As ``serve`` and the window do once started, each run freezes the objects alive
+after its set-up out of later collections (``freeze_long_lived_objects``); ``--no-gc-freeze``
+measures without it.
 
     python bench/alarms.py                   # 10 s paced at 5,000/s, 100,000 unpaced
     python bench/alarms.py --quick
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from vitalstation.alarms import AlarmEngine, AlarmTransition, TransitionKind
 from vitalstation.app.alarms import AlarmService
+from vitalstation.app.memory import freeze_long_lived_objects
 from vitalstation.app.notifications import Notifications
 from vitalstation.config.settings import Settings
 from vitalstation.domain.readings import InputKind, Measurement, Reading
@@ -142,7 +144,7 @@ def alarm_service(store: Store, home: Path) -> AlarmService:
 
 
 def paced(
-    folder: Path, rate: int, seconds: float, *, gc_freeze: bool = False
+    folder: Path, rate: int, seconds: float, *, gc_freeze: bool = True
 ) -> dict[str, object]:
     """Readings at ``rate``/s for ``seconds`` with the alarm service: latencies in ms."""
     store = fresh(folder, "paced.db")
@@ -171,7 +173,7 @@ def paced(
     service.start()
     pipeline.start()
     if gc_freeze:
-        gc.freeze()
+        freeze_long_lived_objects()  # as serve does once the station is up
     pauses = GcPauses().__enter__()
     count = int(rate * seconds)
     start = datetime.now(UTC)
@@ -210,7 +212,9 @@ def paced(
     }
 
 
-def unpaced(folder: Path, count: int, *, alarms: bool) -> dict[str, float]:
+def unpaced(
+    folder: Path, count: int, *, alarms: bool, gc_freeze: bool = True
+) -> dict[str, float]:
     """``count`` readings as fast as the pipeline takes them; readings/s."""
     store = fresh(folder, f"unpaced-{'alarms' if alarms else 'bare'}.db")
     pipeline = Pipeline(store.writer)
@@ -232,6 +236,8 @@ def unpaced(folder: Path, count: int, *, alarms: bool) -> dict[str, float]:
                 done.set()
 
     pipeline.start()
+    if gc_freeze:
+        freeze_long_lived_objects()
     # Faster than real time: the readings are dated in the recent past (within the engine's
     # live window, never ahead of the station's clock), one per bed every 200 ms.
     interval = timedelta(milliseconds=200)
@@ -246,6 +252,8 @@ def unpaced(folder: Path, count: int, *, alarms: bool) -> dict[str, float]:
     if service is not None:
         service.stop()
     store.close()
+    if gc_freeze:
+        gc.unfreeze()
     figures = {"readings_per_s": count / elapsed, "us_per_reading": elapsed / count * 1e6}
     if timed is not None:
         figures["service_us_per_reading"] = timed.busy_s / max(1, timed.readings) * 1e6
@@ -280,15 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=100_000, help="unpaced runs")
     parser.add_argument("--quick", action="store_true", help="3 s paced, 30,000 unpaced")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() once the paced station is set up (see above)")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
+                        help="leave the start-up objects in the collector's passes")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.readings = 3.0, 30_000
     with tempfile.TemporaryDirectory(prefix="vs-bench-alarms-") as tmp:
         folder = Path(tmp)
-        bare = unpaced(folder, args.readings, alarms=False)
-        with_alarms = unpaced(folder, args.readings, alarms=True)
+        bare = unpaced(folder, args.readings, alarms=False, gc_freeze=args.gc_freeze)
+        with_alarms = unpaced(folder, args.readings, alarms=True, gc_freeze=args.gc_freeze)
         latency = paced(folder, args.rate, args.seconds, gc_freeze=args.gc_freeze)
     overhead = bare["readings_per_s"] / with_alarms["readings_per_s"] - 1
     figures = {"bare": bare, "with_alarms": with_alarms, "overhead": overhead,
@@ -319,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{latency['service_cpu_us_per_reading']:.1f} µs CPU (paced); batches of "
               f"{sizes['p50']:.0f} readings (p50), {sizes['p99']:.0f} (p99)")
         print(f"GC pauses while paced:     {latency['gc_pauses']} [collections, total ms, "
-              f"longest ms]{'; gc.freeze() at start' if args.gc_freeze else ''}")
+              f"longest ms]{'' if args.gc_freeze else '; start-up objects not frozen'}")
         print(f"load average:              {_load_average()}")
     return 0 if p99 <= 10.0 and overhead <= 0.25 else 1
 
