@@ -17,7 +17,10 @@ PACKAGES = ("vitalstation", "simulator")
 # its one module"). Prefix match on the importing module's dotted name.
 # Settings' "Test connection" probes (``*_probe``) sit beside the client they exercise.
 CLIENT_HOMES = {
-    "paho": ("vitalstation.ingest.mqtt", "vitalstation.ingest.mqtt_probe", "simulator"),
+    "paho": (
+        "vitalstation.ingest.mqtt", "vitalstation.ingest.mqtt_client",
+        "vitalstation.ingest.mqtt_probe", "simulator",
+    ),
     "boto3": ("vitalstation.ingest.kinesis", "vitalstation.sinks.dynamodb",
               "vitalstation.sinks.dynamodb_probe", "simulator"),
     "botocore": ("vitalstation.ingest.kinesis", "vitalstation.sinks.dynamodb",
