@@ -17,6 +17,7 @@ from keyring.backends import fail
 
 from tests.conftest import IN_CI
 from tests.factories import memory_keyring
+from vitalstation.app.logging_setup import redact as redact_log_line
 from vitalstation.config.secrets import (
     MQTT_PASSWORD,
     SMTP_PASSWORD,
@@ -123,9 +124,11 @@ def test_without_a_keyring_it_says_so_and_never_pretends_a_secret_is_unset(tmp_p
     assert 'source = "environment"' in status.description
     with pytest.raises(SecretsUnavailable, match="VITALSTATION_SECRET_MQTT_PASSWORD") as caught:
         store.get(MQTT_PASSWORD)
-    assert "cannot read the secret mqtt.password: no OS keyring" in str(caught.value)
+    assert "cannot read the secret mqtt.password because no OS keyring" in str(caught.value)
     with pytest.raises(SecretsUnavailable, match="cannot store the secret smtp.password"):
         store.set(SMTP_PASSWORD, "x" * 12)
+    # Logged, the reason survives the log filter that masks the word after "password:".
+    assert "because no OS keyring" in redact_log_line(str(caught.value))
     with pytest.raises(SecretsUnavailable, match="cannot delete"):
         store.delete(SMTP_PASSWORD)
     # No file appeared in the data home as a fallback.

@@ -332,7 +332,10 @@ class SecretStore:
         backend = self.backend()
         problem = _backend_problem(backend)
         if problem is not None:
-            raise SecretsUnavailable(f"cannot {verb} the secret {name}: {problem}{_env_hint(name)}")
+            # "<name> because", not "<name>: ": the log filter masks the word after "password:".
+            raise SecretsUnavailable(
+                f"cannot {verb} the secret {name} because {problem}{_env_hint(name)}"
+            )
         from keyring.errors import KeyringError
 
         try:
@@ -340,8 +343,8 @@ class SecretStore:
                 return action(backend)
         except KeyringError as exc:
             raise SecretsUnavailable(
-                f"cannot {verb} the secret {name}: the OS keyring ({_backend_name(backend)}) "
-                f"refused: {exc or type(exc).__name__}"
+                f"cannot {verb} the secret {name} because the OS keyring "
+                f"({_backend_name(backend)}) refused: {exc or type(exc).__name__}"
             ) from None
 
 
