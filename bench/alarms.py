@@ -130,7 +130,7 @@ class GcPauses:
 
 
 def fresh(folder: Path, name: str) -> Store:
-    store = Store.open(f"sqlite:///{folder / name}")
+    store = Store.open(f"sqlite:///{folder / name}", background_checkpoints=True)  # as the station
     register_ward(store)
     return store
 

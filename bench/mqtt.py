@@ -305,7 +305,7 @@ class Station:
 
     def __init__(self, folder: Path, name: str, url: str, embedded: EmbeddedBroker | None = None,
                  protocol: str = "3.1.1") -> None:
-        self.store = Store.open(f"sqlite:///{folder / name}")
+        self.store = Store.open(f"sqlite:///{folder / name}", background_checkpoints=True)
         register_ward(self.store)
         self.pipeline = Pipeline(self.store.writer)
         self.committed: dict[int, float] = {}

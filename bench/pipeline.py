@@ -45,8 +45,9 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fresh_store(folder: Path, name: str) -> Store:
-    return Store.open(f"sqlite:///{folder / name}")
+def fresh_store(folder: Path, name: str, *, station: bool = False) -> Store:
+    """``station``: opened as the running station opens it (WAL checkpoints off the writer)."""
+    return Store.open(f"sqlite:///{folder / name}", background_checkpoints=station)
 
 
 def register_ward(store: Store) -> None:
@@ -102,7 +103,7 @@ def baseline(folder: Path, count: int) -> float:
 
 def through_pipeline(folder: Path, count: int) -> dict[str, object]:
     """Readings submitted one by one by a producer thread; returns figures."""
-    store = fresh_store(folder, "pipeline.db")
+    store = fresh_store(folder, "pipeline.db", station=True)
     register_ward(store)
     pipeline = Pipeline(store.writer)
     alarms = with_alarms(pipeline, store)  # as the runtime runs it

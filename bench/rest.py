@@ -221,7 +221,7 @@ def open_station(folder: Path, name: str, *, alarms: bool = True):
     from vitalstation.storage.keys import KeyStore
     from vitalstation.storage.store import Store
 
-    store = Store.open(f"sqlite:///{folder / name}")
+    store = Store.open(f"sqlite:///{folder / name}", background_checkpoints=True)  # as the station
     keys = KeyStore(store.engine)
     devices = []
     for i in range(DEVICES):

@@ -166,7 +166,7 @@ class Runtime:
         take the ward's other inputs with it.
         """
         started = time.monotonic()
-        self._store = Store.open(database_url(self.settings))
+        self._store = Store.open(database_url(self.settings), background_checkpoints=True)
         self._alarms = AlarmService.from_settings(self.settings, self._store, clock=self._clock)
         for listener in self._alarm_listeners:
             self._alarms.add_listener(listener)

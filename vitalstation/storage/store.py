@@ -9,7 +9,12 @@ from sqlalchemy.exc import OperationalError
 
 from vitalstation.domain.errors import UserError
 from vitalstation.storage import migrate
-from vitalstation.storage.engine import StoreConfigError, describe_url, make_engine
+from vitalstation.storage.engine import (
+    StoreConfigError,
+    WalCheckpointer,
+    describe_url,
+    make_engine,
+)
 from vitalstation.storage.queries import Queries
 from vitalstation.storage.registry import Registry
 from vitalstation.storage.writer import ReadingWriter
@@ -27,16 +32,24 @@ class Store:
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
         self.url = url
+        self.checkpointer: WalCheckpointer | None = None
         self.writer = ReadingWriter(engine)
         self.registry = Registry(engine)
         self.queries = Queries(engine)
 
     @classmethod
-    def open(cls, url: str, *, upgrade: bool = True) -> Store:
-        """Connect to ``url`` and (by default) bring its schema up to date."""
+    def open(cls, url: str, *, upgrade: bool = True, background_checkpoints: bool = False
+             ) -> Store:
+        """Connect to ``url`` and (by default) bring its schema up to date.
+
+        ``background_checkpoints`` (the running station): an SQLite file's WAL is checkpointed
+        by a thread of the store's own, never inside a commit of the pipeline's writer.
+        """
         shown = describe_url(url)
+        sqlite_file = url.startswith("sqlite") and ":memory:" not in url and url.count("/") > 2
+        checkpoints = background_checkpoints and sqlite_file
         try:
-            engine = make_engine(url)
+            engine = make_engine(url, background_checkpoints=checkpoints)
         except StoreConfigError as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
@@ -53,7 +66,11 @@ class Store:
         except RuntimeError as exc:
             engine.dispose()
             raise StoreUnavailable(f"database {shown}: {exc}") from exc
-        return cls(engine, url)
+        store = cls(engine, url)
+        if checkpoints:
+            store.checkpointer = WalCheckpointer(engine)
+            store.checkpointer.start()
+        return store
 
     @property
     def description(self) -> str:
@@ -65,5 +82,7 @@ class Store:
         return migrate.current_revision(self.engine)
 
     def close(self) -> None:
-        """Release every connection."""
+        """Stop the checkpointer, release every connection (the last one checkpoints)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
