@@ -26,11 +26,12 @@ each message's time goes, by thread (Linux).
     python bench/mqtt.py            # ~2 min: 100k messages, 10 s of latency, 20k live
     python bench/mqtt.py --quick    # ~30 s
 
-Two process-wide settings the station does not make today can be tried here, to decide
-whether the runtime should: ``--switch-interval MS`` (``sys.setswitchinterval``: how long a
-thread may keep the GIL while another wants it; CPython's default is 5 ms) and ``--gc-freeze``
-(``gc.freeze()`` once the station is up, so that the collector's full passes no longer walk
-every object made at start-up). The garbage collector's pauses are printed either way.
+The station is measured as ``serve`` runs it: its start-up objects frozen out of the garbage
+collector once it is up (``app.memory.freeze_long_lived_objects``; ``--no-gc-freeze`` to
+measure without) and its store checkpointing SQLite's WAL on its own thread. One process-wide
+setting the station does not make can be tried: ``--switch-interval MS``
+(``sys.setswitchinterval``: how long a thread may keep the GIL while another wants it;
+CPython's default is 5 ms; no gain measured). The collector's pauses are printed either way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from vitalstation.app.memory import freeze_long_lived_objects
 from vitalstation.ingest.base import InputState
 from vitalstation.ingest.broker import EmbeddedBroker
 from vitalstation.ingest.mqtt import MqttInput, MqttOptions
@@ -459,9 +461,8 @@ def run(args: argparse.Namespace) -> dict:
             say("station (MqttInput → pipeline → SQLite): the same backlog ...")
             station = Station(folder, "mosquitto.db", f"mqtt://127.0.0.1:{broker.port}",
                               protocol=args.protocol)
-            if args.gc_freeze:  # what the runtime would do once the station is up
-                gc.collect()
-                gc.freeze()
+            if args.gc_freeze:  # as serve does once the station is up
+                freeze_long_lived_objects()
             figures["station_per_s"], figures["station_cpu_us"] = station_backlog(
                 station, broker.port, args.messages, args.window, offset=0
             )
@@ -549,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default="3.1.1", choices=("3.1.1", "5"))
     parser.add_argument("--switch-interval", type=float, metavar="MS",
                         help="sys.setswitchinterval for this process (CPython's default: 5 ms)")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() once the station is up (see the module docstring)")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
+                        help="leave the start-up objects in the collector's sight (serve "
+                        "freezes them)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.switch_interval:
