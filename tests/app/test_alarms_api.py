@@ -18,6 +18,7 @@ from vitalstation.alarms import (
     above,
     below,
 )
+from vitalstation.alarms.news2 import Parameter
 from vitalstation.app.alarms import AlarmService
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.alarms import AlarmStore, NotAdmitted
@@ -173,3 +174,28 @@ def test_a_discharge_through_the_register_reverts_overrides_and_alarms(ward_stor
     assert revert["actor"] == "system" and "discharged" in revert["details"]
     assert _service(Ward(), store).overrides("P1") == ()
     assert service.sync_discharges() == []  # nothing changed since
+
+
+def test_news2_entries_survive_a_restart_for_the_current_stay_only(ward_store) -> None:
+    ward, store = ward_store
+    service = _service(ward, store)
+    service.enter_observation("P1", consciousness="V", actor=NURSE, origin=STATION,
+                              bed_label="12")
+    ward.clock.advance(timedelta(minutes=5))
+    service.enter_observation("P1", on_oxygen=True, actor=NURSE, origin=STATION, bed_label="12")
+    before = service.news2("P1")
+    assert before is not None
+    entered = (Parameter.CONSCIOUSNESS, Parameter.AIR_OR_OXYGEN)
+    assert [before.scores[p] for p in entered] == [3, 2]
+
+    restarted = _service(Ward(), store)  # a new engine: only the database remembers
+    after = restarted.news2("P1")
+    assert after is not None
+    assert [after.scores[p] for p in entered] == [3, 2]
+    assert not set(entered) & set(after.assumed)
+
+    # A later stay starts afresh: the entries of the one before are not taken up.
+    at = ward.now() + timedelta(minutes=1)
+    store.registry.discharge("P1", actor="test", at=at)
+    store.registry.admit("P1", "12", actor="test", at=at + timedelta(minutes=1))
+    assert _service(Ward(), store).news2("P1") is None

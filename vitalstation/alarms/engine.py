@@ -776,6 +776,27 @@ class AlarmEngine:
             state.bed_label = bed_label
         return self._evaluate_news2(patient_id, state, now, device_id=None)
 
+    def restore_news2_entry(
+        self,
+        patient_id: str,
+        *,
+        at: datetime,
+        consciousness: Consciousness | str | None = None,
+        on_oxygen: bool | None = None,
+        scale: SpO2Scale | int | None = None,
+    ) -> None:
+        """Take up an entry made before a restart, at its own time (so it goes stale as it
+        would have), without re-scoring: the patient is scored with their next reading."""
+        state = self._news2.setdefault(patient_id, _PatientNews2())
+        if consciousness is not None:
+            state.consciousness = Observed(
+                _parse_enum(Consciousness, consciousness, "consciousness (ACVPU)"), at
+            )
+        if on_oxygen is not None:
+            state.on_oxygen = Observed(bool(on_oxygen), at)
+        if scale is not None:
+            state.scale = _parse_enum(SpO2Scale, scale, "SpO2 scale")
+
     def news2(self, patient_id: str) -> News2Result | None:
         """The patient's NEWS2 now (None when nothing is known of them)."""
         state = self._news2.get(patient_id)

@@ -79,6 +79,7 @@ from vitalstation.ingest.rest_alerts import (
 )
 from vitalstation.pipeline.types import StoredReading
 from vitalstation.storage.alarms import (
+    NEWS2_ENTRY_ACTION,
     AlarmEventRow,
     AlarmRequestStore,
     AlarmRow,
@@ -155,10 +156,12 @@ class AlarmService:
     # -- lifecycle -------------------------------------------------------------------------
 
     def resume(self) -> None:
-        """Take up the alarms (and escalation chains) left open in the database, and the limit
-        overrides of patients still in their bed; then apply the discharges made meanwhile."""
+        """Take up the alarms (and escalation chains) left open in the database, the limit
+        overrides and NEWS2 entries (ACVPU, oxygen) of patients still in their bed; then apply
+        the discharges made meanwhile."""
         snapshot = self._store.load_snapshot()
         overrides = self._store.overrides_in_force()
+        entries = self._store.news2_entries_in_force()
         with self._lock:
             self.engine.restore(snapshot)
             for alarm in snapshot.alarms:
@@ -166,6 +169,15 @@ class AlarmService:
                     self._ids[alarm.key] = alarm.alarm_id
             for override in overrides:
                 self.engine.set_override(override)
+            for entry in entries:  # oldest first: the latest of each field stays
+                try:
+                    self.engine.restore_news2_entry(
+                        entry.patient_id, at=entry.at, consciousness=entry.consciousness,
+                        on_oxygen=entry.on_oxygen, scale=entry.spo2_scale,
+                    )
+                except ValueError as exc:  # an entry this version cannot read: said, skipped
+                    _LOGGER.warning("NEWS2 entry for %s at %s not taken up: %s",
+                                    entry.patient_id, entry.at, exc)
         if snapshot.alarms:
             _LOGGER.info("resumed %d open alarms from the database", len(snapshot.alarms))
         self.sync_discharges()
@@ -335,7 +347,7 @@ class AlarmService:
                 scale=spo2_scale, bed_label=bed_label,
             )
             self._store.audit(
-                self.engine_now(), actor, "news2.entry", patient_id,
+                self.engine_now(), actor, NEWS2_ENTRY_ACTION, patient_id,
                 {"consciousness": None if consciousness is None else str(consciousness),
                  "on_oxygen": on_oxygen,
                  "spo2_scale": None if spo2_scale is None else int(spo2_scale),

@@ -37,6 +37,7 @@ from vitalstation.storage.schema import (
     alarm_events,
     alarm_requests,
     alarms,
+    audit_log,
     beds,
     limit_overrides,
     notification_outbox,
@@ -44,10 +45,23 @@ from vitalstation.storage.schema import (
 )
 
 DEFAULT_LIST_LIMIT = 1000
+# The audit action of a clinician's NEWS2 entry (``AlarmService.enter_observation``).
+NEWS2_ENTRY_ACTION = "news2.entry"
 
 # json.dumps(..., sort_keys=True[, default=str]) with the encoder made once, not per call.
 _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 _JSON = json.JSONEncoder(default=str, sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class News2Entry:
+    """One stored NEWS2 entry: what the clinician entered (None: not this field) and when."""
+
+    patient_id: str
+    at: datetime
+    consciousness: str | None
+    on_oxygen: bool | None
+    spo2_scale: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +429,35 @@ class AlarmStore:
             )
             for row in rows
         ]
+
+    def news2_entries_in_force(self) -> list[News2Entry]:
+        """The NEWS2 entries (ACVPU, air or oxygen, SpO2 scale) made for each patient during
+        the stay they are in now, oldest first: the engine keeps them only in memory, and a
+        restart must not fall back to "assumed alert, on air" for a patient on oxygen."""
+        query = (
+            select(audit_log.c.at, audit_log.c.subject, audit_log.c.details)
+            .join(patients, patients.c.patient_id == audit_log.c.subject)
+            .join(admissions, admissions.c.patient_ref == patients.c.id)
+            .where(audit_log.c.action == NEWS2_ENTRY_ACTION)
+            .where(admissions.c.discharged_at.is_(None))
+            .where(audit_log.c.at >= admissions.c.admitted_at)
+            .order_by(audit_log.c.at, audit_log.c.id)
+        )
+        entries: list[News2Entry] = []
+        with self._engine.connect() as connection:
+            for row in connection.execute(query):
+                try:
+                    details = json.loads(row.details or "{}")
+                except ValueError:
+                    continue  # not written by this station: nothing to take up
+                entries.append(News2Entry(
+                    patient_id=row.subject,
+                    at=row.at,
+                    consciousness=details.get("consciousness"),
+                    on_oxygen=details.get("on_oxygen"),
+                    spo2_scale=details.get("spo2_scale"),
+                ))
+        return entries
 
     def load_snapshot(self) -> EngineSnapshot:
         """The open alarms and their escalation chains, for ``AlarmEngine.restore``."""
