@@ -52,6 +52,7 @@ from vitalstation.storage.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import DEVICES, register_ward  # noqa: E402 - a sibling script, not a package
+from station_parts import GcPauses  # noqa: E402
 
 CYCLE = 30  # readings per bed per cycle: 24 normal, then 6 above the MEDIUM limit (HR > 110)
 ABNORMAL_FROM = 24
@@ -99,34 +100,6 @@ class TimedService:
             self.cpu_s += time.thread_time() - cpu
             self.readings += len(stored)
             self.sizes.append(len(stored))
-
-
-class GcPauses:
-    """The garbage collector's pauses by generation while installed (``gc.callbacks``)."""
-
-    def __init__(self) -> None:
-        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._started = 0.0
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def _callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1000)
-
-    def summary(self) -> dict[str, list[float]]:
-        """[collections, total ms, longest ms] by generation."""
-        return {
-            f"gen{gen}": [len(ms), round(sum(ms), 1), round(max(ms, default=0.0), 1)]
-            for gen, ms in self.pauses.items()
-        }
 
 
 def fresh(folder: Path, name: str) -> Store:

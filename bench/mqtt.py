@@ -37,7 +37,6 @@ CPython's default is 5 ms; no gain measured). The collector's pauses are printed
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import multiprocessing
@@ -66,7 +65,7 @@ from vitalstation.pipeline.core import Pipeline
 from vitalstation.storage.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from station_parts import with_alarms  # noqa: E402 - a sibling script, not a package
+from station_parts import GcPauses, with_alarms  # noqa: E402 - a sibling script, not a package
 
 DEVICES = 64
 BARE_TIMEOUT_S = 600
@@ -120,34 +119,6 @@ def cpu_per_message(before: dict[str, float], after: dict[str, float],
         for name, seconds in after.items()
         if seconds - before.get(name, 0.0) > 0.02 and name != "MainThread"
     }
-
-
-class GcPauses:
-    """The garbage collector's pauses, by generation, while installed (``gc.callbacks``)."""
-
-    def __init__(self) -> None:
-        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._started = 0.0
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def _callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1000)
-
-    def summary(self) -> dict[str, object]:
-        """Collections and pause milliseconds (total, longest) by generation."""
-        return {
-            f"gen{gen}": [len(ms), round(sum(ms), 1), round(max(ms, default=0.0), 1)]
-            for gen, ms in self.pauses.items()
-        }
 
 
 def load_average() -> str:

@@ -7,7 +7,9 @@ leaves it out measures a station nobody runs.
 
 from __future__ import annotations
 
+import gc
 import tempfile
+import time
 from pathlib import Path
 
 from vitalstation.app.alarms import AlarmService
@@ -23,3 +25,31 @@ def with_alarms(pipeline: Pipeline, store: Store) -> AlarmService:
     pipeline.subscribe(service)
     service.start()
     return service
+
+
+class GcPauses:
+    """The garbage collector's pauses by generation while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> dict[str, list[float]]:
+        """[collections, total ms, longest ms] by generation."""
+        return {
+            f"gen{gen}": [len(ms), round(sum(ms), 1), round(max(ms, default=0.0), 1)]
+            for gen, ms in self.pauses.items()
+        }
