@@ -11,10 +11,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from PySide6.QtWidgets import QWidget
+
 from vitalstation.app.runtime import Runtime
-from vitalstation.config.settings import load_settings
+from vitalstation.config.settings import CONFIG_FILE_NAME, load_settings
 from vitalstation.domain.clock import FakeClock
 from vitalstation.storage.store import Store
+from vitalstation.ui.settings import SettingsDialog
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
@@ -77,3 +80,45 @@ def running_station(home: Path, *, clock: FakeClock | None = None,
         yield runtime
     finally:
         runtime.stop()
+
+
+@contextmanager
+def settings_station(tmp_path: Path, inputs_config: str) -> Iterator[Runtime]:
+    """A started Runtime for Settings tests: its own ``vitalstation.toml`` (the store, then
+    ``inputs_config``), the ward registered; stopped afterwards."""
+    home = tmp_path / "home"
+    home.mkdir()
+    store_url = f"sqlite:///{home / 'station.db'}"
+    (home / CONFIG_FILE_NAME).write_text(f'[store]\nurl = "{store_url}"\n{inputs_config}')
+    register_ward(store_url)
+    runtime = Runtime(load_settings(home, {}), clock=FakeClock(NOW))
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@contextmanager
+def settings_dialog(runtime: Runtime) -> Iterator[SettingsDialog]:
+    """The Settings dialog shown on ``runtime``, its first loads done; closed afterwards."""
+    dialog = SettingsDialog(runtime, actor="settings:test")
+    dialog.show()
+    idle(dialog)
+    try:
+        yield dialog
+    finally:
+        if dialog.isVisible():
+            dialog.close()
+
+
+def idle(dialog: SettingsDialog) -> None:
+    """Wait until the dialog's background work (loads, saves, tests) is done."""
+    assert dialog.tasks.wait_idle(10_000)
+
+
+def find(parent: QWidget, kind: type, name: str):
+    """The child widget of ``kind`` named ``name`` (asserted to exist)."""
+    found = parent.findChild(kind, name)
+    assert found is not None, name
+    return found

@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from PySide6.QtWidgets import QDoubleSpinBox, QPushButton, QSpinBox, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QPushButton, QSpinBox
 from sqlalchemy import select
 
 from tests.factories import make_reading
-from tests.ui.support import NOW, register_ward
+from tests.ui.support import NOW, find, idle, settings_dialog, settings_station
 from vitalstation.alarms.model import AlarmKind, Priority
 from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import CONFIG_FILE_NAME, load_settings
-from vitalstation.domain.clock import FakeClock
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.schema import audit_log
 from vitalstation.ui.settings import SettingsDialog
@@ -25,38 +24,15 @@ from vitalstation.ui.settings import SettingsDialog
 
 @pytest.fixture
 def runtime(tmp_path) -> Iterator[Runtime]:
-    home = tmp_path / "home"
-    home.mkdir()
-    store_url = f"sqlite:///{home / 'station.db'}"
-    (home / CONFIG_FILE_NAME).write_text(
-        f'[store]\nurl = "{store_url}"\n[rest]\nenabled = false\n[mqtt]\nenabled = false\n'
-        "[filedrop]\nenabled = false\n"
-    )
-    register_ward(store_url)
-    runtime = Runtime(load_settings(home, {}), clock=FakeClock(NOW))
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    no_inputs = "[rest]\nenabled = false\n[mqtt]\nenabled = false\n[filedrop]\nenabled = false\n"
+    with settings_station(tmp_path, no_inputs) as runtime:
+        yield runtime
 
 
 @pytest.fixture
 def dialog(qtbot, runtime) -> Iterator[SettingsDialog]:
-    dialog = SettingsDialog(runtime, actor="settings:test")
-    dialog.show()
-    idle(dialog)
-    yield dialog
-    if dialog.isVisible():
-        dialog.close()
-
-
-def idle(dialog: SettingsDialog) -> None:
-    assert dialog.tasks.wait_idle(10_000)
-
-
-def find(parent: QWidget, kind: type, name: str):
-    found = parent.findChild(kind, name)
-    assert found is not None, name
-    return found
+    with settings_dialog(runtime) as dialog:
+        yield dialog
 
 
 def save(dialog: SettingsDialog) -> str:

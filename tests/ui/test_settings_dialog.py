@@ -13,12 +13,11 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QSpinBox, QWidget
 from sqlalchemy import select
 
 from tests.factories import make_reading
-from tests.ui.support import NOW, register_ward
+from tests.ui.support import NOW, find, idle, settings_dialog, settings_station
 from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminLock
 from vitalstation.config.secrets import SecretStore, simulator_key_name
 from vitalstation.config.settings import CONFIG_FILE_NAME, load_settings
-from vitalstation.domain.clock import FakeClock
 from vitalstation.storage.schema import audit_log
 from vitalstation.ui.settings import AdminLockDialog, SettingsDialog, open_settings
 from vitalstation.ui.settings.devices_page import KeyShownDialog
@@ -26,37 +25,14 @@ from vitalstation.ui.settings.devices_page import KeyShownDialog
 
 @pytest.fixture
 def runtime(tmp_path) -> Iterator[Runtime]:
-    home = tmp_path / "home"
-    home.mkdir()
-    store_url = f"sqlite:///{home / 'station.db'}"
-    (home / CONFIG_FILE_NAME).write_text(
-        f'[store]\nurl = "{store_url}"\n[rest]\nport = 0\n[mqtt]\nenabled = false\n'
-    )
-    register_ward(store_url)
-    runtime = Runtime(load_settings(home, {}), clock=FakeClock(NOW))
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    with settings_station(tmp_path, '[rest]\nport = 0\n[mqtt]\nenabled = false\n') as runtime:
+        yield runtime
 
 
 @pytest.fixture
 def dialog(qtbot, runtime) -> Iterator[SettingsDialog]:
-    dialog = SettingsDialog(runtime, actor="settings:test")
-    dialog.show()
-    idle(dialog)
-    yield dialog
-    if dialog.isVisible():
-        dialog.close()
-
-
-def idle(dialog: SettingsDialog) -> None:
-    assert dialog.tasks.wait_idle(10_000)
-
-
-def find(parent: QWidget, kind: type, name: str):
-    found = parent.findChild(kind, name)
-    assert found is not None, name
-    return found
+    with settings_dialog(runtime) as dialog:
+        yield dialog
 
 
 def click(parent: QWidget, name: str) -> None:
