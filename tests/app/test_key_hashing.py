@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import urllib.request
 from datetime import UTC, datetime
 
 import pytest
 from keyring.backends import fail
 from sqlalchemy import select
 
+from tests.app.support import post_heart_rate
 from vitalstation.app.keys import StationSecret, key_store
 from vitalstation.app.logging_setup import configure_logging
 from vitalstation.app.runtime import Runtime
@@ -129,14 +129,7 @@ def test_the_key_hashing_secret_lands_nowhere_in_the_data_home(tmp_path, backend
         admin.assign_device("DEV-H", bed_label="1")
         issued = admin.issue_key("DEV-H", name="bedside")
         rest = next(i for i in runtime.inputs if i.name == "rest")
-        body = json.dumps({"device_id": "DEV-H", "heart_rate": 71,
-                           "timestamp": datetime.now(UTC).isoformat()}).encode()
-        request = urllib.request.Request(
-            f"{rest.url}/api/iot/vitals/", data=body, method="POST",
-            headers={"Authorization": f"Bearer {issued.key}",
-                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        assert post_heart_rate(rest.url, issued.key, "DEV-H", 71) == 200
         logging.getLogger("vitalstation.test").error(
             "by mistake: %s", backend.passwords[
                 service_name(home), KEY_HASHING_SECRET])

@@ -4,11 +4,9 @@ is anywhere in the data home: not in the TOML file, the database, the logs."""
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
-from datetime import UTC, datetime
 
+from tests.app.support import post_heart_rate
 from tests.ingest.mosquitto import Mosquitto, add_password, wait_until
 from vitalstation.app.connection_tests import run_check
 from vitalstation.app.logging_setup import configure_logging
@@ -62,14 +60,7 @@ def test_no_secret_used_in_a_run_lands_in_the_data_home(tmp_path) -> None:
         assert issued.kept
         secrets_used["device key"] = issued.key
         rest = next(i for i in runtime.inputs if i.name == "rest")
-        body = json.dumps({"device_id": "DEV-S", "heart_rate": 70,
-                           "timestamp": datetime.now(UTC).isoformat()}).encode()
-        request = urllib.request.Request(
-            f"{rest.url}/api/iot/vitals/", data=body, method="POST",
-            headers={"Authorization": f"Bearer {issued.key}",
-                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        assert post_heart_rate(rest.url, issued.key, "DEV-S", 70) == 200
         # A check that fails (no SMTP server there) and a secret logged by mistake.
         assert not run_check("smtp", runtime.settings, store).ok
         logging.getLogger("vitalstation.test").error(

@@ -7,13 +7,12 @@ import dataclasses
 import json
 import socket
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
+from tests.app.support import post_heart_rate as post
 from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminService
 from vitalstation.config.secrets import SecretStore
@@ -28,20 +27,6 @@ def wait_until(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
-
-
-def post(url: str, key: str, device_id: str, heart_rate: int) -> int:
-    body = json.dumps({"device_id": device_id, "heart_rate": heart_rate,
-                       "timestamp": datetime.now(UTC).isoformat()}).encode()
-    request = urllib.request.Request(
-        f"{url}/api/iot/vitals/", data=body, method="POST",
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def stored(runtime: Runtime, device_id: str) -> int:

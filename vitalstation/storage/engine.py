@@ -72,6 +72,15 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
     cursor.close()
 
 
+def is_sqlite_file(url: str) -> bool:
+    """True for an SQLite database in a file (the only kind with a write-ahead log)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+
+
 def _no_auto_checkpoint(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 

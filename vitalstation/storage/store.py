@@ -13,6 +13,7 @@ from vitalstation.storage.engine import (
     StoreConfigError,
     WalCheckpointer,
     describe_url,
+    is_sqlite_file,
     make_engine,
 )
 from vitalstation.storage.queries import Queries
@@ -46,8 +47,7 @@ class Store:
         by a thread of the store's own, never inside a commit of the pipeline's writer.
         """
         shown = describe_url(url)
-        sqlite_file = url.startswith("sqlite") and ":memory:" not in url and url.count("/") > 2
-        checkpoints = background_checkpoints and sqlite_file
+        checkpoints = background_checkpoints and is_sqlite_file(url)
         try:
             engine = make_engine(url, background_checkpoints=checkpoints)
         except StoreConfigError as exc:
