@@ -36,6 +36,21 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> 
 
 
 @pytest.fixture(autouse=True)
+def _station_logging_undone() -> Iterator[None]:
+    """A test that runs ``main()`` in-process sets up the station's logging, whose stderr
+    handler holds that test's captured stream: left on the root logger, every later warning
+    (a notification thread's, say) fails with "--- Logging error --- I/O operation on closed
+    file". Each test's station handlers are closed and the root level restored."""
+    from vitalstation.app.logging_setup import remove_station_logging
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    remove_station_logging()
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _memory_keyring():
     """No test touches the developer's OS keyring: each test gets an empty in-memory one."""
     import keyring

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tests.app.support import post_heart_rate
 from vitalstation.app.keys import StationSecret, key_store
-from vitalstation.app.logging_setup import configure_logging
+from vitalstation.app.logging_setup import configure_logging, remove_station_logging
 from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminService
 from vitalstation.cli import main
@@ -136,11 +136,7 @@ def test_the_key_hashing_secret_lands_nowhere_in_the_data_home(tmp_path, backend
         stored = hashes(runtime.store)
     finally:
         runtime.stop()
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            if getattr(handler, "_vitalstation", False):
-                handler.close()
-                root.removeHandler(handler)
+        remove_station_logging()
     secret = backend.passwords[service_name(home), KEY_HASHING_SECRET]
     raw = base64.urlsafe_b64decode(secret + "=")
     assert all(h.startswith(HMAC_SCHEME) for h in stored.values())  # the secret was used

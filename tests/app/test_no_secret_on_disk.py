@@ -9,7 +9,7 @@ import logging
 from tests.app.support import post_heart_rate
 from tests.ingest.mosquitto import Mosquitto, add_password, wait_until
 from vitalstation.app.connection_tests import run_check
-from vitalstation.app.logging_setup import configure_logging
+from vitalstation.app.logging_setup import configure_logging, remove_station_logging
 from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminLock, AdminService
 from vitalstation.app.settings_apply import apply_settings
@@ -69,11 +69,7 @@ def test_no_secret_used_in_a_run_lands_in_the_data_home(tmp_path) -> None:
     finally:
         runtime.stop()
         broker.stop()
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            if getattr(handler, "_vitalstation", False):
-                handler.close()
-                root.removeHandler(handler)
+        remove_station_logging()
     log = (home / "logs" / "vitalstation.log").read_text()
     assert "login with *** failed" in log
     files = [f for f in home.rglob("*") if f.is_file()]

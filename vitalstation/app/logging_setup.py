@@ -43,13 +43,21 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def remove_station_logging() -> None:
+    """Close and remove the handlers :func:`configure_logging` added (its log file is flushed
+    and released; its stderr handler no longer holds a stream that may since have closed)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_vitalstation", False):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def configure_logging(home: Path | None, *, verbose: bool = False) -> None:
     """Log to stderr and, with a data home, to ``<home>/logs/vitalstation.log``."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for handler in list(root.handlers):
-        if getattr(handler, "_vitalstation", False):
-            root.removeHandler(handler)
+    remove_station_logging()
     formatter = logging.Formatter(LOG_FORMAT)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if home is not None:
