@@ -109,6 +109,8 @@ def soak(beds: int, minutes: float, report) -> dict[str, object]:
             live = sum(1 for key in window.grid.tiles if window.ward.tile(key) is not None)
             report(f"{elapsed:5.1f} min  RSS {samples[-1][1]:7.1f} MiB  "
                    f"tiles {len(window.grid.tiles)} (with data {live})  "
+                   f"escalations {len(window.escalation_dialogs)}  "
+                   f"widgets {len(QApplication.allWidgets())}  "
                    f"{window.simulator.status_text()}")
             if elapsed * 60 >= minutes * 60 - 1:
                 window.close()

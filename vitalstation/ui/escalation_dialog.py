@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -20,7 +21,11 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
+    QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -112,6 +117,7 @@ class EscalationDialog(QDialog):
         parent: QWidget | None = None,
         *,
         theme: str = "day",
+        embedded: bool = False,
     ) -> None:
         super().__init__(parent)
         self.setModal(False)
@@ -122,6 +128,7 @@ class EscalationDialog(QDialog):
         self._runtime = runtime
         self._tasks = tasks
         self._colors = palette_for(theme)
+        self.colors = self._colors
         self._origin = station_origin(runtime)
         self.alarm: Alarm | None = None
         self.chain: ChainState | None = None
@@ -130,7 +137,12 @@ class EscalationDialog(QDialog):
         self._patient_names: dict[str, str] = {}
         self._ticks = 0
         self.setWindowTitle(f"Escalation · alarm {alarm_id}")
-        self.setStyleSheet(detail_style_sheet(self._colors))
+        if embedded:
+            # A page of :class:`EscalationWindow`: no window of its own, and the window's
+            # style sheet reaches it (a sheet of its own costs ~0.6 MiB a page).
+            self.setWindowFlags(Qt.WindowType.Widget)
+        else:
+            self.setStyleSheet(detail_style_sheet(self._colors))
         self.resize(820, 640)
         self._build()
         self._countdown = QTimer(self)
@@ -445,3 +457,105 @@ class EscalationDialog(QDialog):
     def done(self, result: int) -> None:  # Esc closes the dialog the same way
         self._countdown.stop()
         super().done(result)
+
+
+class EscalationWindow(QWidget):
+    """One non-modal window for every pending escalation: a list of the alarms on the left, the
+    selected alarm's :class:`EscalationDialog` (embedded as a page) on the right.
+
+    Why one window: each top-level dialog has a backing store of its own (about 2 MiB at
+    820x640), so a dialog per open alarm grew the station's memory with every alarm of a shift.
+    Pages share this window's backing store. A page is deleted when closed (its Close button,
+    or the alarm being over), and the window hides once it has none.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, theme: str = "day") -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setObjectName("escalationWindow")
+        self.setWindowTitle("Escalations")
+        self.setStyleSheet(detail_style_sheet(palette_for(theme)))
+        self.resize(1100, 680)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.alarm_list = QListWidget(splitter)
+        self.alarm_list.setObjectName("escalationList")
+        self.alarm_list.setFont(make_font(12, bold=True))
+        self.alarm_list.setWordWrap(True)
+        self.alarm_list.setMinimumWidth(220)
+        self.stack = QStackedWidget(splitter)
+        splitter.addWidget(self.alarm_list)
+        splitter.addWidget(self.stack)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 840])
+        layout.addWidget(splitter)
+        self._pages: dict[int, EscalationDialog] = {}
+        self._items: dict[int, QListWidgetItem] = {}
+        self.alarm_list.currentRowChanged.connect(self._on_row)
+
+    def pages(self) -> dict[int, EscalationDialog]:
+        """The pending escalations' pages, by alarm id."""
+        return dict(self._pages)
+
+    def page(self, alarm_id: int) -> EscalationDialog | None:
+        """The page of this alarm, if it has one."""
+        return self._pages.get(alarm_id)
+
+    def add(self, dialog: EscalationDialog) -> None:
+        """Embed ``dialog`` (made with ``embedded=True``) as a page, listed; :meth:`show_alarm`
+        then brings it up."""
+        alarm_id = dialog.alarm_id
+        dialog.setParent(self.stack, Qt.WindowType.Widget)
+        self.stack.addWidget(dialog)
+        item = QListWidgetItem(self._item_text(dialog))
+        self._pages[alarm_id] = dialog
+        self._items[alarm_id] = item
+        self.alarm_list.addItem(item)
+        dialog.updated.connect(lambda a=alarm_id: self._refresh(a))
+        dialog.destroyed.connect(lambda _=None, a=alarm_id: self._forget(a))
+
+    def show_alarm(self, alarm_id: int) -> None:
+        """Select this alarm's page and bring the window up (without taking the focus)."""
+        item = self._items.get(alarm_id)
+        if item is None:
+            return
+        self.alarm_list.setCurrentItem(item)
+        self.show()
+        self.raise_()
+
+    def _on_row(self, row: int) -> None:
+        item = self.alarm_list.item(row)
+        if item is None:
+            return
+        alarm_id = next((a for a, i in self._items.items() if i is item), None)
+        page = self._pages.get(alarm_id) if alarm_id is not None else None
+        if page is not None:
+            self.stack.setCurrentWidget(page)
+
+    def _item_text(self, dialog: EscalationDialog) -> str:
+        title = dialog.windowTitle().removeprefix("Escalation · ")
+        state = "ended" if dialog.ended else (
+            "asking the patient" if dialog.chain is not None
+            and dialog.chain.stage is ChainStage.ASKING_PATIENT else "escalating")
+        return f"{title}\n{state}"
+
+    def _refresh(self, alarm_id: int) -> None:
+        page, item = self._pages.get(alarm_id), self._items.get(alarm_id)
+        if page is None or item is None:
+            return
+        item.setText(self._item_text(page))
+        alarm = page.alarm
+        if alarm is not None:
+            colors = page.colors
+            item.setBackground(QColor(colors.alarm_color(alarm.priority)))
+            item.setForeground(QColor(colors.on_alarm_color(alarm.priority)))
+
+    def _forget(self, alarm_id: int) -> None:
+        if not shiboken6.isValid(self):  # the window itself is being deleted
+            return
+        self._pages.pop(alarm_id, None)
+        item = self._items.pop(alarm_id, None)
+        if item is not None:
+            self.alarm_list.takeItem(self.alarm_list.row(item))
+        if not self._pages:
+            self.hide()

@@ -32,6 +32,7 @@ from vitalstation.ui.theme import palette_for, style_sheet
 
 if TYPE_CHECKING:
     from vitalstation.app.runtime import Runtime
+    from vitalstation.ui.escalation_dialog import EscalationWindow
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         self._simulated_beds = 0
         self.detail_windows: dict[str, QWidget] = {}
         self.escalation_dialogs: dict[int, QWidget] = {}
+        self.escalation_window: EscalationWindow | None = None
         self.alarm_dock: QWidget | None = None
         path = settings_path or runtime.settings.home / WINDOW_SETTINGS_FILE
         self.window_settings = QSettings(str(path), QSettings.Format.IniFormat)
@@ -306,7 +308,11 @@ class MainWindow(QMainWindow):
 
     def _on_transition(self, transition: AlarmTransition) -> None:
         try:
-            from vitalstation.ui.escalation_dialog import EscalationDialog, should_open_escalation
+            from vitalstation.ui.escalation_dialog import (
+                EscalationDialog,
+                EscalationWindow,
+                should_open_escalation,
+            )
         except ImportError:
             return
         alarm_id = transition.alarm.alarm_id
@@ -324,14 +330,18 @@ class MainWindow(QMainWindow):
         if not should_open_escalation(transition):
             return
         if dialog is None:
-            dialog = EscalationDialog(self.runtime, alarm_id, self.feed, self.tasks, self)
-            dialog.setModal(False)
-            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+            # One shared window lists the pending escalations, each a page (not a window of
+            # its own: a top-level dialog per open alarm cost ~2 MiB of backing store each).
+            if self.escalation_window is None:
+                self.escalation_window = EscalationWindow(self, theme=self.theme)
+            dialog = EscalationDialog(self.runtime, alarm_id, self.feed, self.tasks,
+                                      self.escalation_window, theme=self.theme,
+                                      embedded=True)
             dialog.destroyed.connect(
                 lambda _=None, a=alarm_id: self.escalation_dialogs.pop(a, None))
+            self.escalation_window.add(dialog)
             self.escalation_dialogs[alarm_id] = dialog
-        dialog.show()
-        dialog.raise_()
+        self.escalation_window.show_alarm(alarm_id)
 
     def export_readings(self) -> None:
         """File > Export: a bed's readings over a time range, as CSV."""
@@ -427,6 +437,8 @@ class MainWindow(QMainWindow):
         self.simulator.shutdown()
         for window in [*self.detail_windows.values(), *self.escalation_dialogs.values()]:
             window.close()
+        if self.escalation_window is not None:
+            self.escalation_window.close()
         if self._owns_feed:
             self.feed.close()
         if self._owns_tasks:
