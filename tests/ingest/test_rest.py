@@ -961,3 +961,37 @@ def test_a_failed_commit_or_a_full_queue_is_503_with_retry_after(station: Statio
     with station.store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(vital_signs).where(
             vital_signs.c.device_id == device)).scalar_one() == 0
+
+
+def test_a_request_head_is_read_whole_and_strictly(station: Station) -> None:
+    """The head arrives in one read up to its blank line; bad framing is a JSON 4xx, and the
+    connection is closed after it."""
+
+    def answer(head: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", station.rest.port), timeout=5) as sock:
+            sock.sendall(head)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data
+
+    ok = answer(b"GET /api/openapi.json HTTP/1.0\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in ok
+    cases = (
+        (b"GET /api/openapi.json HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n", b"400", b"CRLF"),
+        (b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", b"400", b"Folded"),
+        (b"GET /api/openapi.json HTTP/1.1\r\nHost : x\r\n\r\n", b"400", b"Malformed header"),
+        (b"GET /api/openapi.json HTTP/1.1\r\nNoColon\r\n\r\n", b"400", b"Malformed header"),
+        (b"GET /api/openapi.json HTTP/2.0\r\n\r\n", b"505", b"Unsupported protocol"),
+        (b"GET /api/openapi.json HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", b"431",
+         b"Too many headers"),
+        (b"GET /api/openapi.json HTTP/1.1\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", b"431",
+         b"Header line too long"),
+        (b"GET /api/openapi.json HTTP/1.1\r\n" + (b"X-A: " + b"a" * 8000 + b"\r\n") * 9
+         + b"\r\n", b"431", b"Request head too large"),
+    )
+    for head, status, words in cases:
+        data = answer(head)
+        assert data.startswith(b"HTTP/1.1 " + status + b" "), (head[:60], data[:80])
+        assert words in data and b'"success":false' in data and b"Connection: close" in data
+    assert station.client().get("/api/openapi.json").status == 200

@@ -70,6 +70,23 @@ def test_an_expiry_is_applied_at_once_even_from_the_cache() -> None:
     assert directory.calls == 1
 
 
+def test_cached_answers_what_verify_would_without_the_directory() -> None:
+    clock = FakeClock(T0)
+    ticker = Ticker()
+    directory = Directory({"k": Grant(expires_at=T0 + timedelta(seconds=10))})
+    cache = KeyCache(directory, ttl_s=5.0, clock=clock, monotonic=ticker)
+    assert cache.cached("k") == (False, None) and cache.cached("bad") == (False, None)
+    cache.verify("k")
+    cache.verify("bad")
+    assert cache.cached("k") == (True, directory.grants["k"])
+    assert cache.cached("bad") == (True, None)  # a refusal is cached too
+    clock.advance(10)
+    assert cache.cached("k") == (True, None)  # expired: refused from the cache
+    ticker.now += 5.0
+    assert cache.cached("bad") == (False, None)  # past the TTL: the directory is asked again
+    assert directory.calls == 2
+
+
 def test_the_cache_is_bounded() -> None:
     directory = Directory({})
     cache = KeyCache(directory, ttl_s=60.0, max_entries=10)
@@ -85,7 +102,7 @@ def test_the_cache_is_keyed_by_a_keyed_digest_of_its_own_never_the_key_or_its_sh
     key = "vs_AAAAAAAA_" + "k" * 43
     first, second = KeyCache(Directory({key: Grant()})), KeyCache(Directory({key: Grant()}))
     assert first.verify(key) is not None and second.verify(key) is not None
-    assert first.fresh(key) and second.fresh(key)
+    assert first.cached(key) == (True, Grant()) and second.cached(key) == (True, Grant())
     (a,), (b,) = first._entries, second._entries
     assert a != b  # each cache draws its own key: nothing to compare across processes
     assert a != hashlib.sha256(key.encode()).digest() and key.encode() not in (a, b)

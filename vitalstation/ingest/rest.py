@@ -77,10 +77,10 @@ ACTIVITY_BUFFER_MAX = 100_000
 SWEEP_PERIOD_S = 0.5
 # Connections waiting to be accepted at most (the kernel's queue).
 LISTEN_BACKLOG = 128
-_MAX_REQUEST_LINE = 65536
+# A request head (request line and headers) longer than this is refused (431).
+_MAX_HEAD = 65536
 _MAX_HEADER_LINE = 8192
 _MAX_HEADERS = 100
-_END_OF_HEADERS = (b"\r\n", b"\n")
 
 
 class RestStartError(RuntimeError):
@@ -211,7 +211,7 @@ class _Server:
             self._server = self._loop.run_until_complete(asyncio.start_server(
                 self._serve, sock=self._listener, ssl=self.context,
                 ssl_handshake_timeout=self.idle_timeout_s if self.context else None,
-                limit=_MAX_REQUEST_LINE + 1,
+                limit=_MAX_HEAD,
             ))
             self._started.set()
             sweeper = self._loop.create_task(self._sweep())
@@ -313,22 +313,19 @@ class _Headers:
 
     __slots__ = ("_fields",)
 
-    def __init__(self) -> None:
-        self._fields: dict[str, list[str]] = {}
-
-    def add(self, name: str, value: str) -> None:
-        values = self._fields.get(name)
-        if values is None:
-            self._fields[name] = [value]
-        else:
-            values.append(value)
+    def __init__(self, fields: dict[str, list[str]] | None = None) -> None:
+        self._fields = {} if fields is None else fields  # lower-case name -> values
 
     def get(self, name: str, default: Any = None) -> Any:
-        values = self._fields.get(name.lower())
+        values = self._fields.get(name)
+        if values is None:
+            values = self._fields.get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str, failobj: Any = None) -> Any:
-        values = self._fields.get(name.lower())
+        values = self._fields.get(name)
+        if values is None:
+            values = self._fields.get(name.lower())
         return list(values) if values else failobj
 
 
@@ -399,20 +396,20 @@ class _Exchange:
         connection.deadline = self.loop.time() + server.idle_timeout_s
         try:
             try:
-                line = await self.reader.readline()
-            except ValueError:
-                raise _BadRequest(414, "Request line too long") from None
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except asyncio.LimitOverrunError:
+                raise _BadRequest(
+                    431, f"Request head too large (at most {_MAX_HEAD} bytes)"
+                ) from None
             finally:
                 connection.idle = False
-            if not line.endswith(b"\n"):
-                return False  # closed (or closed by stop) before a whole request line
             self.command = ""
-            expect_continue = await self._parse(line)
+            expect_continue = self._parse(head)
         except _BadRequest as bad:
             self._send(Response(bad.status, error_body(bad.reason)), close=True)
             return False
         except (ValueError, OSError, asyncio.IncompleteReadError):
-            return False
+            return False  # closed (or closed by stop) before a whole head
         finally:
             connection.deadline = 0.0
         # "100 Continue" is sent only when the body is actually wanted: a request refused on
@@ -428,48 +425,50 @@ class _Exchange:
         await self.writer.drain()
         return not close
 
-    async def _parse(self, line: bytes) -> bool:
+    def _parse(self, head: bytes) -> bool:
         """The request line and headers (HTTP/1.0 and 1.1); True when 100-continue is expected.
 
-        Strict: obsolete line folding, a malformed header, too many or too long headers are
-        refused.
+        The head arrives in one read, up to its blank line (reading it line by line was a
+        quarter of the receiver's time per request). Strict: every line ends with CRLF, and
+        obsolete line folding, a malformed header, too many or too long headers are refused.
         """
-        parts = line.split()
+        crlf = head.count(b"\r\n")
+        if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+            raise _BadRequest(400, "Malformed request head: lines must end with CRLF")
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        parts = lines[0].split()
         if len(parts) != 3:
             raise _BadRequest(400, "Bad request line")
-        method, target, version = (part.decode("latin-1") for part in parts)
+        method, target, version = parts
         self.command, self.path = method, target
         if version not in ("HTTP/1.1", "HTTP/1.0"):
             raise _BadRequest(505 if version.startswith("HTTP/") else 400,
                               f"Unsupported protocol {version[:20]!r}")
-        headers = _Headers()
-        readline = self.reader.readline
-        for _ in range(_MAX_HEADERS + 1):
-            try:
-                raw = await readline()
-            except ValueError:
-                raise _BadRequest(431, "Header line too long") from None
-            if raw in _END_OF_HEADERS:
-                break
-            if not raw.endswith(b"\n"):
-                raise ValueError("connection closed in the headers")
+        if len(lines) > _MAX_HEADERS + 1:
+            raise _BadRequest(431, "Too many headers")
+        fields: dict[str, list[str]] = {}
+        for index in range(1, len(lines)):
+            raw = lines[index]
             if len(raw) > _MAX_HEADER_LINE:
                 raise _BadRequest(431, "Header line too long")
-            if raw[0] in b" \t":
+            if raw[:1] in (" ", "\t"):
                 raise _BadRequest(400, "Folded header lines are not accepted")
-            name, colon, value = raw.partition(b":")
-            if not colon or not name or name != name.strip():
+            name, colon, value = raw.partition(":")
+            if not colon or not name or name[-1] in " \t":
                 raise _BadRequest(400, "Malformed header line")
-            headers.add(name.decode("latin-1").lower(), value.strip().decode("latin-1"))
-        else:
-            raise _BadRequest(431, "Too many headers")
-        self.headers = headers
+            name = name.lower()
+            values = fields.get(name)
+            if values is None:
+                fields[name] = [value.strip()]
+            else:
+                values.append(value.strip())
+        headers = self.headers = _Headers(fields)
         connection = (headers.get("connection") or "").lower()
         if version == "HTTP/1.1":
             self.close_connection = "close" in connection
         else:
             self.close_connection = "keep-alive" not in connection
-        if headers.get("transfer-encoding") is not None:
+        if "transfer-encoding" in fields:
             self.close_connection = True  # no chunked bodies: the framing is unknown
         return version == "HTTP/1.1" and (headers.get("expect") or "").lower() == "100-continue"
 
@@ -477,9 +476,9 @@ class _Exchange:
         """Read an unwanted body so the connection can serve the next request."""
         if body.expect_continue:
             return False  # the client may or may not send it now: start afresh
-        if self.headers.get("Transfer-Encoding"):
+        if self.headers.get("transfer-encoding"):
             return False
-        text = (self.headers.get("Content-Length") or "0").strip()
+        text = (self.headers.get("content-length") or "0").strip()
         if not text.isdigit() or not text.isascii():
             return False
         length = int(text)
@@ -495,23 +494,34 @@ class _Exchange:
     def _send(self, response: Response, close: bool) -> None:
         """The whole answer in one write (head and body together)."""
         status = response.status
-        head = [
-            f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
-            "Server: VitalStation",
-            f"Date: {self.server.date()}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(response.body)}",
-            "Cache-Control: no-store",
-            "X-Content-Type-Options: nosniff",
-        ]
-        head.extend(f"{name}: {value}" for name, value in response.headers)
+        body = response.body
+        head = (
+            f"{_status_line(status)}Date: {self.server.date()}\r\n{_FIXED_HEADERS}"
+            f"Content-Length: {len(body)}\r\n"
+        )
+        for name, value in response.headers:
+            head += f"{name}: {value}\r\n"
         if close:
-            head.append("Connection: close")
+            head += "Connection: close\r\n"
             self.close_connection = True
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        data = (head + "\r\n").encode("latin-1")
         if self.command != "HEAD":  # a HEAD answer has the headers of the body, not the body
-            data += response.body
+            data += body
         self.writer.write(data)
+
+
+_FIXED_HEADERS = (
+    "Server: VitalStation\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+    "X-Content-Type-Options: nosniff\r\n"
+)
+_STATUS_LINES: dict[int, str] = {}
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+    return line
 
 
 class RestInput:

@@ -284,7 +284,7 @@ class RestApi:
         path = target.split("?", 1)[0].split("#", 1)[0]
         if path.startswith(("http://", "https://")):  # absolute form, as sent to proxies
             path = "/" + path.split("://", 1)[1].partition("/")[2]
-        client = self._addresses.resolve(peer, headers.get_all("X-Forwarded-For"))
+        client = self._addresses.resolve(peer, headers.get_all("x-forwarded-for"))
         call = _Call(method=method, path=path, peer=client)
         try:
             response = await self._dispatch(call, method, path, headers, body)
@@ -391,11 +391,11 @@ class RestApi:
         return await self._batch(call, grant, obj, text, source, received_at)
 
     def _content_length(self, headers: Headers) -> int:
-        if headers.get("Transfer-Encoding") is not None:
+        if headers.get("transfer-encoding") is not None:
             raise _Refusal(
                 411, "Content-Length required (chunked bodies are not accepted)", close=True
             )
-        values = headers.get_all("Content-Length")
+        values = headers.get_all("content-length")
         if not values:
             raise _Refusal(411, "Content-Length required", close=True)
         if len({value.strip() for value in values}) > 1:
@@ -415,7 +415,7 @@ class RestApi:
 
     @staticmethod
     def _content_type(headers: Headers) -> None:
-        text = headers.get("Content-Type") or ""
+        text = headers.get("content-type") or ""
         media, _, params = text.partition(";")
         ok = media.strip().lower() == "application/json"
         for param in params.split(";"):
@@ -431,7 +431,7 @@ class RestApi:
             )
 
     async def _authenticate(self, call: _Call, headers: Headers) -> KeyGrant:
-        header = headers.get("Authorization") or ""
+        header = headers.get("authorization") or ""
         challenge = (("WWW-Authenticate", 'Bearer realm="vitalstation"'),)
         if header == "Bearer":  # "Bearer " with its trailing space stripped by the parser
             header = "Bearer "
@@ -447,9 +447,8 @@ class RestApi:
             raise _Refusal(401, "Empty API key", headers=challenge)
         call.key_prefix = presented_prefix(key)
         try:
-            if self._keys.fresh(key):
-                grant = self._keys.verify(key)
-            else:  # a database query: on a worker thread, not on the loop
+            hit, grant = self._keys.cached(key)
+            if not hit:  # a database query: on a worker thread, not on the loop
                 grant = await asyncio.get_running_loop().run_in_executor(
                     None, self._keys.verify, key
                 )

@@ -131,10 +131,20 @@ class KeyCache:
             return None
         return grant
 
-    def fresh(self, key: str) -> bool:
-        """True when :meth:`verify` would answer ``key`` from the cache, without the database."""
+    def cached(self, key: str) -> tuple[bool, KeyGrant | None]:
+        """``(True, grant)`` when the cache answers ``key`` (as :meth:`verify` would), else
+        ``(False, None)``: the caller then runs :meth:`verify` where a query may block.
+
+        One keyed hash per request (asking whether the cache knows the key, then verifying it,
+        hashed it twice: ~10 µs of a request's ~110 µs on the receiver's thread).
+        """
         entry = self._entries.get(self._digest(key))
-        return entry is not None and entry[0] > self._monotonic()
+        if entry is None or entry[0] <= self._monotonic():
+            return False, None
+        grant = entry[1]
+        if grant is not None and grant.expires_at is not None and grant.expires_at <= self._clock():
+            return True, None
+        return True, grant
 
     def _digest(self, key: str) -> bytes:
         return hmac.digest(self._cache_key, key.encode("utf-8", "surrogatepass"), "sha256")
