@@ -43,6 +43,7 @@ from vitalstation.alarms.limits import (
     DEFAULT_PROFILE,
     AlarmProfile,
     Direction,
+    Limit,
     LimitBreach,
     LimitOverride,
     VitalLimits,
@@ -309,9 +310,9 @@ class _Pending:
 class _VitalTrack:
     """The latest value of one vital in one scope, and its pending breaches."""
 
-    __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "device_id", "high_key",
-                 "keys", "kind", "low_key", "measured_at", "patient_id", "pending", "scope",
-                 "value")
+    __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "checks", "device_id",
+                 "high_key", "keys", "kind", "low_key", "measured_at", "patient_id", "pending",
+                 "scope", "value")
 
     def __init__(self, scope: str, kind: VitalKind) -> None:
         self.scope = scope
@@ -322,6 +323,7 @@ class _VitalTrack:
         # The limits last applied and the open interval where no limit of theirs is breached.
         self.calm_limits: VitalLimits | None | object = _UNSET
         self.calm_low = self.calm_high = 0.0
+        self.checks: tuple[_Check, ...] = ()  # calm_limits' limits, as _first_breach reads them
         self.value = 0.0
         self.measured_at: datetime | None = None
         self.patient_id: str | None = None
@@ -915,6 +917,7 @@ class AlarmEngine:
         if limits is not track.calm_limits:  # new limits (override, profile saved): new band
             track.calm_limits = limits
             track.calm_low, track.calm_high = _calm_band(limits)
+            track.checks = _checks_of(limits)
         # The common reading, inside every limit with nothing pending and no alarm open on
         # either side: _evaluate would change nothing, so it is not called.
         if (track.calm_low < value < track.calm_high and not track.pending
@@ -927,7 +930,12 @@ class AlarmEngine:
     ) -> list[AlarmTransition]:
         """Apply the latest value of a vital to its low and high alarms."""
         value = track.value
-        breach = limits.evaluate(value) if limits is not None else None
+        if limits is None:
+            breach = None
+        elif limits is track.calm_limits:
+            breach = _first_breach(track.checks, value)
+        else:
+            breach = limits.evaluate(value)
         out: list[AlarmTransition] = []
         # The side no longer breached first, so that an ended condition is logged before a
         # new one on the other side (HR 150 then 35: high latched, then low raised).
@@ -1520,8 +1528,47 @@ def _delayed_limit_message(
 def _limit_message(
     kind: VitalKind, direction: Direction, value: float, breach: LimitBreach
 ) -> str:
-    """``Heart rate high: 160 /min (limit ≥ 149.5)``."""
-    unit = CANONICAL_UNIT[kind].value
-    sign = breach.limit.describe().split(" ", 1)[0]
-    return (f"{VITAL_LABELS[kind]} {direction.value}: {_fmt(value)} {unit} "
-            f"(limit {sign} {_fmt(breach.limit.value)})")
+    """``Heart rate high: 160 /min (limit ≥ 149.5)``; the text around the value is made once
+    per vital and limit (an open alarm's every reading renews its message)."""
+    limit = breach.limit
+    parts = _MESSAGE_PARTS.get((id(limit), kind, direction))
+    if parts is None or parts[0] is not limit:
+        if len(_MESSAGE_PARTS) >= _MESSAGE_PARTS_MAX:  # limits replaced many times over
+            _MESSAGE_PARTS.clear()
+        sign = limit.describe().split(" ", 1)[0]
+        parts = _MESSAGE_PARTS[(id(limit), kind, direction)] = (
+            limit, f"{VITAL_LABELS[kind]} {direction.value}: ",
+            f" {CANONICAL_UNIT[kind].value} (limit {sign} {_fmt(limit.value)})",
+        )
+    return parts[1] + _fmt(value) + parts[2]
+
+
+# (id of a limit, vital, side) -> (the limit, the message's text before and after the value).
+# The limit is kept, so its id is not reused while its entry exists.
+_MESSAGE_PARTS: dict[tuple[int, VitalKind, Direction], tuple[Limit, str, str]] = {}
+_MESSAGE_PARTS_MAX = 4096
+
+_Check = tuple[bool, float, bool, LimitBreach]
+"""One limit as :func:`_first_breach` tests it: high side?, threshold, inclusive, its breach."""
+
+
+def _checks_of(limits: VitalLimits | None) -> tuple[_Check, ...]:
+    """``limits`` (most severe first), each with the one :class:`LimitBreach` it makes."""
+    if limits is None:
+        return ()
+    return tuple(
+        (limit.direction is Direction.HIGH, limit.value, limit.inclusive,
+         LimitBreach(limit.direction, limit.priority, limit))
+        for limit in limits.limits
+    )
+
+
+def _first_breach(checks: tuple[_Check, ...], value: float) -> LimitBreach | None:
+    """``VitalLimits.evaluate`` from precomputed checks: no method call or new breach object
+    per limit and reading."""
+    for high, threshold, inclusive, breach in checks:
+        if (value > threshold if high else value < threshold) or (
+            inclusive and value == threshold
+        ):
+            return breach
+    return None
