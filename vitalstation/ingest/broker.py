@@ -65,9 +65,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +76,7 @@ from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
 from vitalstation.domain.clock import Clock, utc_now
+from vitalstation.ingest.accept import Acceptor, listen
 from vitalstation.ingest.base import InputHealth, InputState
 
 __all__ = ["BROKER_INPUT_NAME", "EmbeddedBroker", "LoopbackAuthPlugin", "port_in_use_message"]
@@ -130,10 +130,7 @@ class EmbeddedBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: Broker | None = None
-        self._listener: socket.socket | None = None
-        self._adopting: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._transports: set[asyncio.BaseTransport] = set()  # every accepted, not yet closed
+        self._acceptor: Acceptor | None = None
         self._actual_port: int | None = None
         self._connections = 0
         self._no_clients: asyncio.Event | None = None  # set while nobody is connected
@@ -249,64 +246,20 @@ class EmbeddedBroker:
         self._no_clients = asyncio.Event()
         self._no_clients.set()
         try:
-            listener = _listen(self._port)
+            listener = listen(LOOPBACK, self._port)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or self._port == 0:
                 await broker.shutdown()
                 raise
-            listener = _listen(0)
+            listener = listen(LOOPBACK, 0)
             self._warning = port_in_use_message(self._port, listener.getsockname()[1])
-        self._listener = listener
         self._actual_port = listener.getsockname()[1]
-        asyncio.get_running_loop().add_reader(listener, self._accept)
-
-    def _accept(self) -> None:
-        """Accept every waiting client (the listening socket's reader callback).
-
-        Not ``asyncio.start_server``: on Python 3.11 a connection accepted in the same loop
-        turn as ``Server.close()`` fails an assertion in ``Server._attach`` and its socket is
-        never closed; a task waiting in ``sock_accept`` and cancelled just after it accepted
-        drops its socket the same way. Here the accept is synchronous and each socket is
-        owned by a task that closes it whatever happens.
-        """
-        listener = self._listener
-        if listener is None:
-            return
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of file descriptors, say: the next readiness retries
-                _LOGGER.warning("embedded broker: cannot accept a client: %s", exc)
-                return
-            connection.setblocking(False)
-            task = loop.create_task(self._adopt(connection))
-            self._adopting.add(task)  # a task nobody holds can be collected mid-way
-            task.add_done_callback(self._adopting.discard)
-
-    async def _adopt(self, connection: socket.socket) -> None:
-        """Wrap an accepted socket in a stream protocol, or close it when stopping."""
-        if self._broker is None:
-            connection.close()
-            return
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(self._protocol, connection)
-        except BaseException as exc:
-            connection.close()
-            if not isinstance(exc, Exception):
-                raise
-            _LOGGER.debug("embedded broker: a client left while connecting: %s", exc)
+        # Not asyncio.start_server, which leaks a socket accepted just as it closes (accept.py).
+        self._acceptor = Acceptor(listener, self._protocol, name="embedded broker")
+        self._acceptor.start()
 
     def _protocol(self) -> asyncio.StreamReaderProtocol:
-        """What ``asyncio.start_server`` makes, but with each transport kept in
-        ``_transports`` from accept to close, so that :meth:`_shutdown` can close those whose
-        handler never ran (accepted just before the stop: a cancelled handler that never
-        started closes nothing, and its socket would outlive the loop)."""
-        return _TrackedStreamProtocol(
-            asyncio.StreamReader(limit=_STREAM_LIMIT), self._serve_client, self._transports
-        )
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._serve_client)
 
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -315,7 +268,6 @@ class EmbeddedBroker:
         if broker is None:  # shutting down
             writer.close()
             return
-        self._writers.add(writer)
         self._connections += 1
         if self._no_clients is not None:
             self._no_clients.clear()
@@ -329,7 +281,6 @@ class EmbeddedBroker:
             _LOGGER.exception("embedded broker: a client connection failed")
         finally:
             self._connections -= 1
-            self._writers.discard(writer)
             writer.close()
             if not self._connections and self._no_clients is not None:
                 self._no_clients.set()
@@ -341,14 +292,11 @@ class EmbeddedBroker:
         client still connected that wait can hang (a cancellation lost inside ``wait_for`` on
         Python 3.11), so the connections are cut first: every reader then ends on EOF.
         """
-        listener, broker = self._listener, self._broker
-        self._listener = None
+        acceptor, broker = self._acceptor, self._broker
+        self._acceptor = None
         self._broker = None
-        if listener is not None:
-            asyncio.get_running_loop().remove_reader(listener)
-            listener.close()
-        await asyncio.sleep(0)  # sockets just accepted: their tasks see the stop and close them
-        await self._abort_connections()
+        if acceptor is not None:
+            await acceptor.close()  # every connection cut: each session's reader sees EOF
         if self._no_clients is not None:
             try:
                 await asyncio.wait_for(self._no_clients.wait(), SHUTDOWN_STEP_S)
@@ -365,59 +313,9 @@ class EmbeddedBroker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=SHUTDOWN_STEP_S)
-        await self._abort_connections()  # any still open after the steps above
-
-    async def _abort_connections(self) -> None:
-        """Cut every connection and let the loop close their sockets (an abort closes the
-        socket on the loop's next turn: a loop closed before then leaks it)."""
-        for transport in list(self._transports):
-            transport.abort()
-        for _ in range(3):
-            await asyncio.sleep(0)
 
     def _set_state(self, state: InputState, detail: str) -> None:
         if state is not self._state:
             self._since = self._clock()
         self._state = state
         self._detail = detail
-
-
-_STREAM_LIMIT = 2**16  # asyncio's default line limit for a StreamReader
-
-
-def _listen(port: int) -> socket.socket:
-    """A non-blocking listening socket on loopback (``OSError`` when the port is taken)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((LOOPBACK, port))
-        listener.listen(128)
-        listener.setblocking(False)
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
-class _TrackedStreamProtocol(asyncio.StreamReaderProtocol):
-    """A stream protocol that keeps its transport in ``transports`` while it is open."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-        transports: set[asyncio.BaseTransport],
-    ) -> None:
-        super().__init__(reader, connected)
-        self._tracked = transports
-        self._own_transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._own_transport = transport
-        self._tracked.add(transport)
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._own_transport is not None:
-            self._tracked.discard(self._own_transport)
-        super().connection_lost(exc)
