@@ -963,6 +963,32 @@ def test_a_failed_commit_or_a_full_queue_is_503_with_retry_after(station: Statio
             vital_signs.c.device_id == device)).scalar_one() == 0
 
 
+def test_a_commit_that_never_comes_is_a_503_after_the_store_timeout(station: Station) -> None:
+    device = station.device()
+    key = station.key(device).key
+    release = threading.Event()
+    stuck = Pipeline(_FailingStore(release), retry_delays_s=())
+    stuck.start()
+    rest = RestInput(RestConfig(port=0), stuck, KeyStore(station.store.engine))
+    rest.api._store_timeout_s = 0.3
+    rest.start()
+    try:
+        client = station.client(rest)
+        for heart_rate in (70, 71):  # the second waits behind the first, and gives up too
+            started = time.monotonic()
+            reply = client.post(
+                VITALS, {"device_id": device, "timestamp": now_iso(), "heart_rate": heart_rate},
+                key=key)
+            elapsed = time.monotonic() - started
+            assert reply.status == 503 and reply.headers["retry-after"] == "5"
+            assert "in time" in reply.json["error"]
+            assert 0.3 <= elapsed < 1.5, elapsed
+    finally:
+        release.set()
+        rest.stop(5)
+        stuck.stop(5)
+
+
 def test_a_request_head_is_read_whole_and_strictly(station: Station) -> None:
     """The head arrives in one read up to its blank line; bad framing is a JSON 4xx, and the
     connection is closed after it."""
