@@ -145,6 +145,9 @@ class EscalationDialog(QDialog):
             self.setStyleSheet(detail_style_sheet(self._colors))
         self.resize(820, 640)
         self._build()
+        if embedded:
+            self.close_button.setToolTip("Take this alarm off the list; the escalation goes on,"
+                                         " and an automatic step brings it back")
         self._countdown = QTimer(self)
         self._countdown.setObjectName("escalationCountdown")
         self._countdown.setInterval(COUNTDOWN_INTERVAL_MS)
@@ -473,7 +476,8 @@ class EscalationWindow(QWidget):
         super().__init__(parent, Qt.WindowType.Window)
         self.setObjectName("escalationWindow")
         self.setWindowTitle("Escalations")
-        self.setStyleSheet(detail_style_sheet(palette_for(theme)))
+        self._colors = palette_for(theme)
+        self.setStyleSheet(detail_style_sheet(self._colors))
         self.resize(1100, 680)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -482,6 +486,7 @@ class EscalationWindow(QWidget):
         self.alarm_list.setObjectName("escalationList")
         self.alarm_list.setFont(make_font(12, bold=True))
         self.alarm_list.setWordWrap(True)
+        self.alarm_list.setSpacing(3)  # each alarm a block of its own colour
         self.alarm_list.setMinimumWidth(220)
         self.stack = QStackedWidget(splitter)
         splitter.addWidget(self.alarm_list)
@@ -511,15 +516,22 @@ class EscalationWindow(QWidget):
         self._pages[alarm_id] = dialog
         self._items[alarm_id] = item
         self.alarm_list.addItem(item)
+        self._retitle()
         dialog.updated.connect(lambda a=alarm_id: self._refresh(a))
         dialog.destroyed.connect(lambda _=None, a=alarm_id: self._forget(a))
 
     def show_alarm(self, alarm_id: int) -> None:
-        """Select this alarm's page and bring the window up (without taking the focus)."""
+        """Bring the window up with this alarm listed; its page is selected only when the
+        window was hidden or showed nothing, never switched under a nurse reading (or about to
+        answer for) another patient: a newcomer is scrolled into view, in its priority colour.
+        """
         item = self._items.get(alarm_id)
         if item is None:
             return
-        self.alarm_list.setCurrentItem(item)
+        if not self.isVisible() or self.stack.currentWidget() is None:
+            self.alarm_list.setCurrentItem(item)
+        else:
+            self.alarm_list.scrollToItem(item)
         self.show()
         self.raise_()
 
@@ -531,13 +543,28 @@ class EscalationWindow(QWidget):
         page = self._pages.get(alarm_id) if alarm_id is not None else None
         if page is not None:
             self.stack.setCurrentWidget(page)
+            self._mark_selection(page)
+
+    def _mark_selection(self, page: EscalationDialog) -> None:
+        """The selected entry keeps its priority colour and is marked ▶: a selection
+        highlight would hide that the alarm is high."""
+        c = self._colors
+        alarm = page.alarm
+        colours = (f"background: {c.alarm_color(alarm.priority)};"
+                   f" color: {c.on_alarm_color(alarm.priority)};") if alarm is not None else ""
+        self.alarm_list.setStyleSheet(f"QListWidget::item:selected {{ {colours} }}")
+        for alarm_id, item in self._items.items():
+            shown = self._pages.get(alarm_id)
+            if shown is not None:
+                item.setText(self._item_text(shown))
 
     def _item_text(self, dialog: EscalationDialog) -> str:
         title = dialog.windowTitle().removeprefix("Escalation · ")
         state = "ended" if dialog.ended else (
             "asking the patient" if dialog.chain is not None
             and dialog.chain.stage is ChainStage.ASKING_PATIENT else "escalating")
-        return f"{title}\n{state}"
+        marker = "▶ " if self.stack.currentWidget() is dialog else ""
+        return f"{marker}{title}\n{state}"
 
     def _refresh(self, alarm_id: int) -> None:
         page, item = self._pages.get(alarm_id), self._items.get(alarm_id)
@@ -549,6 +576,11 @@ class EscalationWindow(QWidget):
             colors = page.colors
             item.setBackground(QColor(colors.alarm_color(alarm.priority)))
             item.setForeground(QColor(colors.on_alarm_color(alarm.priority)))
+            if self.stack.currentWidget() is page:
+                self._mark_selection(page)
+
+    def _retitle(self) -> None:
+        self.setWindowTitle(f"Escalations ({len(self._pages)})")
 
     def _forget(self, alarm_id: int) -> None:
         if not shiboken6.isValid(self):  # the window itself is being deleted
@@ -557,5 +589,6 @@ class EscalationWindow(QWidget):
         item = self._items.pop(alarm_id, None)
         if item is not None:
             self.alarm_list.takeItem(self.alarm_list.row(item))
+        self._retitle()
         if not self._pages:
             self.hide()
