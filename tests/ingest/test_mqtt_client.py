@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -250,3 +250,80 @@ def test_filtered_callbacks_still_get_their_topics(broker: Mosquitto) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _publish_packet(topic: bytes, payload: bytes, mid: int, qos: int = 1) -> bytes:
+    """An MQTT 3.1.1 PUBLISH as a broker sends it."""
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+    body += payload
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (128 if length else 0))
+        if not length:
+            break
+    return bytes([0x30 | qos << 1]) + bytes(encoded) + body
+
+
+class _FedClient(BatchingClient):
+    """A BatchingClient whose socket reads come from a list of byte strings (then EAGAIN)."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        super().__init__(CallbackAPIVersion.VERSION2, client_id="fed", manual_ack=True)
+        self.reads = reads
+        self.got: list[tuple[int, int, str, bytes]] = []
+        self.on_message = lambda c, u, m: self.got.append((m.mid, m.qos, m.topic, m.payload))
+
+    def _sock_recv_raw(self, bufsize: int) -> bytes:
+        if not self.reads:
+            raise BlockingIOError
+        data = self.reads.pop(0)
+        assert len(data) <= bufsize
+        return data
+
+
+def _fed(reads: list[bytes], monkeypatch: pytest.MonkeyPatch) -> _FedClient:
+    monkeypatch.setattr(paho.Client, "_sock_recv",
+                        lambda self, bufsize: self._sock_recv_raw(bufsize))
+    client = _FedClient(reads)
+    sock, peer = socket.socketpair()  # only for paho's checks and close; never read
+    peer.close()
+    client._sock = sock
+    return client
+
+
+def test_whole_and_cut_packets_from_the_read_ahead_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    big = b"p" * 300  # a two-byte remaining length
+    packets = [
+        _publish_packet(b"a/b", b"one", 1),
+        _publish_packet(b"a/c", big, 2),
+        _publish_packet(b"a/d", b"zero", 0, qos=0),
+        _publish_packet(b"a/e", b"", 65535),
+    ]
+    stream = b"".join(packets)
+    # Cut inside the second packet's length, then inside the last one's body.
+    cut1, cut2 = len(packets[0]) + 2, len(stream) - 2
+    client = _fed([stream[:cut1], stream[cut1:cut2], stream[cut2:]], monkeypatch)
+    for _ in range(3):
+        assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert client.got == [
+        (1, 1, "a/b", b"one"), (2, 1, "a/c", big), (0, 0, "a/d", b"zero"), (65535, 1, "a/e", b""),
+    ]
+    assert all(type(payload) is bytes for *_, payload in client.got)
+    assert client._in_packet["command"] == 0 and client._read_pos == len(client._read_buffer)
+
+
+@pytest.mark.parametrize("packet", [
+    bytes([0x32, 5, 0, 0, 0, 1, 97]),  # empty topic (MQTT 3.1.1 forbids it)
+    bytes([0x32, 4, 0, 9, 97, 98]),  # topic longer than the packet
+    bytes([0x32, 3, 0, 1, 97]),  # QoS 1 without its message id
+])
+def test_a_malformed_publish_is_a_protocol_error(
+    packet: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _fed([packet + _publish_packet(b"a/b", b"after", 1)], monkeypatch)
+    client._loop_rc_handle = lambda rc: rc  # type: ignore[method-assign] - no reconnect here
+    assert client.loop_read() == MQTTErrorCode.MQTT_ERR_PROTOCOL
+    assert client.got == []

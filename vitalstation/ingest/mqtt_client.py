@@ -10,7 +10,10 @@ read. This client:
 
 * **reads ahead**: one ``recv`` of up to ``READ_CHUNK`` bytes, then packets are taken from
   that buffer until it is empty, without going back to ``select`` in between (paho's loop
-  would not know the bytes are there: ``loop_read`` drains them before it returns);
+  would not know the bytes are there: ``loop_read`` drains them before it returns). A packet
+  wholly in the buffer is cut out in one step (paho asks for the command byte, each length
+  byte and the body separately, and keeps its progress in a dict); one cut at the buffer's
+  end is left to paho's read, which completes it;
 * **batches PUBACKs**: :meth:`queue_puback` (any thread) adds a message id to a list and wakes
   the network thread only when the list was empty; the network thread writes the whole list
   as one buffer, in the order the ids were queued (MQTT wants PUBACKs in the order of the
@@ -21,7 +24,8 @@ read. This client:
   against the filtered callbacks even when there are none (~7 us). Here the message gets no
   ``info`` (``None``), the debug line is formatted only when debug logging is on (paho's own
   path is taken then), and the topic is matched only once ``message_callback_add`` was used.
-  QoS 2 takes paho's path.
+  An MQTT 3.1.1 PUBLISH is decoded by slicing (paho builds two ``struct`` formats per
+  message); MQTT 5 (properties) uses paho's decoder, and QoS 2 takes paho's path.
 
 A new connection (``reconnect``) drops both: bytes read ahead belong to the old socket, and
 message ids mean nothing on a new connection (the broker sends unacknowledged messages again).
@@ -38,7 +42,8 @@ import threading
 import time
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 
 try:
     from paho.mqtt._packet import decode_publish as _decode_publish
@@ -116,6 +121,48 @@ class BatchingClient(paho.Client):
             rc = super().loop_read(max_packets)
         return rc
 
+    def _packet_read(self) -> MQTTErrorCode:
+        """One packet: cut from the read-ahead buffer when it is all there, else paho's read.
+
+        Leaves paho's state (``_in_packet``, the time of the last bytes received for the
+        keepalive) as paho's own read would.
+        """
+        buffer, pos = self._read_buffer, self._read_pos
+        end = len(buffer)
+        if pos >= end or self._in_packet["command"] != 0:
+            return super()._packet_read()
+        length, mult, index = 0, 1, pos + 1
+        while True:  # the remaining length: 1 to 4 bytes of 7 bits, least significant first
+            if index >= end or index - pos > 4:
+                return super()._packet_read()  # cut, or too long (paho reports the error)
+            byte = buffer[index]
+            index += 1
+            length += (byte & 127) * mult
+            mult *= 128
+            if not byte & 128:
+                break
+        if index + length > end:
+            return super()._packet_read()  # the body is cut: paho's read completes it
+        self._read_pos = index + length
+        self._in_packet = {
+            "command": buffer[pos], "have_remaining": 1,
+            "remaining_count": list(buffer[pos + 1:index]), "remaining_mult": mult,
+            "remaining_length": length, "packet": buffer[index:index + length],
+            "to_process": 0, "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()  # paho's time_func
+        return rc
+
     # -- handing messages over -----------------------------------------------------------
 
     def message_callback_add(self, sub: str, callback: paho.CallbackOnMessage) -> None:
@@ -129,21 +176,35 @@ class BatchingClient(paho.Client):
         if (_decode_publish is None or (command & 0x06) > 0x02 or self.on_log is not None
                 or (self._logger is not None and self._logger.isEnabledFor(logging.DEBUG))):
             return super()._handle_publish()
-        result = _decode_publish(command, self._in_packet["packet"], self._protocol)
+        packet = self._in_packet["packet"]
+        qos = (command & 0x06) >> 1
         message = paho.MQTTMessage.__new__(paho.MQTTMessage)
+        if type(packet) is bytes and self._protocol != MQTTProtocolVersion.MQTTv5:
+            # Topic length, topic, message id (QoS 1), payload: what decode_publish reads.
+            size = len(packet)
+            topic_end = 2 + ((packet[0] << 8) | packet[1]) if size >= 2 else size + 1
+            body = topic_end + 2 if qos else topic_end
+            if body > size or topic_end == 2:
+                raise MalformedPacket("PUBLISH too short for its topic and id, or empty topic")
+            message.mid = (packet[topic_end] << 8) | packet[topic_end + 1] if qos else 0
+            message._topic = packet[2:topic_end]
+            message.payload = packet[body:]
+            message.properties = None
+        else:
+            result = _decode_publish(command, packet, self._protocol)
+            message.mid = result.mid
+            message._topic = result.topic
+            message.payload = result.payload
+            message.properties = result.properties
         message.timestamp = time.monotonic()  # as paho's: its time_func
         message.state = paho.mqtt_ms_invalid
-        message.dup = result.dup
-        message.mid = result.mid
-        message._topic = result.topic
-        message.payload = result.payload
-        message.qos = result.qos
-        message.retain = result.retain
-        message.properties = result.properties
+        message.dup = bool(command & 0x08)
+        message.qos = qos
+        message.retain = bool(command & 0x01)
         message.info = None  # type: ignore[assignment] - incoming: nothing to wait for
         self._handle_on_message(message)
-        if result.qos == 1 and not self._manual_ack:
-            return self._send_puback(result.mid)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(message.mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
