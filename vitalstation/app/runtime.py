@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from vitalstation.app.alarm_settings_audit import record_alarm_settings
 from vitalstation.app.alarms import AlarmListener, AlarmService, patient_answers
 from vitalstation.app.credentials import database_url
 from vitalstation.app.inbox import make_filedrop_input
@@ -168,6 +169,10 @@ class Runtime:
         started = time.monotonic()
         self._store = Store.open(database_url(self.settings), background_checkpoints=True)
         self._alarms = AlarmService.from_settings(self.settings, self._store, clock=self._clock)
+        for what, old, new in record_alarm_settings(self._store, self.settings,
+                                                    clock=self._clock):
+            _LOGGER.warning("alarm setting %s changed outside Settings (settings file or "
+                            "environment): %s -> %s; audited", what, old, new)
         for listener in self._alarm_listeners:
             self._alarms.add_listener(listener)
         self._notifications = Notifications.from_settings(

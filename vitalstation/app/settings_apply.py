@@ -16,10 +16,12 @@ from vitalstation.alarms.engine import AlarmEngine, AlarmPolicy
 from vitalstation.alarms.escalation import EscalationPolicy, escalation_policy
 from vitalstation.alarms.limits import AlarmProfile, Direction, alarm_profile
 from vitalstation.alarms.model import Priority
+from vitalstation.app.alarm_settings_audit import record_alarm_settings
 from vitalstation.config.errors import ConfigError
 from vitalstation.config.settings import Settings
 from vitalstation.config.settings_file import changed_keys, preview_settings, save_settings
-from vitalstation.domain.clock import Clock
+from vitalstation.domain.clock import Clock, utc_now
+from vitalstation.storage.store import Store
 
 __all__ = [
     "AlarmSettingChange",
@@ -152,6 +154,14 @@ def _profile_changes(before: AlarmProfile, after: AlarmProfile) -> list[AlarmSet
     return changes
 
 
+def _running_store(runtime: RestartsInputs) -> Store | None:
+    try:
+        store = getattr(runtime, "store", None)
+    except RuntimeError:  # Runtime.store before start
+        return None
+    return store if isinstance(store, Store) else None
+
+
 def _reconfigure_alarms(runtime: RestartsInputs, settings: Settings) -> bool:
     """Hands the running alarm engine its new profile and escalation policy; False when the
     runtime has no alarm service running (then they apply when it starts)."""
@@ -209,6 +219,9 @@ def apply_settings(
         restarted = ()
     if any(section == "alarms" for section, _ in changed):
         _reconfigure_alarms(runtime, new)
+        store = _running_store(runtime)
+        if store is not None:  # the caller audits these changes: only the new record here
+            record_alarm_settings(store, new, clock=utc_now, audit_differences=False)
         for change in alarm_changes:
             _LOGGER.info("alarm setting %s: %s -> %s (applied at once)", change.what,
                          change.old, change.new)

@@ -5,7 +5,8 @@ unregistered device's last payload, and audit rows for settings changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from vitalstation.storage.outbox import write_audit
 from vitalstation.storage.registry import Conflict, NotFound, _check_id
 from vitalstation.storage.schema import (
     admissions,
+    audit_log,
     beds,
     devices,
     limit_overrides,
@@ -147,3 +149,27 @@ class RegisterAdmin:
         """One audit row (settings saved, admin unlocked, secret changed: names, not values)."""
         with self._engine.begin() as connection:
             write_audit(connection, at, actor, action, subject, details)
+
+    def audit_many(self, at: datetime,
+                   rows: Sequence[tuple[str, str, str, Mapping[str, Any]]]) -> None:
+        """Several audit rows ``(actor, action, subject, details)`` in one transaction."""
+        with self._engine.begin() as connection:
+            for actor, action, subject, details in rows:
+                write_audit(connection, at, actor, action, subject, details)
+
+    def last_audit_details(self, action: str, subject: str) -> dict[str, Any] | None:
+        """The details of the latest audit row of ``action`` on ``subject`` (None: none, or
+        not a JSON object)."""
+        query = (
+            select(audit_log.c.details)
+            .where(audit_log.c.action == action, audit_log.c.subject == subject)
+            .order_by(audit_log.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as connection:
+            details = connection.execute(query).scalar_one_or_none()
+        try:
+            loaded = json.loads(details) if details else None
+        except ValueError:
+            return None
+        return loaded if isinstance(loaded, dict) else None
