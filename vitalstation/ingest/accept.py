@@ -54,14 +54,19 @@ class Acceptor:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._listener, self._accept)
 
-    async def close(self) -> None:
-        """Stop accepting, close the listening socket and every connection still open."""
+    def stop_accepting(self) -> None:
+        """Close the listening socket; connections already made carry on (a socket accepted
+        but not yet handed over is closed)."""
         if self._closed:
             return
         self._closed = True
         if self._loop is not None:
             self._loop.remove_reader(self._listener)
         self._listener.close()
+
+    async def close(self) -> None:
+        """Stop accepting, then close every connection still open."""
+        self.stop_accepting()
         if self._handovers:
             await asyncio.wait(set(self._handovers), timeout=HANDOVER_TIMEOUT_S)
             for task in list(self._handovers):
