@@ -188,3 +188,24 @@ def test_fast_path_never_disagrees(
     fast, general, _ = both(obj, zone=zone, now=NOW + timedelta(days=3650))
     if fast is not None:
         assert_same(fast, general)
+
+
+@pytest.mark.parametrize(("text", "word"), [
+    ('{"a": 1}}', "Extra data"),
+    ('{"a": 1, "a": 2}', "duplicate key"),
+    ('{"a": NaN}', "NaN"),
+    ('{"a": 1e400}', "too large"),
+    ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ('{"a": }', "invalid JSON"),
+])
+def test_decode_json_shortcut_leaves_refusals_to_the_general_path(text: str, word: str) -> None:
+    # An object without surrounding whitespace goes to the scanner directly; what it does not
+    # take whole is decoded again the general way, with the same reasons as before.
+    with pytest.raises(PayloadError) as info:
+        payloads.decode_json(text)
+    assert word in info.value.errors["body"]
+
+
+def test_decode_json_shortcut_and_general_path_agree() -> None:
+    for text in ('{}', '{"a": [1, 2.5, {"b": null}]}', ' {"a": 1} ', '{"a": "}"}'):
+        assert payloads.decode_json(text) == payloads._STRICT_JSON.decode(text.strip())
