@@ -1099,6 +1099,11 @@ class AlarmEngine:
                 limit_value=tech.poor_signal_below,
                 message=lambda: f"Poor signal from {device}: {_fmt(quality)}",
             )
+        # Measured before it was received (nearly every reading): not ahead, whatever the
+        # threshold, and without the cost of a timedelta per reading.
+        if reading.measured_at <= reading.received_at and tech.clock_ahead_after >= _ZERO \
+                and keys.clock not in self._open:
+            return out
         ahead = reading.measured_at - reading.received_at
         if ahead > tech.clock_ahead_after or keys.clock in self._open:
             seconds = ahead.total_seconds()
@@ -1245,7 +1250,7 @@ class AlarmEngine:
                     state = self._news2[reading.patient_id] = _PatientNews2()
             known = state.measured.get(param)
             if known is None or reading.measured_at >= known.at:
-                state.measured[param] = Observed(measurement.value, reading.measured_at)
+                state.measured[param] = _observed(measurement.value, reading.measured_at)
         if state is None:
             return False
         state.bed_label = reading.bed_label or state.bed_label
@@ -1405,8 +1410,9 @@ class AlarmEngine:
     # == internals: lookups ===================================================================
 
     def _limits_for(self, patient_id: str | None, kind: VitalKind) -> VitalLimits | None:
-        override = self._overrides.get(patient_id, kind)
-        return override.limits if override is not None else self.profile.limits_for(kind)
+        per_patient = self._overrides.by_patient.get(patient_id) if patient_id else None
+        override = per_patient.get(kind) if per_patient else None
+        return override.limits if override is not None else self.profile.limits.get(kind)
 
     def _find(self, alarm: AlarmRef) -> AlarmRecord:
         key = self._by_id.get(alarm) if isinstance(alarm, int) else alarm
@@ -1547,6 +1553,19 @@ def _limit_message(
 # The limit is kept, so its id is not reused while its entry exists.
 _MESSAGE_PARTS: dict[tuple[int, VitalKind, Direction], tuple[Limit, str, str]] = {}
 _MESSAGE_PARTS_MAX = 4096
+
+_set_observed_value = Observed.value.__set__  # type: ignore[attr-defined]
+_set_observed_at = Observed.at.__set__  # type: ignore[attr-defined]
+
+
+def _observed(value: float, at: datetime) -> Observed:
+    """``Observed(value, at)`` set through its slots: a frozen dataclass's ``__init__`` goes
+    through ``object.__setattr__``, and NEWS2 keeps one for each reading of a parameter."""
+    observed = object.__new__(Observed)
+    _set_observed_value(observed, value)
+    _set_observed_at(observed, at)
+    return observed
+
 
 _Check = tuple[bool, float, bool, LimitBreach]
 """One limit as :func:`_first_breach` tests it: high side?, threshold, inclusive, its breach."""
