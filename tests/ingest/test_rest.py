@@ -36,6 +36,7 @@ from vitalstation.app.runtime import Runtime
 from vitalstation.config.settings import load_settings
 from vitalstation.ingest.base import InputHealth, InputState
 from vitalstation.ingest.rest import RestConfig, RestInput, RestStartError
+from vitalstation.ingest.rest_api import dumps
 from vitalstation.ingest.rest_openapi import openapi_json
 from vitalstation.pipeline.core import Pipeline
 from vitalstation.pipeline.types import ActivityEntry
@@ -286,6 +287,7 @@ def test_a_repost_answers_the_same_id_and_stores_nothing_new(station: Station) -
             "oxygen_saturation": 97}
     first = client.post(VITALS, body, key=key)
     assert first.status == 200
+    assert first.body == dumps(first.json)  # compact JSON, as every other answer
     # Answered only after the commit: the record is readable at once.
     assert {r.id for r in records(station, device)} >= {first.json["vital_sign_id"]}
     raws = scalar(station, select(func.count()).select_from(raw_payloads))

@@ -425,7 +425,7 @@ class RestApi:
         values = headers.get_all("content-length")
         if not values:
             raise _Refusal(411, "Content-Length required", close=True)
-        if len({value.strip() for value in values}) > 1:
+        if len(values) > 1 and len({value.strip() for value in values}) > 1:
             raise _Refusal(400, "Conflicting Content-Length headers", close=True)
         text = values[0].strip()
         if not text.isdigit() or not text.isascii() or len(text) > 18:
@@ -589,13 +589,14 @@ class RestApi:
             raise _Refusal(400, "Invalid reading: " + "; ".join(
                 f"{k}: {v}" for k, v in result.errors.items()), result.errors)
         self._count(1, 0)
-        return Response(200, dumps({
-            "success": True,
-            "message": "Vital signs received successfully",
-            "vital_sign_id": result.first_record_id,
-            "alerts_triggered": self._alerts_triggered([result]),
-            "timestamp": iso(reading.measured_at),
-        }))
+        record_id = result.first_record_id
+        # What dumps() gives for these five fields, formatted directly (a json.dumps of a
+        # dict per request was ~3 % of the receiver's time): ints, and an ISO time in ASCII.
+        return Response(200, (
+            '{"success":true,"message":"Vital signs received successfully","vital_sign_id":'
+            f'{"null" if record_id is None else int(record_id)},"alerts_triggered":'
+            f'{int(self._alerts_triggered([result]))},"timestamp":"{iso(reading.measured_at)}"}}'
+        ).encode("ascii"))
 
     async def _batch(
         self,
@@ -619,9 +620,10 @@ class RestApi:
             top_given = top is not None
             self._check_device(top, grant)
             if isinstance(readings, list):
+                own = grant.device_id
                 for index, item in enumerate(readings):
-                    if isinstance(item, dict):
-                        self._check_device(item.get("device_id"), grant, f" (reading {index})")
+                    if isinstance(item, dict) and item.get("device_id", own) != own:
+                        self._check_device(item["device_id"], grant, f" (reading {index})")
         try:
             parsed: BatchParse = parse_inhealth_batch(
                 obj, input=InputKind.REST, received_at=received_at,
@@ -643,12 +645,15 @@ class RestApi:
         created: list[int] = []
         durable: list[ReadingResult] = []
         duplicates = 0
+        stored, duplicate = Outcome.STORED, Outcome.DUPLICATE  # enum lookups once, not per reading
         for (index, _), result in zip(parsed.readings, results, strict=True):
-            if result.durable:
+            outcome = result.outcome
+            if outcome is stored or outcome is duplicate:
                 durable.append(result)
-                if result.first_record_id is not None:
-                    created.append(result.first_record_id)
-                duplicates += result.outcome is Outcome.DUPLICATE
+                record_id = next(iter(result.record_ids.values()), None)  # first_record_id
+                if record_id is not None:
+                    created.append(record_id)
+                duplicates += outcome is duplicate
             else:
                 errors[str(index)] = dict(result.errors)
         rejected = parsed.total - len(durable)
