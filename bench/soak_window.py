@@ -107,9 +107,11 @@ def soak(beds: int, minutes: float, report) -> dict[str, object]:
             elapsed = (time.monotonic() - began) / 60
             samples.append((round(elapsed, 2), round(rss_mb(), 1)))
             live = sum(1 for key in window.grid.tiles if window.ward.tile(key) is not None)
+            escalations = window.escalation_window
+            pending = 0 if escalations is None else len(escalations.pending())
             report(f"{elapsed:5.1f} min  RSS {samples[-1][1]:7.1f} MiB  "
                    f"tiles {len(window.grid.tiles)} (with data {live})  "
-                   f"escalations {len(window.escalation_dialogs)}  "
+                   f"escalations {pending}  "
                    f"widgets {len(QApplication.allWidgets())}  "
                    f"{window.simulator.status_text()}")
             if elapsed * 60 >= minutes * 60 - 1:

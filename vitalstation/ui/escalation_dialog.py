@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QSplitter,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -463,19 +462,33 @@ class EscalationDialog(QDialog):
 
 
 class EscalationWindow(QWidget):
-    """One non-modal window for every pending escalation: a list of the alarms on the left, the
-    selected alarm's :class:`EscalationDialog` (embedded as a page) on the right.
+    """One non-modal window for every pending escalation: a list of the alarms on the left
+    (each in its priority colour, with the chain's stage), the selected one's
+    :class:`EscalationDialog` (embedded as a page) on the right.
 
-    Why one window: each top-level dialog has a backing store of its own (about 2 MiB at
-    820x640), so a dialog per open alarm grew the station's memory with every alarm of a shift.
-    Pages share this window's backing store. A page is deleted when closed (its Close button,
-    or the alarm being over), and the window hides once it has none.
+    Why one window and one page: a top-level dialog per open alarm cost ~2.9 MiB each (its own
+    backing store and style sheet) and a page per alarm still ~0.8 MiB (55 widgets under a
+    style sheet), so the station grew with every unacknowledged alarm of a shift. A list entry
+    costs a few hundred bytes; the page is built for the alarm selected and deleted when
+    another is selected, closed (taking that alarm off the list) or over. The window hides
+    when the list is empty.
     """
 
-    def __init__(self, parent: QWidget | None = None, *, theme: str = "day") -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        feed: AlarmFeed,
+        tasks: BackgroundTasks,
+        parent: QWidget | None = None,
+        *,
+        theme: str = "day",
+    ) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.setObjectName("escalationWindow")
-        self.setWindowTitle("Escalations")
+        self._runtime = runtime
+        self._feed = feed
+        self._tasks = tasks
+        self._theme = theme
         self._colors = palette_for(theme)
         self.setStyleSheet(detail_style_sheet(self._colors))
         self.resize(1100, 680)
@@ -488,37 +501,55 @@ class EscalationWindow(QWidget):
         self.alarm_list.setWordWrap(True)
         self.alarm_list.setSpacing(3)  # each alarm a block of its own colour
         self.alarm_list.setMinimumWidth(220)
-        self.stack = QStackedWidget(splitter)
+        self._holder = QWidget(splitter)
+        self._holder_layout = QVBoxLayout(self._holder)
+        self._holder_layout.setContentsMargins(0, 0, 0, 0)
         splitter.addWidget(self.alarm_list)
-        splitter.addWidget(self.stack)
+        splitter.addWidget(self._holder)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 840])
         layout.addWidget(splitter)
-        self._pages: dict[int, EscalationDialog] = {}
+        self.page: EscalationDialog | None = None
         self._items: dict[int, QListWidgetItem] = {}
+        self._states: dict[int, tuple[Alarm, str]] = {}
+        self._retitle()
         self.alarm_list.currentRowChanged.connect(self._on_row)
+        feed.transition.connect(self._on_transition)
+
+    def pending(self) -> list[int]:
+        """The listed alarms' ids, in the order they came."""
+        return list(self._items)
 
     def pages(self) -> dict[int, EscalationDialog]:
-        """The pending escalations' pages, by alarm id."""
-        return dict(self._pages)
+        """The page that exists (the selected alarm's), by alarm id."""
+        page = self.page
+        return {} if page is None or not shiboken6.isValid(page) else {page.alarm_id: page}
 
-    def page(self, alarm_id: int) -> EscalationDialog | None:
-        """The page of this alarm, if it has one."""
-        return self._pages.get(alarm_id)
-
-    def add(self, dialog: EscalationDialog) -> None:
-        """Embed ``dialog`` (made with ``embedded=True``) as a page, listed; :meth:`show_alarm`
-        then brings it up."""
-        alarm_id = dialog.alarm_id
-        dialog.setParent(self.stack, Qt.WindowType.Widget)
-        self.stack.addWidget(dialog)
-        item = QListWidgetItem(self._item_text(dialog))
-        self._pages[alarm_id] = dialog
+    def add(self, alarm: Alarm, chain: ChainState | None = None) -> None:
+        """List this alarm (once); :meth:`show_alarm` then brings the window up."""
+        alarm_id = alarm.alarm_id
+        if alarm_id is None or alarm_id in self._items:
+            return
+        item = QListWidgetItem()
         self._items[alarm_id] = item
+        self._states[alarm_id] = (alarm, self._stage_text(chain, ended=False))
         self.alarm_list.addItem(item)
+        self._refresh(alarm_id)
         self._retitle()
-        dialog.updated.connect(lambda a=alarm_id: self._refresh(a))
-        dialog.destroyed.connect(lambda _=None, a=alarm_id: self._forget(a))
+
+    def remove(self, alarm_id: int) -> None:
+        """Take this alarm off the list (over, or closed by the nurse); its page goes too."""
+        item = self._items.pop(alarm_id, None)
+        self._states.pop(alarm_id, None)
+        if item is None:
+            return
+        page = self.page
+        if page is not None and shiboken6.isValid(page) and page.alarm_id == alarm_id:
+            self._drop_page()
+        self.alarm_list.takeItem(self.alarm_list.row(item))  # selects the next one, if any
+        self._retitle()
+        if not self._items:
+            self.hide()
 
     def show_alarm(self, alarm_id: int) -> None:
         """Bring the window up with this alarm listed; its page is selected only when the
@@ -528,67 +559,119 @@ class EscalationWindow(QWidget):
         item = self._items.get(alarm_id)
         if item is None:
             return
-        if not self.isVisible() or self.stack.currentWidget() is None:
+        if not self.isVisible() or self.page is None:
             self.alarm_list.setCurrentItem(item)
+            self._on_row(self.alarm_list.row(item))
         else:
             self.alarm_list.scrollToItem(item)
         self.show()
         self.raise_()
 
+    # -- internals -------------------------------------------------------------------------
+
     def _on_row(self, row: int) -> None:
         item = self.alarm_list.item(row)
-        if item is None:
-            return
         alarm_id = next((a for a, i in self._items.items() if i is item), None)
-        page = self._pages.get(alarm_id) if alarm_id is not None else None
-        if page is not None:
-            self.stack.setCurrentWidget(page)
-            self._mark_selection(page)
-
-    def _mark_selection(self, page: EscalationDialog) -> None:
-        """The selected entry keeps its priority colour and is marked ▶: a selection
-        highlight would hide that the alarm is high."""
-        c = self._colors
-        alarm = page.alarm
-        colours = (f"background: {c.alarm_color(alarm.priority)};"
-                   f" color: {c.on_alarm_color(alarm.priority)};") if alarm is not None else ""
-        self.alarm_list.setStyleSheet(f"QListWidget::item:selected {{ {colours} }}")
-        for alarm_id, item in self._items.items():
-            shown = self._pages.get(alarm_id)
-            if shown is not None:
-                item.setText(self._item_text(shown))
-
-    def _item_text(self, dialog: EscalationDialog) -> str:
-        title = dialog.windowTitle().removeprefix("Escalation · ")
-        state = "ended" if dialog.ended else (
-            "asking the patient" if dialog.chain is not None
-            and dialog.chain.stage is ChainStage.ASKING_PATIENT else "escalating")
-        marker = "▶ " if self.stack.currentWidget() is dialog else ""
-        return f"{marker}{title}\n{state}"
-
-    def _refresh(self, alarm_id: int) -> None:
-        page, item = self._pages.get(alarm_id), self._items.get(alarm_id)
-        if page is None or item is None:
+        if alarm_id is None:
             return
-        item.setText(self._item_text(page))
-        alarm = page.alarm
-        if alarm is not None:
-            colors = page.colors
-            item.setBackground(QColor(colors.alarm_color(alarm.priority)))
-            item.setForeground(QColor(colors.on_alarm_color(alarm.priority)))
-            if self.stack.currentWidget() is page:
-                self._mark_selection(page)
+        page = self.page
+        if page is not None and shiboken6.isValid(page) and page.alarm_id == alarm_id:
+            return
+        self._drop_page()
+        page = EscalationDialog(self._runtime, alarm_id, self._feed, self._tasks, self._holder,
+                                theme=self._theme, embedded=True)
+        page.updated.connect(lambda a=alarm_id: self._on_page_updated(a))
+        page.destroyed.connect(lambda _=None, a=alarm_id: self._on_page_destroyed(a))
+        self._holder_layout.addWidget(page)
+        self.page = page
+        page.show()
+        self._mark_selection()
 
-    def _retitle(self) -> None:
-        self.setWindowTitle(f"Escalations ({len(self._pages)})")
+    def _drop_page(self) -> None:
+        page, self.page = self.page, None
+        if page is not None and shiboken6.isValid(page):
+            page.updated.disconnect()
+            page.destroyed.disconnect()
+            page.hide()
+            page.deleteLater()
 
-    def _forget(self, alarm_id: int) -> None:
+    def _on_page_destroyed(self, alarm_id: int) -> None:
+        # Closed by the nurse (Close, Esc): the alarm comes off the list; an automatic
+        # escalation of it lists it again.
         if not shiboken6.isValid(self):  # the window itself is being deleted
             return
-        self._pages.pop(alarm_id, None)
-        item = self._items.pop(alarm_id, None)
-        if item is not None:
-            self.alarm_list.takeItem(self.alarm_list.row(item))
-        self._retitle()
-        if not self._pages:
-            self.hide()
+        self.page = None
+        self.remove(alarm_id)
+
+    def _on_page_updated(self, alarm_id: int) -> None:
+        page = self.page
+        if page is None or alarm_id not in self._states:
+            return
+        alarm = page.alarm or self._states[alarm_id][0]
+        self._states[alarm_id] = (alarm, self._stage_text(page.chain, ended=page.ended))
+        self._refresh(alarm_id)
+
+    def _on_transition(self, transition: AlarmTransition) -> None:
+        alarm_id = transition.alarm.alarm_id
+        if alarm_id is None or alarm_id not in self._states:
+            return
+        ended = (transition.kind is TransitionKind.ESCALATION_ENDED
+                 or not transition.alarm.is_open)
+        _alarm, stage = self._states[alarm_id]
+        if transition.escalation is not None or ended:
+            stage = self._stage_text(transition.escalation, ended=ended)
+        self._states[alarm_id] = (transition.alarm, stage)
+        self._refresh(alarm_id)
+
+    @staticmethod
+    def _stage_text(chain: ChainState | None, *, ended: bool) -> str:
+        if ended:
+            return "escalation ended"
+        if chain is None:
+            return "escalation"
+        if chain.stage is ChainStage.ASKING_PATIENT:
+            return "asking the patient"
+        if chain.stage is ChainStage.DECLINED:
+            return "the patient declined"
+        notified = ", ".join(ROLE_TEXT.get(r.value, r.value) for r in chain.notified)
+        return f"notified: {notified}" if notified else STAGE_TEXT[chain.stage].lower()
+
+    def _refresh(self, alarm_id: int) -> None:
+        item, state = self._items.get(alarm_id), self._states.get(alarm_id)
+        if item is None or state is None:
+            return
+        alarm, stage = state
+        where = f"Bed {alarm.bed_label}" if alarm.bed_label else (alarm.device_id or "")
+        page = self.page
+        shown = page is not None and shiboken6.isValid(page) and page.alarm_id == alarm_id
+        item.setText(f"{'▶ ' if shown else ''}{where} · {alarm.message}\n{stage}")
+        c = self._colors
+        item.setBackground(QColor(c.alarm_color(alarm.priority)))
+        item.setForeground(QColor(c.on_alarm_color(alarm.priority)))
+        if shown:
+            self._mark_selection()
+
+    def _mark_selection(self) -> None:
+        """The selected entry keeps its priority colour and is marked ▶: a selection
+        highlight would hide that the alarm is high."""
+        page = self.page
+        state = self._states.get(page.alarm_id) if page is not None else None
+        if state is not None:
+            c, priority = self._colors, state[0].priority
+            sheet = (f"QListWidget::item:selected {{ background: {c.alarm_color(priority)};"
+                     f" color: {c.on_alarm_color(priority)}; }}")
+            if self.alarm_list.styleSheet() != sheet:
+                self.alarm_list.setStyleSheet(sheet)
+        for alarm_id, item in self._items.items():
+            marked = item.text().startswith("▶ ")
+            shown = page is not None and page.alarm_id == alarm_id
+            if marked != shown:
+                text = item.text()
+                item.setText(f"▶ {text}" if shown else text.removeprefix("▶ "))
+
+    def _retitle(self) -> None:
+        self.setWindowTitle(f"Escalations ({len(self._items)})")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        self._drop_page()
+        super().closeEvent(event)

@@ -87,7 +87,6 @@ class MainWindow(QMainWindow):
         self._shut_down = False
         self._simulated_beds = 0
         self.detail_windows: dict[str, QWidget] = {}
-        self.escalation_dialogs: dict[int, QWidget] = {}
         self.escalation_window: EscalationWindow | None = None
         self.alarm_dock: QWidget | None = None
         path = settings_path or runtime.settings.home / WINDOW_SETTINGS_FILE
@@ -309,7 +308,6 @@ class MainWindow(QMainWindow):
     def _on_transition(self, transition: AlarmTransition) -> None:
         try:
             from vitalstation.ui.escalation_dialog import (
-                EscalationDialog,
                 EscalationWindow,
                 should_open_escalation,
             )
@@ -318,30 +316,29 @@ class MainWindow(QMainWindow):
         alarm_id = transition.alarm.alarm_id
         if alarm_id is None:
             return
-        dialog = self.escalation_dialogs.get(alarm_id)
+        escalations = self.escalation_window
         if not transition.alarm.is_open:
-            # The alarm is over (resolved): its dialog, which only has buttons, closes; its
-            # trail stays in the alarm list and the bed's detail. Dialogs of alarms that are
-            # over no longer pile up over a shift (each a window: screen space, a timer,
-            # reloads and megabytes; an hour of a 32-bed demo grew by hundreds of MiB).
-            if dialog is not None:
-                dialog.close()
+            # The alarm is over (resolved): it leaves the escalation list (its page, which
+            # only has buttons, with it); its trail stays in the alarm list and the bed's
+            # detail. Alarms that are over no longer pile up over a shift.
+            if escalations is not None:
+                escalations.remove(alarm_id)
             return
         if not should_open_escalation(transition):
             return
-        if dialog is None:
-            # One shared window lists the pending escalations, each a page (not a window of
-            # its own: a top-level dialog per open alarm cost ~2 MiB of backing store each).
-            if self.escalation_window is None:
-                self.escalation_window = EscalationWindow(self, theme=self.theme)
-            dialog = EscalationDialog(self.runtime, alarm_id, self.feed, self.tasks,
-                                      self.escalation_window, theme=self.theme,
-                                      embedded=True)
-            dialog.destroyed.connect(
-                lambda _=None, a=alarm_id: self.escalation_dialogs.pop(a, None))
-            self.escalation_window.add(dialog)
-            self.escalation_dialogs[alarm_id] = dialog
-        self.escalation_window.show_alarm(alarm_id)
+        # One shared window lists the pending escalations and builds a page for the one
+        # selected only: a dialog per open alarm cost ~2.9 MiB each, a page per alarm ~0.8.
+        if escalations is None:
+            escalations = EscalationWindow(self.runtime, self.feed, self.tasks, self,
+                                           theme=self.theme)
+            self.escalation_window = escalations
+        escalations.add(transition.alarm, transition.escalation)
+        escalations.show_alarm(alarm_id)
+
+    @property
+    def escalation_dialogs(self) -> dict[int, QWidget]:
+        """The escalation page shown (at most one, by alarm id); the window lists the rest."""
+        return {} if self.escalation_window is None else dict(self.escalation_window.pages())
 
     def export_readings(self) -> None:
         """File > Export: a bed's readings over a time range, as CSV."""
@@ -435,7 +432,7 @@ class MainWindow(QMainWindow):
         self.banner.flash_timer.stop()
         self.banner.countdown_timer.stop()
         self.simulator.shutdown()
-        for window in [*self.detail_windows.values(), *self.escalation_dialogs.values()]:
+        for window in self.detail_windows.values():
             window.close()
         if self.escalation_window is not None:
             self.escalation_window.close()
