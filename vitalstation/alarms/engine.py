@@ -149,11 +149,26 @@ class AttributedReading:
                 if measurement.kind not in kinds:  # rare: copy only when one is left out
                     measurements = tuple(m for m in measurements if m.kind in kinds)
                     break
-        return cls(
-            reading.device_id, reading.measured_at, reading.received_at, measurements,
-            _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution)), patient_id,
-            bed_label, reading.battery_level, reading.signal_quality, reading.data_source,
-        )
+        if cls is not AttributedReading:  # a subclass gets its own __init__
+            return cls(
+                reading.device_id, reading.measured_at, reading.received_at, measurements,
+                _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution)), patient_id,
+                bed_label, reading.battery_level, reading.signal_quality, reading.data_source,
+            )
+        # One per stored reading: set through the slots, not the frozen dataclass's __init__
+        # (object.__setattr__ per field). No __post_init__ is skipped.
+        item = object.__new__(AttributedReading)
+        _SET_DEVICE(item, reading.device_id)
+        _SET_MEASURED(item, reading.measured_at)
+        _SET_RECEIVED(item, reading.received_at)
+        _SET_MEASUREMENTS(item, measurements)
+        _SET_ATTRIBUTION(item, _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution)))
+        _SET_PATIENT(item, patient_id)
+        _SET_BED(item, bed_label)
+        _SET_BATTERY(item, reading.battery_level)
+        _SET_SIGNAL(item, reading.signal_quality)
+        _SET_SOURCE(item, reading.data_source)
+        return item
 
     @property
     def scope(self) -> str:
@@ -164,6 +179,16 @@ class AttributedReading:
             if self.patient_id:
                 return f"patient:{self.patient_id}"
         return f"device:{self.device_id}"
+
+
+assert tuple(f.name for f in dataclasses.fields(AttributedReading)) == (
+    "device_id", "measured_at", "received_at", "measurements", "attribution", "patient_id",
+    "bed_label", "battery_level", "signal_quality", "data_source",
+), "the setters below follow the fields' order"
+(_SET_DEVICE, _SET_MEASURED, _SET_RECEIVED, _SET_MEASUREMENTS, _SET_ATTRIBUTION, _SET_PATIENT,
+ _SET_BED, _SET_BATTERY, _SET_SIGNAL, _SET_SOURCE) = (
+    getattr(AttributedReading, f.name).__set__ for f in dataclasses.fields(AttributedReading)
+)
 
 
 @dataclass(frozen=True, slots=True)
