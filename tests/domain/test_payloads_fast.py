@@ -1,4 +1,4 @@
-"""The bedside fast path (``_fast_bedside``) against the general parser it stands in for.
+"""The bedside fast path (``parse_plain_bedside``) against the general parser it stands in for.
 
 The fast path may decline any message (None: the general path parses it), but a reading it
 does return must be the one the general path builds, field for field, ``raw`` included.
@@ -21,9 +21,9 @@ from vitalstation.domain.payloads import (
     PayloadError,
     _bedside,
     _context,
-    _fast_bedside,
     parse_bedside_message,
     parse_payload,
+    parse_plain_bedside,
 )
 from vitalstation.domain.readings import InputKind, Reading
 
@@ -50,8 +50,9 @@ def both(
     now: datetime | None = None,
 ) -> tuple[Reading | None, Reading | None, dict[str, str]]:
     """(fast, general, general's errors) for one message."""
-    fast = _fast_bedside(
-        obj, input, received_at, now, device_id, zone, DEFAULT_MAX_FUTURE_SKEW, "raw", "topic"
+    fast = parse_plain_bedside(
+        obj, input=input, received_at=received_at, now=now, device_id=device_id,
+        naive_zone=zone, max_future_skew=DEFAULT_MAX_FUTURE_SKEW, raw="raw", source_ref="topic",
     )
     ctx = _context(input, received_at, now, zone, DEFAULT_MAX_FUTURE_SKEW, "raw", "topic")
     general, errors = _bedside(obj, ctx, device_id)

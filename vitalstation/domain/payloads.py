@@ -63,6 +63,7 @@ __all__ = [
     "parse_inhealth_batch",
     "parse_inhealth_reading",
     "parse_payload",
+    "parse_plain_bedside",
     "validate_reading",
 ]
 
@@ -836,25 +837,27 @@ def _fast_device_id(value: object) -> str | None:
     return value
 
 
-def _fast_bedside(
-    obj: dict[str, object],
+def parse_plain_bedside(
+    obj: object,
+    *,
     input: InputKind,
     received_at: datetime,
-    now: datetime | None,
-    device_id: str | None,
-    naive_zone: tzinfo,
-    max_future_skew: timedelta,
-    raw: str | None,
-    source_ref: str | None,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    raw: str | None = None,
+    source_ref: str | None = None,
 ) -> Reading | None:
     """The bedside message ``{"deviceid", "timestamp", "datatype", "value"}`` and nothing else.
 
-    Returns the reading the general path (``_bedside``) would build, or None whenever the
-    message is anything but the plain case (then the general path decides). The timestamp
-    must be ``YYYY-MM-DD[T ]HH:MM:SS[.ffffff]`` without offset, the value a JSON number in the
-    default unit, within range.
+    For inputs that take thousands a second (MQTT): returns the reading
+    :func:`parse_payload` would give, or None whenever the message is anything but the plain
+    case (then ``parse_payload`` decides, and words any error). The timestamp must be
+    ``YYYY-MM-DD[T ]HH:MM:SS[.ffffff]`` without offset, the value a JSON number in the default
+    unit, within range.
     """
-    if len(obj) != 4:
+    if type(obj) is not dict or len(obj) != 4:
         return None
     own = obj.get("deviceid")
     stamp = obj.get("timestamp")
@@ -933,12 +936,12 @@ def parse_bedside_message(
     temperature is °F, weight lbs and glucose mg/dL, as the seed publisher sends. The value is
     never truncated (the seed consumer's ``int()`` read 101.5 °F as 101).
     """
-    if type(obj) is dict:
-        fast = _fast_bedside(
-            obj, input, received_at, now, device_id, naive_zone, max_future_skew, raw, source_ref
-        )
-        if fast is not None:
-            return fast
+    fast = parse_plain_bedside(
+        obj, input=input, received_at=received_at, now=now, device_id=device_id,
+        naive_zone=naive_zone, max_future_skew=max_future_skew, raw=raw, source_ref=source_ref,
+    )
+    if fast is not None:
+        return fast
     ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
     if not isinstance(obj, dict):
         raise _not_an_object(obj, "a bedside message")
@@ -973,8 +976,9 @@ def parse_payload(
     payload as a whole is unusable.
     """
     if type(obj) is dict and "datatype" in obj:
-        fast = _fast_bedside(
-            obj, input, received_at, now, device_id, naive_zone, max_future_skew, raw, source_ref
+        fast = parse_plain_bedside(
+            obj, input=input, received_at=received_at, now=now, device_id=device_id,
+            naive_zone=naive_zone, max_future_skew=max_future_skew, raw=raw, source_ref=source_ref,
         )
         if fast is not None:
             return BatchParse(device_id=fast.device_id, readings=[(0, fast)], errors={}, total=1)

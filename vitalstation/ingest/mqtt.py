@@ -133,7 +133,7 @@ from vitalstation.config.secrets import (
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.errors import PayloadError, summarize
-from vitalstation.domain.payloads import decode_json, parse_payload
+from vitalstation.domain.payloads import decode_json, parse_payload, parse_plain_bedside
 from vitalstation.domain.readings import InputKind, Reading
 from vitalstation.ingest.base import Input, InputHealth, InputState
 from vitalstation.ingest.mqtt_client import BatchingClient
@@ -809,17 +809,28 @@ class MqttInput:
                 decode_json(payload)  # raises PayloadError naming the bad byte
                 raise
             obj = decode_json(text)
-            parsed = parse_payload(
-                obj,
-                input=InputKind.MQTT,
-                received_at=self._clock(),
-                device_id=device_id,
-                naive_zone=self._zone,
-                raw=text,
-                source_ref=topic,
+            received_at = self._clock()
+            # Nearly every message is the plain one-vital kind: no BatchParse for it.
+            reading = parse_plain_bedside(
+                obj, input=InputKind.MQTT, received_at=received_at, device_id=device_id,
+                naive_zone=self._zone, raw=text, source_ref=topic,
             )
+            if reading is None:
+                parsed = parse_payload(
+                    obj,
+                    input=InputKind.MQTT,
+                    received_at=received_at,
+                    device_id=device_id,
+                    naive_zone=self._zone,
+                    raw=text,
+                    source_ref=topic,
+                )
         except PayloadError as exc:
             self._dead_letter_and_ack(delivery, exc.message)
+            return
+        if reading is not None:
+            delivery.readings = [reading]
+            self._submit(delivery, BUSY_BLOCK_S)
             return
         if parsed.errors:
             if parsed.total == 1:
