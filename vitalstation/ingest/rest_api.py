@@ -472,7 +472,6 @@ class RestApi:
         if not key:
             call.action = "auth"
             raise _Refusal(401, "Empty API key", headers=challenge)
-        call.key_prefix = presented_prefix(key)
         try:
             hit, grant = self._keys.cached(key)
             if not hit:  # a database query: on a worker thread, not on the loop
@@ -481,6 +480,7 @@ class RestApi:
                 )
         except Exception as exc:  # noqa: BLE001 - the database is down: the device retries
             _LOGGER.warning("API key verification failed: %s", exc)
+            call.key_prefix = presented_prefix(key)
             raise _Refusal(
                 503, "The station cannot check API keys right now (database unavailable); "
                 "try again shortly",
@@ -488,6 +488,7 @@ class RestApi:
             ) from None
         if grant is None:
             call.action = "auth"
+            call.key_prefix = presented_prefix(key)  # what was presented, for the log
             raise _Refusal(401, "Invalid API key", headers=challenge)
         call.key_prefix = grant.prefix
         call.key_used = True
