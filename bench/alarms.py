@@ -228,18 +228,21 @@ def unpaced(
     interval = timedelta(milliseconds=200)
     start = datetime.now(UTC) - interval * (count // DEVICES + 1)
     began = time.perf_counter()
+    cpu_began = time.process_time()
     received = datetime.now(UTC)
     for n in range(count):
         pipeline.submit([reading(n, start, received, interval)], on_done=on_done, timeout=None)
     done.wait()
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
     pipeline.stop()
     if service is not None:
         service.stop()
     store.close()
     if gc_freeze:
         gc.unfreeze()
-    figures = {"readings_per_s": count / elapsed, "us_per_reading": elapsed / count * 1e6}
+    figures = {"readings_per_s": count / elapsed, "us_per_reading": elapsed / count * 1e6,
+               "cpu_us_per_reading": cpu / count * 1e6}
     if timed is not None:
         figures["service_us_per_reading"] = timed.busy_s / max(1, timed.readings) * 1e6
         figures["service_cpu_us_per_reading"] = timed.cpu_s / max(1, timed.readings) * 1e6
@@ -289,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         with_alarms = unpaced(folder, args.readings, alarms=True, gc_freeze=args.gc_freeze)
         latency = paced(folder, args.rate, args.seconds, gc_freeze=args.gc_freeze)
     overhead = bare["readings_per_s"] / with_alarms["readings_per_s"] - 1
+    # The same ratio on the process's CPU time (every thread: the submitting one, the pipeline,
+    # SQLite's checkpointer), which other work on the machine does not inflate as it does
+    # wall-clock rates. The target is judged on the wall-clock ratio, as before.
+    cpu_overhead = with_alarms["cpu_us_per_reading"] / bare["cpu_us_per_reading"] - 1
     figures = {"mix": args.mix, "bare": bare, "with_alarms": with_alarms, "overhead": overhead,
-               "paced": latency}
+               "cpu_overhead": cpu_overhead, "paced": latency}
     p99 = latency["stored_to_event_ms"].get("p99", float("inf"))
     if args.json:
         print(json.dumps(figures))
@@ -304,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{with_alarms['service_us_per_reading']:.1f} µs wall, "
               f"{with_alarms['service_cpu_us_per_reading']:.1f} µs CPU; batches of "
               f"{with_alarms['batch_p50']:.0f} readings, p50)")
-        print(f"overhead:                  {overhead * 100:.1f} %  (target ≤ 25 %)")
+        print(f"overhead:                  {overhead * 100:.1f} %  (target ≤ 25 %); in process "
+              f"CPU time {cpu_overhead * 100:.1f} % ({bare['cpu_us_per_reading']:.1f} -> "
+              f"{with_alarms['cpu_us_per_reading']:.1f} µs per reading)")
         print(f"paced:                     {latency['achieved_rate']:,.0f} readings/s for "
               f"{args.seconds:g} s; events {latency['events']}")
         s2e = latency["stored_to_event_ms"]
