@@ -293,6 +293,9 @@ class RestApi:
         self._lock = threading.Lock()
         self.counters = RestCounters()
         self._wakers: dict[asyncio.AbstractEventLoop, _Waker] = {}
+        # An ``ingest.rest_alerts.AlertResponses`` handing devices' answers to the alarm
+        # engine, set by the station when it runs one (None: those paths are a 404).
+        self.alert_responses: Any = None
 
     def _waker(self, loop: asyncio.AbstractEventLoop) -> _Waker:
         waker = self._wakers.get(loop)
@@ -365,12 +368,12 @@ class RestApi:
         self, call: _Call, method: str, path: str, headers: Headers, body: Body
     ) -> Response:
         route = _route(path)
-        # POST /api/iot/alerts/<id>/response (ingest.rest_alerts), when the station set
-        # ``alert_responses`` on this receiver: an AlertResponses handing answers to the engine.
-        alerts = getattr(self, "alert_responses", None)
-        if route is None and alerts is not None and path.startswith("/api/iot/alerts/"):
-            return await alerts.handle(self, call, method, path, headers, body)
         if route is None:
+            # POST /api/iot/alerts/<id>/response (ingest.rest_alerts), when the station set
+            # ``alert_responses`` on this receiver.
+            alerts = self.alert_responses
+            if alerts is not None and path.startswith("/api/iot/alerts/"):
+                return await alerts.handle(self, call, method, path, headers, body)
             raise _Refusal(
                 404, f"Not found: no endpoint {path[:100]!r} (the API is described at "
                 f"{OPENAPI_PATH})",
