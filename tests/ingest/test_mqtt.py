@@ -725,3 +725,33 @@ def test_a_url_with_a_password_is_refused(sqlite_pipeline) -> None:
     options = MqttOptions(url="mqtt://station:secret@127.0.0.1:1883")
     with pytest.raises(ValueError, match=PASSWORD_ENV):
         MqttInput(options, sqlite_pipeline).start()
+
+
+def test_the_network_thread_waits_while_too_many_messages_are_in_flight(
+    broker, sqlite_store, inputs, clients, monkeypatch
+) -> None:
+    # A backlog must not fill the pipeline's whole queue (the garbage collector walks all of
+    # it): past IN_FLIGHT_MAX unresolved messages paho's thread waits, until IN_FLIGHT_RESUME.
+    monkeypatch.setattr(mqtt_module, "IN_FLIGHT_MAX", 3)
+    monkeypatch.setattr(mqtt_module, "IN_FLIGHT_RESUME", 1)
+    monkeypatch.setattr(mqtt_module, "BUSY_BLOCK_S", 30.0)  # woken by room, not by a timeout
+    writer = GatedWriter(sqlite_store)
+    pipeline = Pipeline(writer)
+    pipeline.start()
+    try:
+        input_ = start_input(inputs, pipeline, broker.port)
+        device = publisher(clients, broker.port)
+        for second in range(8):
+            device.publish(TOPIC, bedside("FLIGHT", second))
+        wait_until(lambda: input_.health().received == 4, 10,
+                   lambda: f"the 4th message read: {input_.health()}")
+        time.sleep(0.3)  # the 4th waits for room: the other 4 published are not read yet
+        assert input_.health().received == 4
+        assert writer.entered.is_set() and pipeline.stats().stored == 0
+        started = time.monotonic()
+        writer.gate.set()
+        wait_until(lambda: len(records(sqlite_store, "FLIGHT")) == 8, 10)
+        assert time.monotonic() - started < 10
+    finally:
+        writer.gate.set()
+        pipeline.stop()
