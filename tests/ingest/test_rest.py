@@ -853,6 +853,21 @@ def test_stop_finishes_requests_in_flight_and_closes_idle_connections(station: S
         idle.get(STATUS, key=key)
 
 
+def test_a_stop_just_after_clients_connect_leaks_no_socket(station: Station) -> None:
+    # asyncio.start_server on Python 3.11 leaked the socket of a connection accepted as the
+    # server closed; the ResourceWarning of a leaked socket fails the test that collects it.
+    import gc
+
+    for _ in range(10):
+        rest = station.receiver()
+        clients = [socket.create_connection(("127.0.0.1", rest.port)) for _ in range(3)]
+        rest.stop(2.0)
+        for client in clients:
+            client.close()
+        gc.collect()
+    assert rest.health().state is InputState.STOPPED
+
+
 def test_the_runtime_runs_the_receiver_and_shows_a_taken_port_as_down(
     station: Station, station_url, tmp_path, monkeypatch
 ) -> None:
@@ -1005,8 +1020,12 @@ def test_a_request_head_is_read_whole_and_strictly(station: Station) -> None:
 
     ok = answer(b"GET /api/openapi.json HTTP/1.0\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in ok
+    stray = answer(b"\r\nGET /api/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert stray.startswith(b"HTTP/1.1 200 ")  # a CRLF left over before the request line
     cases = (
         (b"GET /api/openapi.json HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n", b"400", b"CRLF"),
+        (b"GET /api/openapi.json HTTP/1.1\nHost: x\n\n", b"400", b"CRLF"),  # bare LF only
+        (b"GET /api/openapi.json HTTP/1.0\r\nHost: x\n\n", b"400", b"CRLF"),
         (b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", b"400", b"Folded"),
         (b"GET /api/openapi.json HTTP/1.1\r\nHost : x\r\n\r\n", b"400", b"Malformed header"),
         (b"GET /api/openapi.json HTTP/1.1\r\nNoColon\r\n\r\n", b"400", b"Malformed header"),

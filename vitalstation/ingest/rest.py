@@ -39,6 +39,7 @@ from typing import Any
 
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
+from vitalstation.ingest.accept import Acceptor, listen
 from vitalstation.ingest.base import InputHealth, InputState
 from vitalstation.ingest.rest_api import (
     INPUT_NAME,
@@ -156,16 +157,7 @@ class _Server:
         max_connections: int,
         idle_timeout_s: float,
     ) -> None:
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(address)
-            listener.listen(LISTEN_BACKLOG)
-        except OSError:
-            listener.close()
-            raise
-        listener.setblocking(False)
+        listener = listen(address[0], address[1], backlog=LISTEN_BACKLOG)
         self._listener = listener
         self.server_address = listener.getsockname()
         self.api = api
@@ -177,7 +169,11 @@ class _Server:
         self._date = (0, "")
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_exceptions)
-        self._server: asyncio.AbstractServer | None = None
+        # Not asyncio.start_server, which leaks a socket accepted just as it closes (accept.py).
+        self._acceptor = Acceptor(
+            listener, self._protocol, ssl_context=context,
+            ssl_handshake_timeout=idle_timeout_s if context else None, name="REST",
+        )
         self._thread = threading.Thread(
             target=self._run, name="vitalstation-rest", daemon=True
         )
@@ -208,11 +204,7 @@ class _Server:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._server = self._loop.run_until_complete(asyncio.start_server(
-                self._serve, sock=self._listener, ssl=self.context,
-                ssl_handshake_timeout=self.idle_timeout_s if self.context else None,
-                limit=_MAX_HEAD,
-            ))
+            self._loop.run_until_complete(self._start_accepting())
             self._started.set()
             sweeper = self._loop.create_task(self._sweep())
             self._loop.run_forever()
@@ -223,12 +215,19 @@ class _Server:
             # its connection: let it start (it sees ``stopping`` and closes), then cancel.
             for _ in range(3):
                 self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.run_until_complete(self._acceptor.close())
             tasks = asyncio.all_tasks(self._loop)
             for task in tasks:
                 task.cancel()
             if tasks:
                 self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
+
+    async def _start_accepting(self) -> None:
+        self._acceptor.start()
+
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=_MAX_HEAD), self._serve)
 
     async def _sweep(self) -> None:
         """Close connections whose client is too slow (idle, slow-loris, stalled body)."""
@@ -242,8 +241,7 @@ class _Server:
 
     async def _shutdown(self, deadline: float) -> None:
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        self._acceptor.stop_accepting()
         for _ in range(3):  # connections accepted just now: their handlers see the stop and close
             await asyncio.sleep(0)
         while self._connections and time.monotonic() < deadline:
@@ -252,8 +250,7 @@ class _Server:
             await asyncio.sleep(0.01)
         if self._connections:
             _LOGGER.warning("REST: %d connections still open at stop", len(self._connections))
-            for connection in list(self._connections):
-                connection.writer.transport.abort()
+        await self._acceptor.close()  # every connection still open, served or not
 
     def _evict_slowest(self) -> bool:
         """At the cap, make room by closing the connection that has waited longest for its
@@ -396,7 +393,7 @@ class _Exchange:
         connection.deadline = self.loop.time() + server.idle_timeout_s
         try:
             try:
-                head = await self.reader.readuntil(b"\r\n\r\n")
+                head = await self._read_head()
             except asyncio.LimitOverrunError:
                 raise _BadRequest(
                     431, f"Request head too large (at most {_MAX_HEAD} bytes)"
@@ -425,11 +422,37 @@ class _Exchange:
         await self.writer.drain()
         return not close
 
+    async def _read_head(self) -> bytes:
+        """The request line, then the headers up to the blank line in one read.
+
+        The request line comes first and alone so that a client ending its lines with a bare
+        LF is answered at once with the reason, not left waiting for a CRLF blank line that
+        never comes. Only HTTP/1.1 always has a header (Host), so only its headers are read
+        at once; any other request line may be followed by the blank line straight away, and
+        its headers (if any) are read line by line.
+        """
+        reader = self.reader
+        line = await reader.readuntil(b"\n")
+        if line == b"\r\n":  # a stray CRLF after the previous request (RFC 9112 §2.2)
+            line = await reader.readuntil(b"\n")
+        if not line.endswith(b"\r\n"):
+            raise _BadRequest(400, "Malformed request head: lines must end with CRLF")
+        if line.endswith(b" HTTP/1.1\r\n"):
+            head = line + await reader.readuntil(b"\r\n\r\n")
+        else:
+            head, more = line, b""
+            while more not in (b"\r\n", b"\n") and len(head) <= _MAX_HEAD:
+                more = await reader.readuntil(b"\n")
+                head += more  # a bare LF among them: refused by _parse
+        if len(head) > _MAX_HEAD:
+            raise _BadRequest(431, f"Request head too large (at most {_MAX_HEAD} bytes)")
+        return head
+
     def _parse(self, head: bytes) -> bool:
         """The request line and headers (HTTP/1.0 and 1.1); True when 100-continue is expected.
 
-        The head arrives in one read, up to its blank line (reading it line by line was a
-        quarter of the receiver's time per request). Strict: every line ends with CRLF, and
+        The headers arrive in one read, up to the blank line (reading them line by line was
+        a quarter of the receiver's time per request). Strict: every line ends with CRLF, and
         obsolete line folding, a malformed header, too many or too long headers are refused.
         """
         crlf = head.count(b"\r\n")
