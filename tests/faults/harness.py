@@ -378,6 +378,9 @@ def _published(info) -> bool:
         return False
 
 
+STOP_RETRY_S = 20.0  # how long the REST sender retries its last reading once told to stop
+
+
 class RestSender(Sender):
     """One keep-alive connection; a reading is acknowledged by a 200. Refused connections,
     resets and 503s are retried with the same reading (the station must not store it twice)."""
@@ -390,6 +393,7 @@ class RestSender(Sender):
         self.keys = keys
         self.statuses: dict[int, int] = {}
         self._conn: http.client.HTTPConnection | None = None
+        self._give_up_at = 0.0
 
     def _post(self, reading: ReadingId) -> int:
         if self._conn is None:
@@ -425,8 +429,12 @@ class RestSender(Sender):
                 return
             assert status in (0, 503), f"REST answered {status} to a valid reading"
             self.failures += 1
-            if self.stopping and self.failures > 10_000:
-                return
+            if self.stopping:
+                # Told to stop with this reading unanswered: a device retries a while, then
+                # keeps it for later. Unacknowledged, it may be stored or not (both allowed).
+                self._give_up_at = self._give_up_at or time.monotonic() + STOP_RETRY_S
+                if time.monotonic() > self._give_up_at:
+                    return
             time.sleep(0.05)
 
 
