@@ -7,6 +7,7 @@ both backends, across chunk boundaries and with re-sent readings mixed into the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -114,6 +115,31 @@ def test_raw_payloads_new_and_known_in_one_batch(store: Store) -> None:
     for reading in old + readings:
         (row,) = [r for r in rows.values() if r[2] == reading.measured_at]
         assert payloads[row[4]] == reading.raw
+
+
+def test_one_payload_row_for_equal_payloads_of_one_batch(store: Store) -> None:
+    # Equal texts in distinct str objects (two messages with the same bytes): one row, both
+    # readings pointing at it, with the source and receipt time of the first.
+    first = "".join(['{"n": ', "1}"])
+    second = "".join(['{"n": 1', "}"])
+    assert first == second and first is not second
+    readings = [
+        replace(make_reading("DEV", 0, raw=first), source_ref="topic/a"),
+        replace(make_reading("DEV", 1, raw=second), source_ref="topic/b"),
+        replace(make_reading("DEV", 2, raw="other"), source_ref=None),
+    ]
+    store.writer.write_readings(readings, T0)
+    with store.engine.connect() as connection:
+        payloads = {row.id: row for row in connection.execute(select(raw_payloads))}
+    assert len(payloads) == 2
+    refs = [row[4] for row in sorted(_rows_by_id(store).values(), key=lambda r: r[2])]
+    assert refs[0] == refs[1] != refs[2]
+    assert payloads[refs[0]].content == first
+    assert payloads[refs[0]].source_ref == "topic/a"
+    assert payloads[refs[0]].received_at.replace(tzinfo=None) == readings[0].received_at.replace(
+        tzinfo=None
+    )
+    assert payloads[refs[2]].source_ref is None
 
 
 def test_many_devices_last_seen_in_one_batch(store: Store) -> None:

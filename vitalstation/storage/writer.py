@@ -11,6 +11,7 @@ import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
@@ -302,10 +303,24 @@ class ReadingWriter:
                 attribution = where.attribution._value_
                 via = reading.input._value_
                 source = reading.data_source._value_
-                device_ref, patient_ref = _id(where.device_ref), _id(where.patient_ref)
-                bed_ref, payload = _id(where.bed_ref), _id(payload_ref)
-                signal, battery = _float(reading.signal_quality), _float(reading.battery_level)
-                text = _text(notes)
+                # _id, _float and _text inlined: a call each cost more than the test.
+                device_ref = where.device_ref
+                if device_ref is None:
+                    device_ref = _NULL_ID
+                patient_ref = where.patient_ref
+                if patient_ref is None:
+                    patient_ref = _NULL_ID
+                bed_ref = where.bed_ref
+                if bed_ref is None:
+                    bed_ref = _NULL_ID
+                payload = _NULL_ID if payload_ref is None else payload_ref
+                signal = reading.signal_quality
+                if signal is None:
+                    signal = _NULL_FLOAT
+                battery = reading.battery_level
+                if battery is None:
+                    battery = _NULL_FLOAT
+                text = notes or _NULL_TEXT
                 for measurement in reading.measurements:
                     vital = measurement.kind._value_
                     rows.append((  # in _COLUMNS order, NULLs as _VITAL_ROW binds them
@@ -423,28 +438,40 @@ class ReadingWriter:
         self, connection: Connection, readings: Sequence[Reading]
     ) -> dict[int, int]:
         """Insert each distinct raw payload once; map ``id(raw)`` to its row id."""
-        by_identity: dict[int, tuple[str, Reading]] = {}
+        by_identity: dict[int, str] = {}  # id(raw) -> its digest
+        rows: dict[str, tuple[Any, ...]] = {}  # digest -> row, in _PAYLOAD_COLUMNS order
+        sqlite = self._dialect == "sqlite"
+        received: tuple[datetime | None, Any] = (None, None)  # often shared by the batch
+        sha256 = hashlib.sha256
         for reading in readings:
-            if reading.raw and id(reading.raw) not in by_identity:
-                digest = hashlib.sha256(reading.raw.encode("utf-8", "surrogatepass")).hexdigest()
-                by_identity[id(reading.raw)] = (digest, reading)
+            raw = reading.raw
+            if not raw or id(raw) in by_identity:
+                continue
+            digest = sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+            by_identity[id(raw)] = digest
+            if digest in rows:
+                continue
+            source_ref = reading.source_ref
+            source = storable_text(source_ref, 500) if source_ref else None
+            if sqlite:  # bound as _PAYLOAD_ROW binds them: times as text, NULL text as ""
+                if reading.received_at is not received[0]:
+                    received = (reading.received_at, _sqlite_time(reading.received_at))
+                rows[digest] = (digest, reading.input._value_, source or _NULL_TEXT,
+                                received[1], storable_text(raw, MAX_RAW_CHARS))
+            else:
+                rows[digest] = (digest, reading.input._value_, source, reading.received_at,
+                                storable_text(raw, MAX_RAW_CHARS))
         if not by_identity:
             return {}
-        rows = {}
-        for digest, reading in by_identity.values():
-            rows[digest] = {
-                "sha256": digest,
-                "input": reading.input._value_,
-                "source_ref": storable_text(reading.source_ref or "", 500) or None,
-                "received_at": reading.received_at,
-                "content": storable_text(reading.raw or "", MAX_RAW_CHARS),
-            }
-        if self._dialect == "sqlite":
+        if sqlite:
             ids = self._insert_payloads_sqlite(connection, list(rows.values()))
         else:
             ids = {
                 row.sha256: row.id
-                for row in connection.execute(self._insert_raw, list(rows.values()))
+                for row in connection.execute(
+                    self._insert_raw,
+                    [dict(zip(_PAYLOAD_COLUMNS, row, strict=True)) for row in rows.values()],
+                )
             }
         missing = [digest for digest in rows if digest not in ids]
         for start in range(0, len(missing), _LOOKUP_CHUNK):
@@ -455,38 +482,31 @@ class ReadingWriter:
                 )
             ):
                 ids[row.sha256] = row.id
-        return {identity: ids[digest] for identity, (digest, _) in by_identity.items()}
+        return {identity: ids[digest] for identity, digest in by_identity.items()}
 
     @staticmethod
     def _insert_payloads_sqlite(
-        connection: Connection, rows: list[dict[str, Any]]
+        connection: Connection, rows: list[tuple[Any, ...]]
     ) -> dict[str, int]:
         """SQLite: multi-row INSERTs (see ``_insert_rows_sqlite`` for the ids); returns the ids
         of the payloads of every statement that inserted all of its rows (the caller looks up
-        the others)."""
+        the others). ``rows``: bound as ``_PAYLOAD_ROW`` binds them, the digest first."""
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         ids: dict[str, int] = {}
-        received: tuple[datetime | None, str] = (None, "")  # often shared by the batch
-        params: list[Any] = []
-        for row in rows:
-            if row["received_at"] is not received[0]:
-                received = (row["received_at"], _sqlite_time(row["received_at"]))
-            params.extend((row["sha256"], row["input"], _text(row["source_ref"]), received[1],
-                           row["content"]))
+        params = list(chain.from_iterable(rows))
         width = len(_PAYLOAD_COLUMNS)
         try:
             start = 0
             for size in _sqlite_chunks(len(rows)):
-                chunk = rows[start:start + size]
                 cursor.execute(
                     _sqlite_insert("raw_payloads", _PAYLOAD_COLUMNS, _PAYLOAD_ROW, size, "sha256"),
                     params[start * width:(start + size) * width],
                 )
-                start += size
                 if cursor.rowcount == size:
                     first_id = int(cursor.lastrowid or 0) - size + 1
-                    for offset, row in enumerate(chunk):
-                        ids[row["sha256"]] = first_id + offset
+                    for offset, row in enumerate(rows[start:start + size]):
+                        ids[row[0]] = first_id + offset
+                start += size
         finally:
             cursor.close()
         return ids
@@ -531,16 +551,20 @@ class ReadingWriter:
         are the ``rowcount`` highest ids. Keys repeated inside the batch are inserted once.
         Times are bound as the text SQLAlchemy stores, so the unique key and every query agree.
         """
-        first: dict[_ReadingKey, int] = {}
-        unique: list[tuple[Any, ...]] = []
-        slots: list[int] = []  # each row's index in ``unique``
-        for row in rows:
-            key = (row[_DEVICE], row[_VITAL], row[_MEASURED])
-            index = first.get(key)
-            if index is None:
-                index = first[key] = len(unique)
-                unique.append(row)
-            slots.append(index)
+        keys = [(row[_DEVICE], row[_VITAL], row[_MEASURED]) for row in rows]
+        unique: list[tuple[Any, ...]]
+        slots: Sequence[int]  # each row's index in ``unique``
+        if len(dict.fromkeys(keys)) == len(rows):  # the usual batch: no key twice
+            unique, slots = rows, range(len(rows))
+        else:
+            first: dict[_ReadingKey, int] = {}
+            unique, slots = [], []
+            for key, row in zip(keys, rows, strict=True):
+                index = first.get(key)
+                if index is None:
+                    index = first[key] = len(unique)
+                    unique.append(row)
+                slots.append(index)
         ids = [0] * len(unique)
         new = [False] * len(unique)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -552,7 +576,7 @@ class ReadingWriter:
                     _sqlite_insert(
                         "vital_signs", _COLUMNS, _VITAL_ROW, size, "device_id, vital, measured_at"
                     ),
-                    [value for row in chunk for value in row],
+                    list(chain.from_iterable(chunk)),
                 )
                 inserted = cursor.rowcount
                 last = int(cursor.lastrowid or 0)
@@ -571,6 +595,8 @@ class ReadingWriter:
                 start += size
         finally:
             cursor.close()
+        if unique is rows:  # every key once: each row's own outcome
+            return list(zip(ids, new, strict=True))
         outcome: list[tuple[int, bool]] = []
         claimed: set[int] = set()  # a key is new for its first row in the batch only
         for index in slots:
@@ -590,12 +616,11 @@ class ReadingWriter:
     ) -> list[ReadingResult]:
         results: list[ReadingResult] = []
         position = 0
-        for index, reading in enumerate(readings):
-            if index in rejected:
+        stored_outcome, duplicate = Outcome.STORED, Outcome.DUPLICATE
+        for index, (reading, where) in enumerate(zip(readings, resolved, strict=True)):
+            if where is None:
                 results.append(rejected[index])
                 continue
-            where = resolved[index]
-            assert where is not None
             record_ids: dict[VitalKind, int] = {}
             new_kinds: list[VitalKind] = []
             for measurement in reading.measurements:
@@ -605,7 +630,7 @@ class ReadingWriter:
                 if is_new:
                     new_kinds.append(measurement.kind)
             results.append(ReadingResult(
-                Outcome.STORED if new_kinds else Outcome.DUPLICATE,
+                stored_outcome if new_kinds else duplicate,
                 record_ids=record_ids,
                 new_kinds=tuple(new_kinds),
                 attribution=where.attribution,
@@ -661,26 +686,31 @@ class ReadingWriter:
         for reading, where in zip(readings, resolved, strict=True):
             if where is None:
                 continue
+            # A device's entry built for its first reading only (setdefault built one a reading).
             if where.attribution is Attribution.UNKNOWN_DEVICE:
-                entry = unknown.setdefault(reading.device_id, {
-                    "device_id": reading.device_id,
-                    "first_seen_at": reading.received_at,
-                    "last_seen_at": reading.received_at,
-                    "last_input": reading.input.value,
-                    "reading_count": 0,
-                })
+                entry = unknown.get(reading.device_id)
+                if entry is None:
+                    entry = unknown[reading.device_id] = {
+                        "device_id": reading.device_id,
+                        "first_seen_at": reading.received_at,
+                        "last_seen_at": reading.received_at,
+                        "last_input": reading.input._value_,
+                        "reading_count": 0,
+                    }
                 entry["reading_count"] += 1
                 if reading.received_at >= entry["last_seen_at"]:
                     entry["last_seen_at"] = reading.received_at
-                    entry["last_input"] = reading.input.value
+                    entry["last_input"] = reading.input._value_
                 continue
             assert where.device_ref is not None
-            state = latest.setdefault(where.device_ref, {
-                "last_seen_at": reading.received_at,
-                "last_input": reading.input._value_,
-                "measured_at": None,
-            })
-            if reading.received_at >= state["last_seen_at"]:
+            state = latest.get(where.device_ref)
+            if state is None:
+                state = latest[where.device_ref] = {
+                    "last_seen_at": reading.received_at,
+                    "last_input": reading.input._value_,
+                    "measured_at": None,
+                }
+            elif reading.received_at >= state["last_seen_at"]:
                 state["last_seen_at"] = reading.received_at
                 state["last_input"] = reading.input._value_
             if state["measured_at"] is None or reading.measured_at >= state["measured_at"]:
