@@ -621,18 +621,27 @@ class ReadingWriter:
             if where is None:
                 results.append(rejected[index])
                 continue
-            record_ids: dict[VitalKind, int] = {}
-            new_kinds: list[VitalKind] = []
-            for measurement in reading.measurements:
+            measurements = reading.measurements
+            if len(measurements) == 1:  # the usual reading: no loop, no list
+                kind = measurements[0].kind
                 record_id, is_new = stored[position]
                 position += 1
-                record_ids[measurement.kind] = record_id
-                if is_new:
-                    new_kinds.append(measurement.kind)
+                record_ids = {kind: record_id}
+                new_kinds: tuple[VitalKind, ...] = (kind,) if is_new else ()
+            else:
+                record_ids = {}
+                added: list[VitalKind] = []
+                for measurement in measurements:
+                    record_id, is_new = stored[position]
+                    position += 1
+                    record_ids[measurement.kind] = record_id
+                    if is_new:
+                        added.append(measurement.kind)
+                new_kinds = tuple(added)
             results.append(ReadingResult(
                 stored_outcome if new_kinds else duplicate,
                 record_ids=record_ids,
-                new_kinds=tuple(new_kinds),
+                new_kinds=new_kinds,
                 attribution=where.attribution,
                 patient_id=where.patient_id,
                 bed_label=where.bed_label,
