@@ -8,17 +8,18 @@ both backends, across chunk boundaries and with re-sent readings mixed into the 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
 
 from tests.factories import T0, make_reading
 from vitalstation.domain.readings import Reading
 from vitalstation.pipeline.types import ActivityEntry, Outcome, ReadingResult
 from vitalstation.storage.schema import input_activity, raw_payloads, vital_signs
 from vitalstation.storage.store import Store
-from vitalstation.storage.writer import _sqlite_chunks
+from vitalstation.storage.writer import _sqlite_chunks, _sqlite_time
 
 ADMIN = "test:admin"
 
@@ -175,3 +176,24 @@ def test_activity_rows_in_multi_row_statements(store: Store) -> None:
     assert [(r.at, r.device_id, r.error) for r in rows] == [
         (e.at, e.device_id, e.error) for e in entries
     ]
+
+
+def test_sqlite_time_is_the_text_sqlalchemy_stores() -> None:
+    # The minute cache must not change the text: the unique key and every query compare it.
+    column = sqlite.DATETIME()
+    process = column.bind_processor(sqlite.dialect())
+    assert process is not None
+    zones = (UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30)))
+    times = [
+        datetime(year, 1 + n % 12, 1 + n % 28, n % 24, n % 60, (7 * n) % 60, micro, tzinfo=zone)
+        for n, (year, micro, zone) in enumerate(
+            (year, micro, zone)
+            for year in (5, 999, 1970, 2026, 9998)
+            for micro in (0, 1, 999_999)
+            for zone in zones
+        )
+    ]
+    for _ in range(2):  # made, then from the cache
+        for value in times:
+            expected = process(value.astimezone(UTC).replace(tzinfo=None))
+            assert _sqlite_time(value) == expected
