@@ -459,10 +459,13 @@ class ReadingWriter:
         sha256 = hashlib.sha256
         for reading in readings:
             raw = reading.raw
-            if not raw or id(raw) in by_identity:
+            if not raw:
+                continue
+            identity = id(raw)
+            if identity in by_identity:
                 continue
             digest = sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
-            by_identity[id(raw)] = digest
+            by_identity[identity] = digest
             if digest in rows:
                 continue
             source_ref = reading.source_ref
