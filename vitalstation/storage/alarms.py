@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select
@@ -42,6 +42,7 @@ from vitalstation.storage.schema import (
     limit_overrides,
     notification_outbox,
     patients,
+    sqlite_time_text,
 )
 
 DEFAULT_LIST_LIMIT = 1000
@@ -743,14 +744,7 @@ def _row_tuple(values: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _db_time(value: datetime | None) -> str | None:
     """The text ``UTCDateTime`` stores on SQLite (naive UTC, microseconds always shown)."""
-    if value is None:
-        return None
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; every time must be UTC-aware")
-        value = value.astimezone(UTC)
-    text = str(value)[:-6]  # aware UTC: isoformat with " " and a "+00:00" to drop
-    return text if value.microsecond else text + ".000000"
+    return None if value is None else sqlite_time_text(value)
 
 
 def _override_row(row: Any) -> OverrideRow:

@@ -44,6 +44,34 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+_MINUTES_MAX = 4_096
+_minutes: dict[tuple[int, int, int, int, int], str] = {}
+
+
+def sqlite_time_text(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds.
+
+    ``YYYY-MM-DD HH:MM:SS.ffffff``, as str() of the naive UTC time gives it (with the
+    microseconds str() leaves out when they are 0); the minute's part from ``_minutes``. For
+    the statements written through the driver's cursor (the writer's and the alarm store's hot
+    paths), which skip :class:`UTCDateTime`'s bind processing.
+    """
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; every time must be UTC-aware")
+        value = value.astimezone(UTC)
+    key = (value.year, value.month, value.day, value.hour, value.minute)
+    prefix = _minutes.get(key)
+    if prefix is None:
+        if len(_minutes) >= _MINUTES_MAX:
+            _minutes.clear()
+        # str(): isoformat with " " and a zero-padded year (strftime's %Y is not, below 1000)
+        minute = value.replace(second=0, microsecond=0, tzinfo=None)
+        prefix = _minutes[key] = str(minute)[:-2]
+    return f"{prefix}{value.second:02d}.{value.microsecond:06d}"
+
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes in, timezone-aware UTC datetimes out, on every backend.
 

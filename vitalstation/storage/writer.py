@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain
 from typing import Any
 
@@ -42,6 +42,7 @@ from vitalstation.storage.schema import (
     unknown_devices,
     vital_signs,
 )
+from vitalstation.storage.schema import sqlite_time_text as _sqlite_time
 
 # Raw payloads and dead-letter excerpts are kept up to this many characters.
 MAX_RAW_CHARS = 64_000
@@ -158,29 +159,6 @@ _VERSION = select(directory_version.c.version).where(directory_version.c.id == 1
 # _sqlite_time: the text of each minute's start by (year, month, day, hour, minute), made once
 # per minute instead of once per time (str() of an aware datetime costs ~0.9 µs, most of it
 # spent on the offset the text then drops). Cleared when it holds this many minutes.
-_MINUTES_MAX = 4_096
-_minutes: dict[tuple[int, int, int, int, int], str] = {}
-
-
-def _sqlite_time(value: datetime) -> str:
-    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds.
-
-    ``YYYY-MM-DD HH:MM:SS.ffffff``, as str() of the naive UTC time gives it (with the
-    microseconds str() leaves out when they are 0); the minute's part from ``_minutes``.
-    """
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    key = (value.year, value.month, value.day, value.hour, value.minute)
-    prefix = _minutes.get(key)
-    if prefix is None:
-        if len(_minutes) >= _MINUTES_MAX:
-            _minutes.clear()
-        # str(): isoformat with " " and a zero-padded year (strftime's %Y is not, below 1000)
-        minute = value.replace(second=0, microsecond=0, tzinfo=None)
-        prefix = _minutes[key] = str(minute)[:-2]
-    return f"{prefix}{value.second:02d}.{value.microsecond:06d}"
-
-
 def storable_text(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` and made storable on every backend.
 
