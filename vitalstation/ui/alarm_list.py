@@ -131,6 +131,13 @@ class AlarmListModel(QAbstractTableModel):
         self._colors = colors
         self._entries: list[AlarmEntry] = []
 
+    def set_colors(self, colors: ThemeColors) -> None:
+        """Day or night: every row is drawn again in the new palette."""
+        self._colors = colors
+        if self._entries:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(self._entries) - 1, len(self.COLUMNS) - 1))
+
     # -- content ---------------------------------------------------------------------------
 
     def entries(self) -> list[AlarmEntry]:
@@ -278,6 +285,7 @@ class AlarmListDock(QDockWidget):
         self._proxy.setSortRole(SORT_ROLE)
 
         body = QWidget(self)
+        self._body = body
         body.setStyleSheet(detail_style_sheet(palette_for(theme), font_pt=None))
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -338,6 +346,13 @@ class AlarmListDock(QDockWidget):
         feed.transition.connect(self._on_transition)
         self.loaded = False
         self._tasks.submit(self._load_recent, self._on_loaded, self._on_error)
+
+    def set_theme(self, theme: str) -> None:
+        """Day or night colours, when the station window switches (a white list beside a
+        night grid would light up a dark ward)."""
+        colors = palette_for(theme)
+        self._body.setStyleSheet(detail_style_sheet(colors, font_pt=None))
+        self.model.set_colors(colors)
 
     # -- selection -------------------------------------------------------------------------
 

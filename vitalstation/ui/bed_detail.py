@@ -189,6 +189,7 @@ class BedDetailWindow(QWidget):
         self.bed_id = bed_id
         self._runtime = runtime
         self._tasks = tasks
+        self._theme = theme
         self._colors = palette_for(theme)
         self._history = HistoryService(runtime.store, clock=runtime.clock)
         self._observations = ObservationService(
@@ -224,7 +225,6 @@ class BedDetailWindow(QWidget):
     # -- building --------------------------------------------------------------------------
 
     def _build(self) -> None:
-        c = self._colors
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(6)
@@ -235,7 +235,6 @@ class BedDetailWindow(QWidget):
         self.title.setFont(make_font(20, bold=True))
         self.subtitle = QLabel("", self)
         self.subtitle.setFont(make_font(11))
-        self.subtitle.setStyleSheet(f"color: {c.muted_text};")
         names = QVBoxLayout()
         names.addWidget(self.title)
         names.addWidget(self.subtitle)
@@ -258,21 +257,17 @@ class BedDetailWindow(QWidget):
         numbers = QHBoxLayout()
         numbers.setSpacing(8)
         self.latest_labels: dict[str, QLabel] = {}
+        self._headline_boxes: list[tuple[QFrame, QLabel, QLabel]] = []
         for name, _vitals in HEADLINE:
             box = QFrame(self)
             box.setFrameShape(QFrame.Shape.StyledPanel)
-            box.setStyleSheet(
-                f"QFrame {{ background: {c.surface}; border: 1px solid {c.surface_border};"
-                " border-radius: 4px; }"
-            )
             inner = QVBoxLayout(box)
             inner.setContentsMargins(10, 4, 10, 4)
             caption = QLabel(name, box)
             caption.setFont(make_font(10))
-            caption.setStyleSheet(f"color: {c.muted_text}; border: none;")
             value = QLabel("--", box)
             value.setFont(make_font(22, bold=True))
-            value.setStyleSheet(f"color: {c.text}; border: none;")
+            self._headline_boxes.append((box, caption, value))
             inner.addWidget(caption)
             inner.addWidget(value)
             numbers.addWidget(box, 1)
@@ -298,8 +293,44 @@ class BedDetailWindow(QWidget):
 
         self.status = QLabel("", self)
         self.status.setObjectName("bedDetailStatus")
-        self.status.setStyleSheet(f"color: {c.muted_text};")
         layout.addWidget(self.status)
+        self._style_header()
+
+    def _style_header(self) -> None:
+        """The colours of the labels and boxes styled one by one (the rest follows the
+        window's style sheet)."""
+        c = self._colors
+        self.subtitle.setStyleSheet(f"color: {c.muted_text};")
+        self.status.setStyleSheet(f"color: {c.muted_text};")
+        for box, caption, value in self._headline_boxes:
+            box.setStyleSheet(
+                f"QFrame {{ background: {c.surface}; border: 1px solid {c.surface_border};"
+                " border-radius: 4px; }"
+            )
+            caption.setStyleSheet(f"color: {c.muted_text}; border: none;")
+            value.setStyleSheet(f"color: {c.text}; border: none;")
+
+    def set_theme(self, theme: str) -> None:
+        """Day or night colours, when the station window switches: the window, its plots and
+        panels are restyled, and the header, trends, alarm marks and trail loaded again so that
+        each is drawn in the new palette."""
+        if theme == self._theme:
+            return
+        self._theme = theme
+        self._colors = c = palette_for(theme)
+        self.setStyleSheet(detail_style_sheet(c))
+        self._style_header()
+        self.trail.set_colors(c)
+        self.limits.set_colors(c)
+        self.plots_widget.setBackground(c.surface)
+        for group in TREND_GROUPS:
+            plot = self.plots.get(group.title)
+            if plot is not None:
+                self._style_plot(plot, group)
+        for vital, series in self._series.items():
+            series.curve.setPen(self._trend_pen(vital))
+        self.refresh_state()
+        self.show_window(self._window)
 
     def _build_trends(self) -> QWidget:
         page = QWidget(self)
@@ -344,7 +375,6 @@ class BedDetailWindow(QWidget):
 
     def _build_next_plot(self) -> None:
         group = self._groups_to_build.pop(0)
-        c = self._colors
         row = len(self.plots)
         menus_before = set(QApplication.topLevelWidgets())
         plot = self.plots_widget.addPlot(
@@ -354,19 +384,13 @@ class BedDetailWindow(QWidget):
         plot.showGrid(x=True, y=True, alpha=0.25)
         plot.getAxis("left").setWidth(78)
         plot.setMouseEnabled(x=True, y=False)
-        for name in ("left", "bottom"):
-            plot.getAxis(name).setTextPen(c.text)
-            plot.getAxis(name).setPen(c.surface_border)
-        plot.setLabel("left", f"{group.title} {group.unit}",
-                      **{"color": c.text, "font-size": "11pt", "font-weight": "bold"})
+        self._style_plot(plot, group)
         if group is not TREND_GROUPS[-1]:
             plot.getAxis("bottom").setStyle(showValues=False)
         if self.plots:
             plot.setXLink(self.plots[TREND_GROUPS[0].title])
-        for index, vital in enumerate(group.vitals):
-            pen = pg.mkPen(c.trend, width=2) if index == 0 else pg.mkPen(
-                c.trend, width=2, style=Qt.PenStyle.DashLine)
-            curve = plot.plot([], [], pen=pen, name=vital)
+        for vital in group.vitals:
+            curve = plot.plot([], [], pen=self._trend_pen(vital), name=vital)
             curve.setClipToView(True)
             self._series[vital] = TrendSeries(curve)
         self.plots[group.title] = plot
@@ -380,6 +404,20 @@ class BedDetailWindow(QWidget):
             return
         # The first layout and paint of all the plots is the costliest step: a turn of its own.
         QTimer.singleShot(0, self, self._reveal_plots)
+
+    def _style_plot(self, plot: pg.PlotItem, group: TrendGroup) -> None:
+        c = self._colors
+        for name in ("left", "bottom"):
+            plot.getAxis(name).setTextPen(c.text)
+            plot.getAxis(name).setPen(c.surface_border)
+        plot.setLabel("left", f"{group.title} {group.unit}",
+                      **{"color": c.text, "font-size": "11pt", "font-weight": "bold"})
+
+    def _trend_pen(self, vital: str) -> Any:
+        """A group's first vital solid, the second (diastolic BP) dashed."""
+        group = _GROUP_OF[vital]
+        style = Qt.PenStyle.SolidLine if group.vitals[0] == vital else Qt.PenStyle.DashLine
+        return pg.mkPen(self._colors.trend, width=2, style=style)
 
     def _reveal_plots(self) -> None:
         self.plots_widget.setVisible(True)

@@ -127,6 +127,10 @@ class TrailPanel(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.status)
 
+    def set_colors(self, colors: ThemeColors) -> None:
+        """Day or night; rows filled from now on take these (the window reloads the trail)."""
+        self._colors = colors
+
     def show_events(self, events: Sequence[TrailEvent]) -> None:
         """Replace the rows (``events`` newest first)."""
         self.table.setRowCount(0)
@@ -212,6 +216,12 @@ class LimitsPanel(QWidget):
         layout.addWidget(editor)
         self._spins: list[tuple[Limit, QDoubleSpinBox]] = []
         self.setEnabled(False)
+
+    def set_colors(self, colors: ThemeColors) -> None:
+        """Day or night: the table is filled again in these."""
+        self._colors = colors
+        if self._limits is not None:
+            self.show_limits(self._limits)
 
     def show_limits(self, limits: PatientLimits | None) -> None:
         """The limits in force (None: nobody in the bed, nothing to edit)."""

@@ -567,6 +567,27 @@ class EscalationWindow(QWidget):
         self.show()
         self.raise_()
 
+    def set_theme(self, theme: str) -> None:
+        """Day or night colours, when the station window switches: the list is recoloured and
+        the page shown is built again in the new palette (its alarm and notification colours
+        are set when it fills in)."""
+        if theme == self._theme:
+            return
+        self._theme = theme
+        self._colors = palette_for(theme)
+        self.setStyleSheet(detail_style_sheet(self._colors))
+        page = self.page
+        shown = page.alarm_id if page is not None and shiboken6.isValid(page) else None
+        self.alarm_list.setStyleSheet("")
+        if shown is not None:
+            self._drop_page()
+            item = self._items.get(shown)
+            if item is not None:
+                self._on_row(self.alarm_list.row(item))
+        for alarm_id in self._items:
+            self._refresh(alarm_id)
+        self._mark_selection()
+
     # -- internals -------------------------------------------------------------------------
 
     def _on_row(self, row: int) -> None:

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QVBoxLayout, QWidget
@@ -32,6 +33,8 @@ from vitalstation.ui.theme import palette_for, style_sheet
 
 if TYPE_CHECKING:
     from vitalstation.app.runtime import Runtime
+    from vitalstation.ui.alarm_list import AlarmListDock
+    from vitalstation.ui.bed_detail import BedDetailWindow
     from vitalstation.ui.escalation_dialog import EscalationWindow
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,9 +89,9 @@ class MainWindow(QMainWindow):
         self._started = False
         self._shut_down = False
         self._simulated_beds = 0
-        self.detail_windows: dict[str, QWidget] = {}
+        self.detail_windows: dict[str, BedDetailWindow] = {}
         self.escalation_window: EscalationWindow | None = None
-        self.alarm_dock: QWidget | None = None
+        self.alarm_dock: AlarmListDock | None = None
         path = settings_path or runtime.settings.home / WINDOW_SETTINGS_FILE
         self.window_settings = QSettings(str(path), QSettings.Format.IniFormat)
 
@@ -218,7 +221,7 @@ class MainWindow(QMainWindow):
         except ImportError as exc:
             _LOGGER.warning("alarm list unavailable: %s", exc)
             return
-        dock = AlarmListDock(self.runtime, self.feed, self.tasks, self)
+        dock = AlarmListDock(self.runtime, self.feed, self.tasks, self, theme=self.theme)
         dock.setObjectName("alarmListDock")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.view_menu.addSeparator()
@@ -237,6 +240,13 @@ class MainWindow(QMainWindow):
         self.setStyleSheet(style_sheet(colors, wall=self.wall_mode))
         self.grid.set_colors(colors)
         self.banner.set_colors(colors)
+        # The dock and the top-level windows have style sheets of their own (the main window's
+        # does not reach a separate window): each is told.
+        followers: list[AlarmListDock | EscalationWindow | BedDetailWindow | None] = [
+            self.alarm_dock, self.escalation_window, *self.detail_windows.values()]
+        for follower in followers:
+            if follower is not None and shiboken6.isValid(follower):
+                follower.set_theme(theme)
         action = self.theme_actions.get(theme)
         if action is not None and not action.isChecked():
             action.setChecked(True)
