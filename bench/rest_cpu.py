@@ -45,6 +45,21 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
+def thread_user_sys() -> dict[str, tuple[float, float]]:
+    """User and system CPU seconds of every live thread, by name (/proc; clock ticks)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, tuple[float, float]] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        user, system = out.get(thread.name, (0.0, 0.0))
+        out[thread.name] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
+    return out
+
+
 def profile_thread(name: str) -> None:
     """Wrap the run() of threads named ``name`` in a cProfile."""
     original = threading.Thread.run
@@ -89,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline, rest_input = rest.start_null_station(keys)
         load_before = os.getloadavg()[0]
         cpu_before = thread_cpu()
+        split_before = thread_user_sys()
         process_before = time.process_time()
         if args.batch:
             result = rest.run_python(rest_input.port, devices, args.seconds,
@@ -99,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             units = result["requests"] - result["non2xx"]
         process_cpu = time.process_time() - process_before
         cpu_after = thread_cpu()
+        split_after = thread_user_sys()
         stats = pipeline.stats()
         if args.no_store:
             rest_input.stop(10)
@@ -119,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(cpu_after):
         spent = cpu_after[name] - cpu_before.get(name, 0.0)
         if spent > 0.01:
-            print(f"  {name:32s} {spent / max(1, units) * 1e6:8.1f} µs per {unit}")
+            user, system = (after - split_before.get(name, (0.0, 0.0))[i] for i, after in
+                            enumerate(split_after.get(name, (0.0, 0.0))))
+            per = 1e6 / max(1, units)
+            print(f"  {name:32s} {spent * per:8.1f} µs per {unit} "
+                  f"(user {user * per:6.1f}, system {system * per:6.1f})")
     for name, profile in _PROFILES.items():
         text = io.StringIO()
         stats = pstats.Stats(profile, stream=text)

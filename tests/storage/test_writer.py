@@ -197,3 +197,60 @@ def test_sqlite_time_is_the_text_sqlalchemy_stores() -> None:
         for value in times:
             expected = process(value.astimezone(UTC).replace(tzinfo=None))
             assert _sqlite_time(value) == expected
+
+
+def _sqlite_file_store(tmp_path) -> Store:
+    return Store.open(f"sqlite:///{tmp_path / 'station.db'}")
+
+
+def test_sqlite_writer_keeps_one_connection_with_its_journal_in_memory(tmp_path) -> None:
+    # The writer's own connection: the same one from commit to commit (its page cache stays
+    # warm), with statement journals in memory; every other connection keeps the default.
+    store = _sqlite_file_store(tmp_path)
+    try:
+        seen = []
+        for n in range(3):
+            store.writer.write_readings([make_reading("DEV1", n, heart_rate=70)], T0)
+            own = store.writer._own
+            assert own is not None
+            seen.append(own.connection.dbapi_connection)
+        assert seen[0] is seen[1] is seen[2]
+        assert seen[0].execute("PRAGMA temp_store").fetchone() == (2,)
+        with store.engine.connect() as other:
+            assert other.connection.dbapi_connection is not seen[0]
+            assert other.exec_driver_sql("PRAGMA temp_store").scalar_one() == 0
+    finally:
+        store.close()
+
+
+def test_sqlite_writer_replaces_a_connection_that_failed(tmp_path) -> None:
+    store = _sqlite_file_store(tmp_path)
+    try:
+        store.writer.write_readings([make_reading("DEV1", 0, heart_rate=70)], T0)
+        broken = store.writer._own
+        assert broken is not None
+        broken.connection.dbapi_connection.close()  # as a connection the database dropped
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+            store.writer.write_readings([make_reading("DEV1", 1, heart_rate=71)], T0)
+        results = store.writer.write_readings([make_reading("DEV1", 1, heart_rate=71)], T0)
+        assert results[0].outcome is Outcome.STORED
+        assert store.writer._own is not broken
+        assert len(_rows_by_id(store)) == 2
+    finally:
+        store.close()
+
+
+def test_closing_the_store_closes_the_writers_connection_and_checkpoints(tmp_path) -> None:
+    store = _sqlite_file_store(tmp_path)
+    store.writer.write_readings([make_reading("DEV1", 0, heart_rate=70)], T0)
+    own = store.writer._own
+    assert own is not None
+    store.close()
+    assert own.closed and store.writer._own is None
+    # The last connection closed moved the WAL into the database and removed it.
+    assert not (tmp_path / "station.db-wal").exists()
+    reopened = _sqlite_file_store(tmp_path)
+    try:
+        assert len(_rows_by_id(reopened)) == 1
+    finally:
+        reopened.close()
