@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select
 
 from tests.factories import T0, make_reading
 from vitalstation.domain.errors import UserError
 from vitalstation.pipeline.types import Attribution, Outcome
 from vitalstation.storage import migrate
+from vitalstation.storage.engine import make_engine
 from vitalstation.storage.registry import Conflict, NotFound
-from vitalstation.storage.schema import dead_letters, raw_payloads, vital_signs
+from vitalstation.storage.schema import dead_letters, metadata, raw_payloads, vital_signs
 from vitalstation.storage.store import Store, StoreUnavailable
 
 ADMIN = "test:admin"
@@ -26,6 +30,65 @@ def count(store: Store, table) -> int:
 def test_migrations_reach_head_and_are_idempotent(store: Store) -> None:
     assert store.schema_revision() == migrate.head_revision()
     assert migrate.upgrade(store.engine) == (migrate.head_revision(), migrate.head_revision())
+
+
+def _vital_sign_indexes(engine) -> dict[str, tuple[str, ...]]:
+    return {
+        index["name"]: tuple(index["column_names"])
+        for index in inspect(engine).get_indexes("vital_signs")
+    }
+
+
+def test_upgrading_from_the_first_schema_keeps_the_readings_and_reorders_their_indexes(
+    store_url: str,
+) -> None:
+    # A data home as the first release left it (schema 0001) with a reading stored; then
+    # every migration since, as the station runs them on start; then 0005 down and up again.
+    engine = make_engine(store_url)
+    config = migrate._alembic_config()
+    if migrate.current_revision(engine) is not None:  # PostgreSQL: a copy of a migrated template
+        metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE alembic_version")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+    old = Store.open(store_url, upgrade=False)
+    old.registry.add_device("DEV1", actor=ADMIN, at=T0 - timedelta(days=1))
+    old.writer.write_readings([make_reading("DEV1", heart_rate=72, oxygen_saturation=97)], T0)
+    assert _vital_sign_indexes(old.engine)["ix_vital_signs_patient_vital_time"] == (
+        "patient_ref", "vital", "measured_at")
+    old.close()
+
+    store = Store.open(store_url)
+    try:
+        assert store.schema_revision() == migrate.head_revision()
+        indexes = _vital_sign_indexes(store.engine)
+        assert indexes["ix_vital_signs_patient_time_vital"] == (
+            "patient_ref", "measured_at", "vital")
+        assert indexes["ix_vital_signs_bed_time_vital"] == ("bed_ref", "measured_at", "vital")
+        assert not {"ix_vital_signs_patient_vital_time", "ix_vital_signs_bed_vital_time"} & set(
+            indexes)
+        # The migrated database is the schema the station declares (no index missing or extra).
+        with store.engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert [d for d in differences if "index" in str(d[0])] == []
+        assert count(store, vital_signs) == 2
+        again = store.writer.write_readings(
+            [make_reading("DEV1", heart_rate=72, oxygen_saturation=97)], T0
+        )
+        assert again[0].outcome is Outcome.DUPLICATE
+
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0004")
+        assert set(_vital_sign_indexes(store.engine)) >= {
+            "ix_vital_signs_patient_vital_time", "ix_vital_signs_bed_vital_time"}
+        assert migrate.upgrade(store.engine) == ("0004", migrate.head_revision())
+        assert "ix_vital_signs_bed_time_vital" in _vital_sign_indexes(store.engine)
+    finally:
+        store.close()
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
