@@ -69,6 +69,12 @@ class Directory:
         self._admission_starts: dict[int, list[datetime]] = {}
         self._patient_ids: dict[int, str] = {}
         self._bed_labels: dict[int, str] = {}
+        # device id -> (from, until or None, resolution): the last resolution of each device
+        # and the interval it holds for (its assignment and admission both open). Readings
+        # arrive in time order, so nearly all are answered from here; one outside the interval
+        # is resolved again. A change to the register makes a new Directory (a new version),
+        # so the entries never outlive what they were computed from.
+        self._cached: dict[str, tuple[datetime | None, datetime | None, Attributed]] = {}
 
     @classmethod
     def load(cls, connection: Connection) -> Directory:
@@ -100,9 +106,19 @@ class Directory:
 
     def resolve(self, device_id: str, at: datetime) -> Attributed:
         """Attribute a reading of ``device_id`` measured at ``at``."""
+        cached = self._cached.get(device_id)
+        if cached is not None:
+            since, until, found = cached
+            if (since is None or since <= at) and (until is None or at < until):
+                return found
+        return self._resolve(device_id, at)
+
+    def _resolve(self, device_id: str, at: datetime) -> Attributed:
         device = self._devices.get(device_id)
         if device is None:
-            return Attributed(Attribution.UNKNOWN_DEVICE)
+            found = Attributed(Attribution.UNKNOWN_DEVICE)
+            self._cached[device_id] = (None, None, found)  # until the register changes
+            return found
         device_ref, status = device
         assignment = _find(
             self._assignments.get(device_ref, []),
@@ -112,7 +128,9 @@ class Directory:
         if assignment is None:
             return Attributed(Attribution.UNASSIGNED, device_ref, status)
         if assignment.patient_ref is not None:
-            return self._attributed(device_ref, status, assignment.patient_ref, None)
+            found = self._attributed(device_ref, status, assignment.patient_ref, None)
+            self._cached[device_id] = (assignment.start, assignment.end, found)
+            return found
         bed_ref = assignment.bed_ref
         assert bed_ref is not None
         admission = _find(
@@ -123,7 +141,13 @@ class Directory:
                 Attribution.BED, device_ref, status, None, bed_ref, None,
                 self._bed_labels.get(bed_ref),
             )
-        return self._attributed(device_ref, status, admission.patient_ref, bed_ref)
+        found = self._attributed(device_ref, status, admission.patient_ref, bed_ref)
+        # Both hold: from the later start to the earlier end.
+        ends = [end for end in (assignment.end, admission.end) if end is not None]
+        self._cached[device_id] = (
+            max(assignment.start, admission.start), min(ends) if ends else None, found
+        )
+        return found
 
     def _attributed(
         self, device_ref: int, status: str, patient_ref: int | None, bed_ref: int | None
