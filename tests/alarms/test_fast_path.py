@@ -9,11 +9,14 @@ reading by reading.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,9 +44,12 @@ def _no_calm_band(limits: VitalLimits | None) -> tuple[float, float]:
     return math.inf, -math.inf  # empty: no reading is calm, every one is fully evaluated
 
 
-def slow_path() -> mock._patch:
-    """The engine without its fast path (the reference)."""
-    return mock.patch.object(engine, "_calm_band", _no_calm_band)
+@contextlib.contextmanager
+def slow_path() -> Iterator[None]:
+    """The engine without its fast paths (the reference): no calm band, no device lanes."""
+    with mock.patch.object(engine, "_calm_band", _no_calm_band), \
+            mock.patch.object(engine, "_FAST_LANES", False):
+        yield
 
 
 def both(scenario: Callable[[Ward], list]) -> list:
@@ -288,3 +294,107 @@ def test_the_calm_band_is_open_at_every_limit() -> None:
     assert engine._calm_band(None) == (-math.inf, math.inf)
     only_high = VitalLimits(VitalKind.HEART_RATE, (above(110, Priority.MEDIUM),))
     assert engine._calm_band(only_high) == (-math.inf, 110)
+
+
+# -- the device lanes: readings that skip the technical checks must be those with nothing to
+# check, whatever changes between them (bed, patient, battery, signal, clock, discharge) ------
+
+def _lane_scenario(seed: int, length: int = 60) -> list[tuple]:
+    """A seeded ward of two devices: mostly calm and abnormal readings in their own bed, now
+    and then a technical condition, a move, an old or early reading, a tick, a discharge."""
+    rnd = random.Random(seed)
+    steps: list[tuple] = []
+    for _ in range(length):
+        roll = rnd.random()
+        if roll < 0.8:
+            vitals = {"heart_rate": rnd.randrange(15)}
+            if rnd.random() < 0.3:
+                vitals["respiratory_rate"] = rnd.randrange(9)
+            if rnd.random() < 0.1:
+                vitals[rnd.choice(sorted(VALUES))] = rnd.randrange(15)
+            steps.append((
+                "read", rnd.randrange(2),
+                rnd.choice([None] * 12 + [("P2", "0"), ("P1", "1"), (None, "1"), (None, None)]),
+                vitals,
+                rnd.choice([None] * 10 + [10, 19.9, 20, 80, 80]),  # battery
+                rnd.choice([None] * 10 + [30, 49.9, 50, 90, 90]),  # signal
+                rnd.choice([0] * 12 + [-400, 400, 3]),  # s after now: old, ahead
+                rnd.choice([0, 0.5, 1, 1, 3, 8, 40]),
+                rnd.random() < 0.5,
+            ))
+        elif roll < 0.9:
+            steps.append(("tick", rnd.choice([1, 5, 15, 40])))
+        elif roll < 0.95:
+            steps.append(("discharge", rnd.choice(["P0", "P1"])))
+        elif roll < 0.98:
+            steps.append(("forget", rnd.randrange(2)))
+        else:
+            steps.append(("ack",))
+    return steps
+
+
+def _run_lanes(steps: list[tuple]) -> list[list[dict]]:
+    ward = Ward(policy=AlarmPolicy(technical=TechnicalPolicy(no_data_after={
+        VitalKind.HEART_RATE: timedelta(seconds=30), VitalKind.SPO2: timedelta(seconds=30)})))
+    out: list[list[dict]] = []
+    for step in steps:
+        if step[0] == "read":
+            _, device, where, vitals, battery, signal, ahead, dt, rows = step
+            patient, bed = where or (f"P{device}", f"{device}")
+            ward.clock.advance(dt)
+            values = {name: VALUES[name][index % len(VALUES[name])]
+                      for name, index in vitals.items()}
+            attribution = (Attribution.PATIENT if patient else Attribution.BED if bed
+                           else Attribution.UNASSIGNED)
+            reading = AttributedReading(
+                device_id=f"DEV{device}", measured_at=ward.now() + timedelta(seconds=ahead),
+                received_at=ward.now(),
+                measurements=tuple(measurement(k, v) for k, v in sorted(values.items())),
+                attribution=attribution, patient_id=patient, bed_label=bed,
+                battery_level=battery, signal_quality=signal,
+            )
+            if rows:  # the service's way: the kinds stored new (here all but temperature)
+                kept = tuple(m.kind for m in reading.measurements
+                             if m.kind is not VitalKind.TEMPERATURE)
+                events = ward.engine.process_readings(
+                    [(reading, attribution.value, patient, bed, kept)])
+            else:
+                events = ward.engine.process([reading])
+        elif step[0] == "tick":
+            events = ward.advance(step[1])
+        elif step[0] == "discharge":
+            events = ward.engine.discharge(step[1]).transitions
+        elif step[0] == "forget":
+            events = ward.engine.forget_device(f"DEV{step[1]}")
+        else:
+            events = []
+            for alarm in ward.engine.active_alarms():
+                events += ward.engine.acknowledge(alarm.key, actor="Nurse", origin="cli")
+        out.append([e.to_dict() for e in events])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_device_lanes_give_exactly_the_full_paths_transitions(seed: int) -> None:
+    steps = _lane_scenario(seed)
+    fast = _run_lanes(steps)
+    with slow_path():
+        slow = _run_lanes(steps)
+    assert fast == slow
+
+
+def test_a_calm_reading_on_a_lane_keeps_the_device_heard_and_its_news2_values() -> None:
+    ward = Ward(policy=AlarmPolicy(escalation=None, technical=TechnicalPolicy(
+        no_data_after={VitalKind.HEART_RATE: timedelta(seconds=30)})))
+    ward.send(heart_rate=72)  # the full path: the lane is made
+    assert "DEV1" in ward.engine._lanes
+    for _ in range(3):
+        ward.clock.advance(20)
+        assert ward.send(heart_rate=73) == []  # the lane
+        assert ward.advance(0) == []  # heard 20 s ago: not silent
+    state = ward.engine._news2["P1"]
+    assert [(p.value, o.value, o.at) for p, o in state.measured.items()] == [
+        ("pulse", 73.0, ward.now())]
+    ward.clock.advance(31)
+    assert [t.alarm.condition for t in ward.engine.tick()] == ["no_data"]
+    assert kinds(ward.send(heart_rate=72)) == ["resolved"]  # the full path again

@@ -384,6 +384,33 @@ class _DeviceWatch:
         self.vitals_last_seen: dict[VitalKind, datetime] = {}
 
 
+class _Lane:
+    """A device's readings in a bed, as the fast path takes them: whom they belonged to last
+    (a reading for someone else takes the full path), the scope of their alarms, the device's
+    watch and its vitals' tracks (filled as they are met)."""
+
+    __slots__ = ("attribution", "bed_label", "patient_id", "scope", "tracks", "watch")
+
+    def __init__(self, attribution: Attribution, patient_id: str | None,
+                 bed_label: str | None, scope: str, watch: _DeviceWatch) -> None:
+        self.attribution = attribution
+        self.patient_id = patient_id
+        self.bed_label = bed_label
+        self.scope = scope
+        self.watch = watch
+        self.tracks: dict[VitalKind, _VitalTrack] = {}
+
+
+# The fast path on (tests compare it with the full path by switching it off).
+_FAST_LANES = True
+_FROM_DEVICE = DataSource.DEVICE
+_IN_A_BED = frozenset({Attribution.PATIENT, Attribution.BED})
+
+StoredRow = tuple[Any, Any, str | None, str | None, Collection[VitalKind] | None]
+"""A stored reading for :meth:`AlarmEngine.process_readings`: ``(reading, attribution,
+patient_id, bed_label, kinds)``; the reading a domain ``Reading`` or an AttributedReading."""
+
+
 @dataclass(slots=True)
 class _PatientNews2:
     measured: dict[Parameter, Observed] = field(default_factory=dict)
@@ -426,6 +453,10 @@ class AlarmEngine:
         self._pending_tracks: set[tuple[str, VitalKind]] = set()
         self._devices: dict[str, _DeviceWatch] = {}
         self._device_keys: dict[str, _DeviceKeys] = {}
+        # The fast path's lanes by device, and the open alarms keyed ``device:<id>|...`` by
+        # device id (a device with one takes the full path).
+        self._lanes: dict[str, _Lane] = {}
+        self._tech_open: dict[str, int] = {}
         self._inputs: dict[str, _InputHealth] = {}
         self._overrides = _OverrideBook()
         self._news2: dict[str, _PatientNews2] = {}
@@ -467,15 +498,129 @@ class AlarmEngine:
         NEWS2 is scored once per patient per batch, after the batch's limit and technical
         transitions, from the latest values the batch brought.
         """
+        return self._process(
+            (r, r.attribution, r.patient_id, r.bed_label, None) for r in readings
+        )
+
+    def process_readings(self, rows: Iterable[StoredRow]) -> list[AlarmTransition]:
+        """:meth:`process` for the pipeline's stored readings, given as ``(reading,
+        attribution, patient_id, bed_label, kinds)`` (see :meth:`AttributedReading.from_reading`):
+        a calm reading is evaluated without an :class:`AttributedReading` made for it."""
+        return self._process(rows)
+
+    def _process(self, rows: Iterable[StoredRow]) -> list[AlarmTransition]:
+        """The readings of a batch, in order.
+
+        A reading of a device whose lane is known (the device in a bed, its last reading for
+        the same bed, patient and attribution went through the full path) takes the fast path
+        when nothing technical can come of it: sent by the device, live, not dated ahead of its
+        receipt, battery and signal fine, no technical alarm open on the device, each vital's
+        track known. It then does what the full path does with such a reading (the device is
+        heard, each vital's track takes the value and is evaluated unless it is calm, the
+        NEWS2 values are kept) without the full path's calls; anything else goes the full way.
+        """
         now = self._clock()
-        live_from = now - self.policy.live_window  # measured earlier: not live
-        news2 = self.policy.news2 is not None
+        policy = self.policy
+        live_from = now - policy.live_window  # measured earlier: not live
+        news2 = policy.news2 is not None
+        tech = policy.technical
+        cadence = tech.no_data_after
+        low_battery = tech.low_battery_below
+        poor_signal = tech.poor_signal_below
+        fast = _FAST_LANES and tech.clock_ahead_after >= _ZERO
+        lanes = self._lanes
+        tech_open = self._tech_open
+        open_ = self._open
+        tracks_by_key = self._tracks
+        by_patient = self._overrides.by_patient
+        profile_limits = self.profile.limits
+        news2_states = self._news2
         out: list[AlarmTransition] = []
         rescore: dict[str, str] = {}  # patient -> device that last brought a value
-        for reading in readings:
+        for source, attribution, patient_id, bed_label, kinds in rows:
+            if attribution.__class__ is not Attribution:
+                attribution = _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
+            device_id = source.device_id
+            lane = lanes.get(device_id) if fast else None
+            measured_at = source.measured_at
+            if (
+                lane is not None and lane.attribution is attribution
+                and lane.patient_id == patient_id and lane.bed_label == bed_label
+                and live_from <= measured_at <= source.received_at
+                and source.data_source is _FROM_DEVICE and not tech_open.get(device_id)
+                and ((level := source.battery_level) is None or not level < low_battery)
+                and ((quality := source.signal_quality) is None or not quality < poor_signal)
+            ):
+                measurements = source.measurements
+                lane_tracks = lane.tracks
+                for measurement in measurements:  # every vital kept and its track known?
+                    kind = measurement.kind
+                    if kinds is not None and kind not in kinds:
+                        break
+                    if kind not in lane_tracks:
+                        track = tracks_by_key.get((lane.scope, kind))
+                        if track is None:
+                            break
+                        lane_tracks[kind] = track
+                else:
+                    watch = lane.watch
+                    watch.last_seen = now
+                    watch.bed_label, watch.patient_id = bed_label, patient_id
+                    state: _PatientNews2 | None = None
+                    for measurement in measurements:
+                        kind = measurement.kind
+                        if kind in cadence:
+                            watch.vitals_last_seen[kind] = now
+                        track = lane_tracks[kind]
+                        if track.measured_at is None or measured_at >= track.measured_at:
+                            value = track.value = measurement.value
+                            track.measured_at = measured_at
+                            track.patient_id = patient_id
+                            track.bed_label = bed_label
+                            track.device_id = device_id
+                            per_patient = by_patient.get(patient_id) if by_patient else None
+                            override = per_patient.get(kind) if per_patient else None
+                            limits = (override.limits if override is not None
+                                      else profile_limits.get(kind))
+                            if limits is not track.calm_limits:
+                                track.calm_limits = limits
+                                track.calm_low, track.calm_high = _calm_band(limits)
+                                track.checks = _checks_of(limits)
+                            if not (track.calm_low < value < track.calm_high
+                                    and not track.pending and track.low_key not in open_
+                                    and track.high_key not in open_):
+                                out += self._evaluate(track, limits, now)
+                        if news2 and patient_id is not None:
+                            param = _PARAMETER_OF_VITAL.get(kind)
+                            if param is None:
+                                continue
+                            if state is None:
+                                state = news2_states.get(patient_id)
+                                if state is None:
+                                    state = news2_states[patient_id] = _PatientNews2()
+                            known = state.measured.get(param)
+                            if known is None or measured_at >= known.at:
+                                state.measured[param] = _observed(measurement.value, measured_at)
+                    if state is not None:
+                        state.bed_label = bed_label or state.bed_label
+                        rescore[patient_id] = device_id  # type: ignore[index]
+                    continue
+            # The full path.
+            if kinds is None and isinstance(source, AttributedReading):
+                reading = source
+            else:
+                reading = AttributedReading.from_reading(
+                    source, attribution=attribution, patient_id=patient_id,
+                    bed_label=bed_label, kinds=kinds,
+                )
             out += self._on_reading(reading, now, live_from)
             if news2 and reading.patient_id is not None and self._news2_on_reading(reading):
                 rescore[reading.patient_id] = reading.device_id
+            if fast and attribution in _IN_A_BED:
+                watch = self._devices.get(device_id)
+                if watch is not None:
+                    lanes[device_id] = _Lane(attribution, patient_id, bed_label,
+                                             reading.scope, watch)
         for patient_id, device_id in rescore.items():
             out += self._evaluate_news2(
                 patient_id, self._news2[patient_id], now, device_id=device_id
@@ -706,6 +851,7 @@ class AlarmEngine:
         """Stop expecting a device (unassigned, retired, registered from unknown): resolves
         its technical alarms."""
         self._devices.pop(device_id, None)
+        self._lanes.pop(device_id, None)
         now = self._clock()
         prefix = f"device:{device_id}|"
         out: list[AlarmTransition] = []
@@ -762,6 +908,7 @@ class AlarmEngine:
         now = self._clock()
         dropped = self._overrides.drop(patient_id)
         self._news2.pop(patient_id, None)
+        self._lanes.clear()  # they hold tracks
         for key in [k for k, t in self._tracks.items() if t.patient_id == patient_id]:
             del self._tracks[key]
             self._pending_tracks.discard(key)
@@ -897,6 +1044,7 @@ class AlarmEngine:
         Chains resume with their remaining time (due times are absolute); a chain whose alarm
         is not among the open alarms is dropped.
         """
+        self._lanes.clear()
         for alarm in snapshot.alarms:
             if not alarm.is_open:
                 continue
@@ -904,6 +1052,7 @@ class AlarmEngine:
                 alarm, higher_is_worse=_higher_is_worse(alarm.kind, alarm.condition)
             )
             self._open[alarm.key] = record
+            self._count_open(alarm.key, 1)
             if alarm.alarm_id is not None:
                 self._by_id[alarm.alarm_id] = alarm.key
         if self._escalator is not None:
@@ -1066,6 +1215,17 @@ class AlarmEngine:
             },
         )
         return events
+
+    def _count_open(self, key: str, change: int) -> None:
+        """Keep ``_tech_open`` in step with ``_open`` for a key opened (+1) or closed (-1)."""
+        if not key.startswith("device:"):
+            return
+        device_id = key[len("device:"):key.rindex("|")]  # conditions hold no "|"
+        count = self._tech_open.get(device_id, 0) + change
+        if count > 0:
+            self._tech_open[device_id] = count
+        else:
+            self._tech_open.pop(device_id, None)
 
     # == internals: technical =================================================================
 
@@ -1362,6 +1522,7 @@ class AlarmEngine:
         if current_priority is not None or kind is AlarmKind.LIMIT:
             record.current_priority = current_priority
         self._open[key] = record
+        self._count_open(key, 1)
         raised = record.raised_event()
         if extra:
             raised = dataclasses.replace(raised, details={**raised.details, **extra})
@@ -1376,7 +1537,8 @@ class AlarmEngine:
         if not events:
             return events
         if not record.is_open:
-            self._open.pop(record.key, None)
+            if self._open.pop(record.key, None) is not None:
+                self._count_open(record.key, -1)
             if record.alarm_id is not None:
                 self._by_id.pop(record.alarm_id, None)
             if self._escalator is not None:

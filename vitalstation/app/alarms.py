@@ -51,7 +51,6 @@ from vitalstation.alarms import (
     AlarmEngine,
     AlarmRef,
     AlarmTransition,
-    AttributedReading,
     AudioPause,
     ChainState,
     Consciousness,
@@ -65,6 +64,7 @@ from vitalstation.alarms import (
     UnknownAlarm,
     VitalLimits,
 )
+from vitalstation.alarms.engine import StoredRow
 from vitalstation.alarms.model import check_actor, check_origin, is_device_origin
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
@@ -244,29 +244,25 @@ class AlarmService:
 
     def __call__(self, stored: Sequence[StoredReading]) -> dict[int, int]:
         """A committed batch: evaluate it; return ``{index: alarms raised}`` for the pipeline."""
-        attributed = AttributedReading.from_reading
-        readings = [
-            attributed(
-                item.reading,
-                attribution=item.result.attribution or "unknown_device",
-                patient_id=item.result.patient_id,
-                bed_label=item.result.bed_label,
-                kinds=item.result.new_kinds,
-            )
+        rows = [
+            (item.reading, item.result.attribution or "unknown_device", item.result.patient_id,
+             item.result.bed_label, item.result.new_kinds)
             for item in stored
         ]
         size = EVALUATE_CHUNK_READINGS
-        if len(readings) <= size:
+        if len(rows) <= size:
             with self._lock:
-                transitions = self.engine.process(readings)
+                transitions = self.engine.process_readings(rows)
                 self._handle(transitions)
-            return _raised_by_reading(readings, transitions)
+            return _raised_by_reading(rows, transitions) if transitions else {}
         raised: dict[int, int] = {}
-        for start in range(0, len(readings), size):
-            chunk = readings[start:start + size]
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
             with self._lock:
-                transitions = self.engine.process(chunk)
+                transitions = self.engine.process_readings(chunk)
                 self._handle(transitions)
+            if not transitions:
+                continue
             for index, count in _raised_by_reading(chunk, transitions).items():
                 raised[start + index] = count
         return raised
@@ -731,7 +727,7 @@ def _vital(vital: VitalKind | str) -> VitalKind:
 
 
 def _raised_by_reading(
-    readings: Sequence[AttributedReading], transitions: Sequence[AlarmTransition]
+    rows: Sequence[StoredRow], transitions: Sequence[AlarmTransition]
 ) -> dict[int, int]:
     """Which reading raised each new alarm: the batch's last reading of the alarm's device
     measured at the alarm's time, else the device's last reading in the batch."""
@@ -741,7 +737,8 @@ def _raised_by_reading(
     devices = {alarm.device_id for alarm in raised}
     last: dict[str, int] = {}
     exact: dict[tuple[str, object], int] = {}
-    for index, reading in enumerate(readings):
+    for index, row in enumerate(rows):
+        reading = row[0]
         if reading.device_id in devices:  # only the devices that raised an alarm
             last[reading.device_id] = index
             exact[(reading.device_id, reading.measured_at)] = index
