@@ -114,3 +114,30 @@ def test_a_batch_in_one_write_stores_what_one_write_per_transition_stores(
     assert batched_ids == single_ids
     assert batched == single
     assert len(batched["alarms"]) >= 5 and len(batched["alarm_events"]) == len(before + batch)
+
+
+def test_the_sqlite_driver_path_stores_what_sqlalchemy_stores(tmp_path, monkeypatch) -> None:
+    """On SQLite the store writes through the driver's cursor (rows and payload JSON built by
+    hand); the same transitions through SQLAlchemy's statements (the PostgreSQL path) must
+    leave every column of every row the same."""
+    from vitalstation.storage import alarms as alarm_storage
+
+    before, batch = _scenario()
+    results = []
+    for name, through_sqlalchemy in (("driver.db", False), ("sqlalchemy.db", True)):
+        target = Store.open(f"sqlite:///{tmp_path / name}")
+        try:
+            _register(target)
+            alarm_store = AlarmStore(target.engine)
+            with monkeypatch.context() as patch:
+                if through_sqlalchemy:
+                    patch.setattr(alarm_storage, "_write_sqlite", alarm_store._write_rows)
+                ids = dict(alarm_store.write(before, {}, [_messages(t) for t in before]))
+                ids.update(alarm_store.write(batch, ids, [_messages(t) for t in batch]))
+            results.append((_tables(target), ids))
+        finally:
+            target.close()
+    (driver, driver_ids), (reference, reference_ids) = results
+    assert driver_ids == reference_ids
+    assert driver == reference
+    assert driver["notification_outbox"] and len(driver["alarms"]) >= 5

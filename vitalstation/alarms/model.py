@@ -239,13 +239,15 @@ class Alarm:
         return self.state is AlarmState.ACTIVE
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form; :meth:`from_dict` reads it back."""
+        """JSON-ready form; :meth:`from_dict` reads it back. (Each enum's ``_value_``: the
+        same value as ``.value`` without the property's cost; it is stored for every alarm row
+        written.)"""
         return {
             "key": self.key,
-            "kind": self.kind.value,
+            "kind": self.kind._value_,
             "condition": self.condition,
-            "priority": self.priority.value,
-            "state": self.state.value,
+            "priority": self.priority._value_,
+            "state": self.state._value_,
             "raised_at": _iso(self.raised_at),
             "updated_at": _iso(self.updated_at),
             "message": self.message,
@@ -414,7 +416,7 @@ def _parse_opt(value: str | datetime | None) -> datetime | None:
 
 
 def _value(member: enum.Enum | None) -> Any:
-    return None if member is None else member.value
+    return None if member is None else member._value_
 
 
 def _opt(enum_type: Any, value: Any) -> Any:

@@ -31,7 +31,13 @@ from vitalstation.alarms import (
 from vitalstation.domain.errors import UserError
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.directory import current_version
-from vitalstation.storage.outbox import OutboxMessage, message_rows, write_audit
+from vitalstation.storage.outbox import (
+    OutboxMessage,
+    OutboxStatus,
+    message_rows,
+    payload_json,
+    write_audit,
+)
 from vitalstation.storage.schema import (
     admissions,
     alarm_events,
@@ -653,7 +659,6 @@ _ROW_COLUMNS = (
     "alarm_key", "kind", "condition", "vital", "priority", "state", "device_id", "value",
     "limit_value", "message", "raised_at", "updated_at", "resolved_at", "snapshot",
 )
-_ROW_TIMES = frozenset({"raised_at", "updated_at", "resolved_at"})
 _SQLITE_INSERT_ALARM = (
     f"INSERT INTO alarms ({', '.join(_ROW_COLUMNS)}, escalation, bed_ref, patient_ref) "
     f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))}, ?, "
@@ -673,7 +678,6 @@ _OUTBOX_COLUMNS = (
     "created_at", "alarm_ref", "alarm_key", "channel", "recipient", "payload", "status",
     "attempts", "next_attempt_at", "updated_at",
 )
-_OUTBOX_TIMES = frozenset({"created_at", "next_attempt_at", "updated_at"})
 _SQLITE_INSERT_OUTBOX = (
     f"INSERT INTO notification_outbox ({', '.join(_OUTBOX_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})"
@@ -695,7 +699,7 @@ def _write_sqlite(
     try:
         for row in new_rows:  # a few per batch: one statement each, its id from lastrowid
             first = row.first.alarm
-            values = _row_tuple(_row_values(row.last, row.chain))
+            values = _sqlite_row(row.last)
             cursor.execute(_SQLITE_INSERT_ALARM, (
                 *values,
                 None if row.chain is None else _SORTED_JSON.encode(row.chain.to_dict()),
@@ -704,7 +708,7 @@ def _write_sqlite(
             row.alarm_id = int(cursor.lastrowid)  # type: ignore[arg-type]
         by_columns: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         for alarm_id, row in updates.items():
-            values = _row_tuple(_row_values(row.last, row.chain, with_escalation=False))
+            values = _sqlite_row(row.last)
             if row.chain is None:  # the stored chain stays
                 by_columns[0].append((*values, alarm_id))
             else:
@@ -718,15 +722,17 @@ def _write_sqlite(
         for index, transition in enumerate(transitions):
             target = targets[index]
             alarm_id = target if isinstance(target, int) else target.alarm_id
-            at = _db_time(transition.at)
-            events.append((alarm_id, at, transition.kind.value, transition.actor,
-                           transition.origin, _JSON.encode(dict(transition.details))))
+            at = sqlite_time_text(transition.at)
+            details = transition.details
+            events.append((alarm_id, at, transition.kind._value_, transition.actor,
+                           transition.origin,
+                           _JSON.encode(details if details.__class__ is dict else dict(details))))
             if index < len(messages) and messages[index]:
-                for item in message_rows(messages[index], at=transition.at, alarm_id=alarm_id,
-                                         alarm_key=transition.alarm.key):
-                    outbox.append(tuple(
-                        at if name in _OUTBOX_TIMES else item[name] for name in _OUTBOX_COLUMNS
-                    ))
+                key = transition.alarm.key
+                for message in messages[index]:  # message_rows' columns, as tuples
+                    outbox.append((at, alarm_id, key, message.channel, message.recipient,
+                                   payload_json(message.payload, alarm_id),
+                                   OutboxStatus.PENDING.value, 0, at, at))
         if events:
             cursor.executemany(_SQLITE_INSERT_EVENT, events)
         if outbox:
@@ -735,16 +741,21 @@ def _write_sqlite(
         cursor.close()
 
 
-def _row_tuple(values: Mapping[str, Any]) -> tuple[Any, ...]:
-    """``_row_values``' columns in ``_ROW_COLUMNS`` order, times as SQLite stores them."""
-    return tuple(
-        _db_time(values[name]) if name in _ROW_TIMES else values[name] for name in _ROW_COLUMNS
+def _sqlite_row(transition: AlarmTransition) -> tuple[Any, ...]:
+    """``_row_values(transition, ..., with_escalation=False)`` as a tuple in ``_ROW_COLUMNS``
+    order, times as SQLite stores them; built directly (one per alarm row written)."""
+    alarm = transition.alarm
+    vital = alarm.vital
+    updated_at = alarm.updated_at if alarm.updated_at >= transition.at else transition.at
+    resolved_at = alarm.resolved_at
+    return (
+        alarm.key, alarm.kind._value_, alarm.condition[:64],
+        None if vital is None else vital._value_, alarm.priority._value_,
+        alarm.state._value_, alarm.device_id, alarm.value, alarm.limit_value, alarm.message,
+        sqlite_time_text(alarm.raised_at), sqlite_time_text(updated_at),
+        None if resolved_at is None else sqlite_time_text(resolved_at),
+        _SORTED_JSON.encode(alarm.to_dict()),
     )
-
-
-def _db_time(value: datetime | None) -> str | None:
-    """The text ``UTCDateTime`` stores on SQLite (naive UTC, microseconds always shown)."""
-    return None if value is None else sqlite_time_text(value)
 
 
 def _override_row(row: Any) -> OverrideRow:

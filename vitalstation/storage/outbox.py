@@ -118,16 +118,23 @@ def message_rows(
         {
             "created_at": at, "alarm_ref": alarm_id, "alarm_key": alarm_key,
             "channel": m.channel, "recipient": m.recipient,
-            "payload": json.dumps(
-                {**dict(m.payload), "alarm_id": alarm_id} if alarm_id is not None
-                else dict(m.payload),
-                default=str, sort_keys=True,
-            ),
+            "payload": payload_json(m.payload, alarm_id),
             "status": OutboxStatus.PENDING.value, "attempts": 0, "next_attempt_at": at,
             "updated_at": at,
         }
         for m in messages
     ]
+
+
+def payload_json(payload: Mapping[str, Any], alarm_id: int | None) -> str:
+    """A message's stored payload: JSON with sorted keys, the alarm id added when known."""
+    return _PAYLOAD_JSON.encode(
+        {**payload, "alarm_id": alarm_id} if alarm_id is not None else dict(payload)
+    )
+
+
+# json.dumps(..., default=str, sort_keys=True), its encoder made once, not per message.
+_PAYLOAD_JSON = json.JSONEncoder(default=str, sort_keys=True)
 
 
 def insert_messages(
