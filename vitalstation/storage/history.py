@@ -394,9 +394,8 @@ class HistoryQueries:
         self, scope: Scope, since: datetime | None, until: datetime | None
     ) -> ColumnElement[bool]:
         measured = vital_signs.c.measured_at
-        # Every vital named: the indexes are (bed or patient, vital, time), so a time range is
-        # an index range per vital instead of a scan of all the bed's or patient's records.
-        every_vital = vital_signs.c.vital.in_([kind.value for kind in VitalKind])
+        # The indexes are (bed or patient, time, vital) (schema 0005): a segment's time range is
+        # one index range, whichever vitals the caller then picks.
         terms = []
         for segment in scope.segments:
             start = _later(segment.since, since)
@@ -408,7 +407,6 @@ class HistoryQueries:
                 parts.append(vital_signs.c.bed_ref == segment.bed_ref)
             if segment.patient_ref is not None:
                 parts.append(vital_signs.c.patient_ref == segment.patient_ref)
-            parts.append(every_vital)
             if segment.only_without_bed:
                 parts.append(vital_signs.c.bed_ref.is_(None))
             if start is not None:
