@@ -215,14 +215,8 @@ def start_bare() -> BareServer:
     return BareServer()
 
 
-def open_station(folder: Path, name: str, *, alarms: bool = True):
-    from vitalstation.ingest.rest import RestConfig, RestInput
-    from vitalstation.pipeline.core import Pipeline
-    from vitalstation.storage.keys import KeyStore
-    from vitalstation.storage.store import Store
-
-    store = Store.open(f"sqlite:///{folder / name}", background_checkpoints=True)  # as the station
-    keys = KeyStore(store.engine)
+def register_bench_ward(store) -> list[str]:
+    """DEVICES beds, each with its patient admitted and its device (BENCH_000…) assigned."""
     devices = []
     for i in range(DEVICES):
         device = f"BENCH_{i:03d}"
@@ -231,7 +225,20 @@ def open_station(folder: Path, name: str, *, alarms: bool = True):
         store.registry.admit(f"P{i}", f"{i}", actor=ADMIN, at=START)
         store.registry.add_device(device, actor=ADMIN, at=START)
         store.registry.assign_device(device, bed_label=f"{i}", actor=ADMIN, at=START)
-        devices.append((device, keys.create(device, name="bench", actor=ADMIN, at=START).key))
+        devices.append(device)
+    return devices
+
+
+def open_station(folder: Path, name: str, *, alarms: bool = True):
+    from vitalstation.ingest.rest import RestConfig, RestInput
+    from vitalstation.pipeline.core import Pipeline
+    from vitalstation.storage.keys import KeyStore
+    from vitalstation.storage.store import Store
+
+    store = Store.open(f"sqlite:///{folder / name}", background_checkpoints=True)  # as the station
+    keys = KeyStore(store.engine)
+    devices = [(device, keys.create(device, name="bench", actor=ADMIN, at=START).key)
+               for device in register_bench_ward(store)]
     pipeline = Pipeline(store.writer)
     # As the runtime runs it (``alarms=False`` measures the station without the engine).
     store.bench_alarms = with_alarms(pipeline, store) if alarms else None

@@ -32,9 +32,8 @@ from vitalstation.pipeline.types import ActivityEntry
 from vitalstation.storage.engine import WalCheckpointer
 from vitalstation.storage.store import Store
 
-DEVICES = 64
-ADMIN = "bench"
-START = datetime(2026, 1, 1, tzinfo=UTC)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rest import DEVICES, register_bench_ward  # noqa: E402 - a sibling script, not a package
 
 
 def _thread_io() -> tuple[int, int, int]:
@@ -49,13 +48,7 @@ def _thread_io() -> tuple[int, int, int]:
 
 def run(folder: Path, requests: int, batch: int, activity_every: int, prefill: int) -> dict:
     store = Store.open(f"sqlite:///{folder / 'station.db'}", background_checkpoints=True)
-    for i in range(DEVICES):
-        device = f"BENCH_{i:03d}"
-        store.registry.add_patient(f"P{i}", f"Patient {i}", actor=ADMIN, at=START)
-        store.registry.add_bed(f"{i}", "BENCH", actor=ADMIN, at=START)
-        store.registry.admit(f"P{i}", f"{i}", actor=ADMIN, at=START)
-        store.registry.add_device(device, actor=ADMIN, at=START)
-        store.registry.assign_device(device, bed_label=f"{i}", actor=ADMIN, at=START)
+    register_bench_ward(store)
     checkpointer = WalCheckpointer(store.engine)
     checkpointer.start()
     writer = store.writer
