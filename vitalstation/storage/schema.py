@@ -44,6 +44,9 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# The text of each minute's start by (year, month, day, hour, minute), made once per minute
+# instead of once per time (str() of an aware datetime costs ~0.9 µs, most of it spent on the
+# offset the text then drops). Cleared when it holds _MINUTES_MAX minutes.
 _MINUTES_MAX = 4_096
 _minutes: dict[tuple[int, int, int, int, int], str] = {}
 
@@ -69,7 +72,6 @@ def sqlite_time_text(value: datetime) -> str:
         minute = value.replace(second=0, microsecond=0, tzinfo=None)
         prefix = _minutes[key] = str(minute)[:-2]
     return f"{prefix}{value.second:02d}.{value.microsecond:06d}"
-
 
 
 class UTCDateTime(TypeDecorator[datetime]):

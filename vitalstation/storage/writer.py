@@ -159,9 +159,6 @@ _ACTIVITY_ROW = _placeholders(
 _VERSION = select(directory_version.c.version).where(directory_version.c.id == 1)
 
 
-# _sqlite_time: the text of each minute's start by (year, month, day, hour, minute), made once
-# per minute instead of once per time (str() of an aware datetime costs ~0.9 µs, most of it
-# spent on the offset the text then drops). Cleared when it holds this many minutes.
 def storable_text(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` and made storable on every backend.
 
