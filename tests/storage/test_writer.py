@@ -211,7 +211,7 @@ def test_sqlite_writer_keeps_one_connection_with_its_journal_in_memory(tmp_path)
         seen = []
         for n in range(3):
             store.writer.write_readings([make_reading("DEV1", n, heart_rate=70)], T0)
-            own = store.writer._own
+            own = store.writer._own.connection
             assert own is not None
             seen.append(own.connection.dbapi_connection)
         assert seen[0] is seen[1] is seen[2]
@@ -227,14 +227,14 @@ def test_sqlite_writer_replaces_a_connection_that_failed(tmp_path) -> None:
     store = _sqlite_file_store(tmp_path)
     try:
         store.writer.write_readings([make_reading("DEV1", 0, heart_rate=70)], T0)
-        broken = store.writer._own
+        broken = store.writer._own.connection
         assert broken is not None
         broken.connection.dbapi_connection.close()  # as a connection the database dropped
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
             store.writer.write_readings([make_reading("DEV1", 1, heart_rate=71)], T0)
         results = store.writer.write_readings([make_reading("DEV1", 1, heart_rate=71)], T0)
         assert results[0].outcome is Outcome.STORED
-        assert store.writer._own is not broken
+        assert store.writer._own.connection is not broken
         assert len(_rows_by_id(store)) == 2
     finally:
         store.close()
@@ -243,10 +243,10 @@ def test_sqlite_writer_replaces_a_connection_that_failed(tmp_path) -> None:
 def test_closing_the_store_closes_the_writers_connection_and_checkpoints(tmp_path) -> None:
     store = _sqlite_file_store(tmp_path)
     store.writer.write_readings([make_reading("DEV1", 0, heart_rate=70)], T0)
-    own = store.writer._own
+    own = store.writer._own.connection
     assert own is not None
     store.close()
-    assert own.closed and store.writer._own is None
+    assert own.closed and store.writer._own.connection is None
     # The last connection closed moved the WAL into the database and removed it.
     assert not (tmp_path / "station.db-wal").exists()
     reopened = _sqlite_file_store(tmp_path)

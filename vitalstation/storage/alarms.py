@@ -31,6 +31,7 @@ from vitalstation.alarms import (
 from vitalstation.domain.errors import UserError
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.directory import current_version
+from vitalstation.storage.engine import write_connection
 from vitalstation.storage.outbox import (
     OutboxMessage,
     OutboxStatus,
@@ -145,10 +146,14 @@ class NotAdmitted(UserError):
 
 
 class AlarmStore:
-    """Writes transitions and reads alarms. Thread-safe (each call its own connection)."""
+    """Writes transitions and reads alarms. Thread-safe (reads on a connection of their own;
+    on SQLite, writes of transitions through the store's shared write connection)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # SQLite: alarm batches go through the connection the readings' writer commits on,
+        # right after it on the same thread (its page cache stays warm).
+        self._write = write_connection(engine) if engine.dialect.name == "sqlite" else None
 
     @property
     def engine(self) -> Engine:
@@ -198,10 +203,11 @@ class AlarmStore:
             else:
                 target.follow(transition)
             targets.append(target)
-        with self._engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
+        if self._write is not None:  # SQLite: the store's write connection (see there)
+            with self._write.transaction() as connection:
                 _write_sqlite(connection, transitions, messages, new_rows, updates, targets)
-            else:
+        else:
+            with self._engine.begin() as connection:
                 self._write_rows(connection, transitions, messages, new_rows, updates, targets)
         return {row.first.alarm.key: row.alarm_id for row in new_rows}
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -83,6 +86,103 @@ def is_sqlite_file(url: str) -> bool:
 
 def _no_auto_checkpoint(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+class WriteConnection:
+    """The one connection through which a station writes an SQLite store (readings, alarm
+    rows), kept open between transactions; :func:`write_connection` gives each engine's.
+
+    The pipeline's writer commits a batch and the alarm service then stores what the batch
+    raised, on the same thread, one after the other. With a pooled connection per transaction
+    each of them found the database changed by the other since its own last transaction, and
+    SQLite then drops that connection's whole page cache: every commit read its pages back
+    from the OS. On one connection the cache stays warm, and a transaction costs no pool
+    check-out (bench/alarms_cpu.py, bench/rest_store.py have the figures).
+
+    Its statement journals are kept in memory (``temp_store=MEMORY``, on this connection
+    only). Each multi-row INSERT runs with a statement journal (a copy of every page it
+    changes, to undo that statement alone); past 64 KiB SQLite spills it to a temporary file,
+    so every commit wrote each changed page twice, once to the WAL and once to a temporary
+    file. The journal is undo data for one statement: it has nothing to do with durability
+    (the commit still goes to the WAL). Other connections keep temporary files on disk: a
+    large sort of a history export must not grow in memory.
+
+    Transactions on it are serialised by a lock (outside one it holds no lock and no snapshot
+    of the database). A transaction opened inside another on the same thread is a bug and
+    raises at once rather than waiting for itself. A connection that failed is closed and
+    replaced at the next transaction; the engine's disposal closes it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        # Weak: the shared table below must not keep a closed store's engine alive.
+        self._engine = weakref.ref(engine)
+        self._connection: Connection | None = None
+        self._lock = threading.RLock()
+        self._depth = 0
+        event.listen(engine, "engine_disposed", self._on_disposed)
+
+    @property
+    def connection(self) -> Connection | None:
+        """The connection open now (None before the first transaction and after a failure)."""
+        return self._connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed at the end of the block, rolled back on an exception."""
+        with self._lock:
+            if self._depth:
+                raise RuntimeError("a write transaction inside another on the same connection")
+            connection = self._connection
+            if connection is None or connection.closed or connection.invalidated:
+                engine = self._engine()
+                if engine is None:
+                    raise RuntimeError("the store's engine is gone")
+                connection = self._connection = engine.connect()
+                dbapi = connection.connection.dbapi_connection
+                assert dbapi is not None
+                dbapi.execute("PRAGMA temp_store=MEMORY")
+            self._depth = 1
+            try:
+                with connection.begin():
+                    yield connection
+            except BaseException:
+                self._connection = None
+                try:
+                    connection.invalidate()
+                    connection.close()
+                except Exception:  # noqa: BLE001, S110 - already failing; the original is raised
+                    pass
+                raise
+            finally:
+                self._depth = 0
+
+    def close(self) -> None:
+        """Close the connection now (the next transaction opens another)."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            # Closed at once (not returned to a disposed pool): the last connection to close
+            # checkpoints the WAL into the database.
+            connection.invalidate()
+            connection.close()
+
+    def _on_disposed(self, _engine: Engine) -> None:
+        self.close()
+
+
+_WRITE_CONNECTIONS: weakref.WeakKeyDictionary[Engine, WriteConnection] = (
+    weakref.WeakKeyDictionary()
+)
+_WRITE_CONNECTIONS_LOCK = threading.Lock()
+
+
+def write_connection(engine: Engine) -> WriteConnection:
+    """``engine``'s :class:`WriteConnection` (SQLite), made on first use and shared."""
+    with _WRITE_CONNECTIONS_LOCK:
+        shared = _WRITE_CONNECTIONS.get(engine)
+        if shared is None:
+            shared = _WRITE_CONNECTIONS[engine] = WriteConnection(engine)
+        return shared
 
 
 class WalCheckpointer:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,7 +22,6 @@ from sqlalchemy import (
     Insert,
     and_,
     bindparam,
-    event,
     func,
     or_,
     select,
@@ -35,6 +33,7 @@ from vitalstation.domain.readings import Reading
 from vitalstation.domain.vitals import CANONICAL_UNIT, VitalKind
 from vitalstation.pipeline.types import ActivityEntry, Attribution, Outcome, ReadingResult
 from vitalstation.storage.directory import Attributed, Directory
+from vitalstation.storage.engine import write_connection
 from vitalstation.storage.keys import bump_usage
 from vitalstation.storage.schema import (
     dead_letters,
@@ -208,11 +207,8 @@ class ReadingWriter:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._directory: Directory | None = None
-        # SQLite: the writer's own connection, kept between transactions (see ``_begin``).
-        self._own: Connection | None = None
-        self._own_lock = threading.Lock()
-        if self._dialect == "sqlite":
-            event.listen(engine, "engine_disposed", self._release_connection)
+        # SQLite: the store's write connection, kept between transactions (see ``_begin``).
+        self._own = write_connection(engine) if self._dialect == "sqlite" else None
         insert_vitals = _insert(self._dialect, vital_signs)
         self._insert_vitals = insert_vitals.on_conflict_do_nothing(
             index_elements=["device_id", "vital", "measured_at"]
@@ -414,8 +410,9 @@ class ReadingWriter:
                 connection.execute(input_activity.delete().where(input_activity.c.id.in_(old)))
 
     def close(self) -> None:
-        """Close the writer's own connection (SQLite; done when the engine is disposed)."""
-        self._release_connection(self._engine)
+        """Close the write connection (SQLite; done when the engine is disposed)."""
+        if self._own is not None:
+            self._own.close()
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -424,55 +421,16 @@ class ReadingWriter:
         """One transaction: committed at the end of the block, rolled back on an exception.
 
         PostgreSQL: a pooled connection per transaction, as any caller (the pool pings it, so a
-        restarted server costs one retry). SQLite: one connection of the writer's own, kept
-        open between transactions (outside them it holds no lock and no snapshot), for two
-        reasons measured with ``bench/rest_store.py``:
-
-        * its page cache stays warm. SQLite drops a connection's whole cache when it sees that
-          another connection wrote to the database since its last transaction; the pool hands
-          out its connections in turn (FIFO), so the writer's commits read ~185 pages a commit
-          back from the OS instead of ~5.
-        * its statement journal is kept in memory (``temp_store=MEMORY``, on this connection
-          only). Each multi-row INSERT runs with a statement journal (a copy of every page it
-          changes, to undo that statement alone); past 64 KiB SQLite spills it to a temporary
-          file, so every commit wrote each changed page twice, once to the WAL and once to a
-          temporary file. The journal is undo data for one statement: it has nothing to do with
-          durability (the commit still goes to the WAL as before). Other connections keep
-          temporary files on disk: a large sort of a history export must not grow in memory.
-
-        A connection that failed is closed and replaced at the next transaction.
+        restarted server costs one retry). SQLite: the store's :class:`WriteConnection`, kept
+        open between transactions and shared with the alarm store (its page cache stays warm,
+        its statement journals stay in memory; see there).
         """
-        if self._dialect != "sqlite":
+        if self._own is None:
             with self._engine.begin() as connection:
                 yield connection
             return
-        with self._own_lock:
-            connection = self._own
-            if connection is None or connection.closed or connection.invalidated:
-                connection = self._own = self._engine.connect()
-                dbapi = connection.connection.dbapi_connection
-                assert dbapi is not None
-                dbapi.execute("PRAGMA temp_store=MEMORY")
-            try:
-                with connection.begin():
-                    yield connection
-            except BaseException:
-                self._own = None
-                try:
-                    connection.invalidate()
-                    connection.close()
-                except Exception:  # noqa: BLE001, S110 - already failing; the original is raised
-                    pass
-                raise
-
-    def _release_connection(self, _engine: Engine) -> None:
-        with self._own_lock:
-            connection, self._own = self._own, None
-        if connection is not None:
-            # Closed at once (not returned to a disposed pool): the last connection to close
-            # checkpoints the WAL into the database.
-            connection.invalidate()
-            connection.close()
+        with self._own.transaction() as connection:
+            yield connection
 
     # -- steps -----------------------------------------------------------------------------
 
