@@ -502,8 +502,8 @@ class _Exchange:
         if self.headers.get("transfer-encoding"):
             return False
         text = (self.headers.get("content-length") or "0").strip()
-        if not text.isdigit() or not text.isascii():
-            return False
+        if not text.isdigit() or not text.isascii() or len(text) > 18:
+            return False  # int() refuses strings of over 4,300 digits: not read, closed
         length = int(text)
         if length > DRAIN_LIMIT_BYTES:
             return False
