@@ -32,6 +32,7 @@ from vitalstation.domain.errors import UserError
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.directory import current_version
 from vitalstation.storage.engine import write_connection
+from vitalstation.storage.json_text import json_text
 from vitalstation.storage.outbox import (
     OutboxMessage,
     OutboxStatus,
@@ -55,10 +56,6 @@ from vitalstation.storage.schema import (
 DEFAULT_LIST_LIMIT = 1000
 # The audit action of a clinician's NEWS2 entry (``AlarmService.enter_observation``).
 NEWS2_ENTRY_ACTION = "news2.entry"
-
-# json.dumps(..., sort_keys=True[, default=str]) with the encoder made once, not per call.
-_SORTED_JSON = json.JSONEncoder(sort_keys=True)
-_JSON = json.JSONEncoder(default=str, sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +236,7 @@ class AlarmStore:
             events.append({
                 "alarm_ref": alarm_id, "at": transition.at, "event": transition.kind.value,
                 "actor": transition.actor, "origin": transition.origin,
-                "details": _JSON.encode(dict(transition.details)),
+                "details": json_text(dict(transition.details)),
             })
             if index < len(messages) and messages[index]:
                 outbox += message_rows(messages[index], at=transition.at,
@@ -654,10 +651,10 @@ def _row_values(
         "raised_at": alarm.raised_at,
         "updated_at": max(alarm.updated_at, transition.at),
         "resolved_at": alarm.resolved_at,
-        "snapshot": _SORTED_JSON.encode(alarm.to_dict()),
+        "snapshot": json_text(alarm.to_dict()),
     }
     if with_escalation:
-        values["escalation"] = None if chain is None else _SORTED_JSON.encode(chain.to_dict())
+        values["escalation"] = None if chain is None else json_text(chain.to_dict())
     return values
 
 
@@ -708,7 +705,7 @@ def _write_sqlite(
             values = _sqlite_row(row.last)
             cursor.execute(_SQLITE_INSERT_ALARM, (
                 *values,
-                None if row.chain is None else _SORTED_JSON.encode(row.chain.to_dict()),
+                None if row.chain is None else json_text(row.chain.to_dict()),
                 first.bed_label, first.patient_id,
             ))
             row.alarm_id = int(cursor.lastrowid)  # type: ignore[arg-type]
@@ -718,7 +715,7 @@ def _write_sqlite(
             if row.chain is None:  # the stored chain stays
                 by_columns[0].append((*values, alarm_id))
             else:
-                chain = _SORTED_JSON.encode(row.chain.to_dict())
+                chain = json_text(row.chain.to_dict())
                 by_columns[1].append((*values, chain, alarm_id))
         for statement, rows in zip(_SQLITE_UPDATE_ALARM, by_columns, strict=True):
             if rows:
@@ -732,7 +729,7 @@ def _write_sqlite(
             details = transition.details
             events.append((alarm_id, at, transition.kind._value_, transition.actor,
                            transition.origin,
-                           _JSON.encode(details if details.__class__ is dict else dict(details))))
+                           json_text(details if details.__class__ is dict else dict(details))))
             if index < len(messages) and messages[index]:
                 key = transition.alarm.key
                 for message in messages[index]:  # message_rows' columns, as tuples
@@ -760,7 +757,7 @@ def _sqlite_row(transition: AlarmTransition) -> tuple[Any, ...]:
         alarm.state._value_, alarm.device_id, alarm.value, alarm.limit_value, alarm.message,
         sqlite_time_text(alarm.raised_at), sqlite_time_text(updated_at),
         None if resolved_at is None else sqlite_time_text(resolved_at),
-        _SORTED_JSON.encode(alarm.to_dict()),
+        json_text(alarm.to_dict()),
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from vitalstation.domain.errors import UserError
+from vitalstation.storage.json_text import json_text
 from vitalstation.storage.schema import audit_log, notification_contacts, notification_outbox
 
 MAX_ERROR_CHARS = 2000
@@ -128,13 +129,7 @@ def message_rows(
 
 def payload_json(payload: Mapping[str, Any], alarm_id: int | None) -> str:
     """A message's stored payload: JSON with sorted keys, the alarm id added when known."""
-    return _PAYLOAD_JSON.encode(
-        {**payload, "alarm_id": alarm_id} if alarm_id is not None else dict(payload)
-    )
-
-
-# json.dumps(..., default=str, sort_keys=True), its encoder made once, not per message.
-_PAYLOAD_JSON = json.JSONEncoder(default=str, sort_keys=True)
+    return json_text({**payload, "alarm_id": alarm_id} if alarm_id is not None else payload)
 
 
 def insert_messages(
