@@ -313,8 +313,14 @@ class OutboxWorker:
             self._thread = None
 
     def wake(self) -> None:
-        """Look for due messages now (called when a transition enqueued some)."""
-        self._wake.set()
+        """Look for due messages now (called after each transition is stored).
+
+        Already set: the loop has not yet cleared it, so its next pass starts after this
+        transition's messages were committed and claims them; setting it again would only
+        take the event's lock and notify no one (once per transition, on the pipeline thread).
+        """
+        if not self._wake.is_set():
+            self._wake.set()
 
     def run_once(self, limit: int = 50) -> int:
         """Claim and attempt the due messages once; returns how many were attempted."""
