@@ -98,3 +98,58 @@ def test_one_write_of_many_transitions_keeps_every_event_and_the_last_state(stor
     rows = OutboxStore(store.engine).for_alarm(alarm_id)
     assert [r.payload["n"] for r in rows] == list(range(len(transitions)))
     assert all(r.payload["alarm_id"] == alarm_id for r in rows)
+
+
+def _raise_in_beds(ward: Ward, beds: int) -> list:
+    """One heart-rate alarm (raised, patient asked) in each of ``beds`` beds."""
+    transitions = []
+    for n in range(beds):
+        transitions += ward.send(heart_rate=160, device=f"DEV{n}", bed=f"B{n}", patient=f"P{n}")
+    return transitions
+
+
+def test_many_alarms_raised_in_one_write_each_get_their_own_row(store: Store) -> None:
+    for n in range(6):
+        store.registry.add_patient(f"P{n}", f"Patient {n}", actor="test", at=T0)
+        store.registry.add_bed(f"B{n}", None, actor="test", at=T0)
+    alarm_store = AlarmStore(store.engine)
+    ward = Ward()
+    alarm_store.write(_raise_in_beds(ward, 1), {})  # an id already taken before the batch
+    transitions = _raise_in_beds(ward, 6)  # beds 1-5: raised here (bed 0's is open)
+    inserted = alarm_store.write(transitions, {})
+    assert len(inserted) == 5 and len(set(inserted.values())) == 5
+    rows = {row.id: row for row in alarm_store.list_alarms()}
+    for key, alarm_id in inserted.items():
+        row = rows[alarm_id]
+        assert row.key == key
+        n = row.bed[1:]
+        assert row.patient_id == f"P{n}" and row.device_id == f"DEV{n}"
+        assert [e.event for e in alarm_store.events(alarm_id)] == ["raised", "patient_asked"]
+
+
+def test_new_alarm_rows_get_their_ids_one_by_one_when_the_next_ids_are_not_free(
+    tmp_path,
+) -> None:
+    # SQLite's largest id taken (by a row of another era, say): SQLite then gives new rows
+    # random free ids, so the ids after the first insert's are not known to be free.
+    store = Store.open(f"sqlite:///{tmp_path / 'station.db'}")
+    try:
+        alarm_store = AlarmStore(store.engine)
+        ward = Ward()
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO alarms (id, kind, condition, priority, state, message, raised_at,"
+                f" updated_at) VALUES ({2**63 - 1}, 'limit', 'heart_rate.high', 'high',"
+                " 'resolved', 'old', '2020-01-01 00:00:00.000000',"
+                " '2020-01-01 00:00:00.000000')")
+        inserted = alarm_store.write(_raise_in_beds(ward, 3), {})
+        assert len(set(inserted.values())) == 3
+        rows = {row.id: row for row in alarm_store.list_alarms()}
+        assert {rows[alarm_id].key for alarm_id in inserted.values()} == set(inserted)
+        assert all(rows[i].key == k for k, i in inserted.items())
+        # Each took an id of SQLite's choosing (random), not the first one's followers, which
+        # might be taken.
+        ids = sorted(inserted.values())
+        assert ids != list(range(ids[0], ids[0] + len(ids)))
+    finally:
+        store.close()
