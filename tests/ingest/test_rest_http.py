@@ -307,3 +307,71 @@ def test_a_client_cannot_make_the_server_buffer_without_bound(station: Station) 
         release.set()
         rest.stop(5)
         held.stop(5)
+
+
+def answer_now(station: Station, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """The answer to ``head``, which must come at once (well within the 30 s idle timeout),
+    after which the server closes the connection."""
+    with connect(station.rest) as sock:
+        sock.settimeout(3)
+        sock.sendall(head)
+        answers = Answers(sock)
+        started = time.monotonic()
+        try:
+            reply = answers.next()
+        except TimeoutError:
+            pytest.fail(f"no answer to {head[:60]!r} within 3 s")
+        assert time.monotonic() - started < 3
+        assert answers.closed()
+    return reply
+
+
+def test_an_http11_request_without_host_is_refused_at_once(station: Station) -> None:
+    # A request with no header line at all once waited for a blank line after its headers
+    # (a CRLF CRLF after the request line's own CRLF) until the idle timeout.
+    for head in (
+        b"GET /api/openapi.json HTTP/1.1\r\n\r\n",
+        b"GET /api/openapi.json HTTP/1.1\r\nAccept: */*\r\n\r\n",
+        b"GET /api/openapi.json HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ):
+        status, headers, body = answer_now(station, head)
+        assert status == 400, (head, body)
+        assert headers["connection"] == "close"
+        assert headers["content-type"] == "application/json"
+        answer = json.loads(body)
+        assert answer["success"] is False and "Host header" in answer["error"], answer
+    # HTTP/1.0 has no Host requirement; a Host header of any case counts.
+    assert answer_now(station, b"GET /api/openapi.json HTTP/1.0\r\n\r\n")[0] == 200
+    status, _, _ = answer_now(
+        station, b"GET /api/openapi.json HTTP/1.1\r\nhOsT: s\r\nConnection: close\r\n\r\n")
+    assert status == 200
+
+
+def test_a_head_with_bare_lf_line_ends_is_refused_at_once(station: Station) -> None:
+    # Lines must end with CRLF: a bare LF anywhere in the head is a 400 that says so, sent as
+    # soon as the head is complete, whichever way its blank line ends.
+    for head in (
+        b"GET /api/iot/status/ HTTP/1.1\nHost: x\n\n",
+        b"GET /api/iot/status/ HTTP/1.1\r\nHost: x\n\n",
+        b"GET /api/iot/status/ HTTP/1.1\r\nHost: x\r\n\n",
+        b"GET /api/iot/status/ HTTP/1.1\r\nHost: x\r\nAccept: */*\n\n",
+        b"GET /api/iot/status/ HTTP/1.1\r\nHost: x\nAccept: */*\r\n\r\n",
+        b"GET /api/iot/status/ HTTP/1.0\r\nHost: x\n\n",
+        b"\r\nGET /api/iot/status/ HTTP/1.1\r\nHost: x\n\n",
+    ):
+        status, headers, body = answer_now(station, head)
+        assert status == 400, (head, body)
+        assert headers["connection"] == "close"
+        answer = json.loads(body)
+        assert answer["success"] is False and "CRLF" in answer["error"], answer
+
+
+def test_a_bare_lf_head_in_pieces_is_refused_when_complete(station: Station) -> None:
+    # The blank line split across segments (LF, then LF) still ends the head.
+    with connect(station.rest) as sock:
+        sock.settimeout(3)
+        sock.sendall(b"POST /api/iot/vitals/ HTTP/1.1\r\nHost: x\r\nX-A: 1\n")
+        time.sleep(0.1)
+        sock.sendall(b"\n")
+        status, _, body = Answers(sock).next()
+    assert status == 400 and b"CRLF" in body

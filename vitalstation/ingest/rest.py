@@ -82,6 +82,8 @@ LISTEN_BACKLOG = 128
 _MAX_HEAD = 65536
 _MAX_HEADER_LINE = 8192
 _MAX_HEADERS = 100
+# What one read from the socket takes at most (a whole request, usually; or several pipelined).
+_READ_SIZE = 65536
 
 
 class RestStartError(RuntimeError):
@@ -351,10 +353,16 @@ class _BodyReader:
             if self.expect_continue:
                 self.expect_continue = False
                 exchange.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            pending = exchange.pending
+            if len(pending) >= length:  # arrived with the head (or before it was asked for)
+                exchange.pending = pending[length:]
+                return pending[:length]
+            exchange.pending = b""
             connection.deadline = exchange.loop.time() + exchange.server.idle_timeout_s
-            return await exchange.reader.readexactly(length)
+            return pending + await exchange.reader.readexactly(length - len(pending))
         except asyncio.IncompleteReadError as exc:
-            raise BodyError(f"got {len(exc.partial)} of the {length} bytes announced") from None
+            got = len(pending) + len(exc.partial)
+            raise BodyError(f"got {got} of the {length} bytes announced") from None
         except (OSError, ValueError) as exc:
             raise BodyError(f"the connection failed while reading the body ({exc})") from None
         finally:
@@ -365,8 +373,8 @@ class _Exchange:
     """Requests and answers on one connection, one after the other (HTTP/1.1 keep-alive)."""
 
     __slots__ = (
-        "close_connection", "command", "connection", "headers", "loop", "path", "peer", "reader",
-        "server", "writer",
+        "close_connection", "command", "connection", "headers", "loop", "path", "peer", "pending",
+        "reader", "server", "writer",
     )
 
     def __init__(
@@ -375,6 +383,7 @@ class _Exchange:
         self.server = server
         self.connection = connection
         self.reader = reader
+        self.pending = b""  # read from the socket, not yet consumed (the next head, a body)
         self.writer = connection.writer
         self.loop = asyncio.get_running_loop()
         self.peer = peer
@@ -394,10 +403,6 @@ class _Exchange:
         try:
             try:
                 head = await self._read_head()
-            except asyncio.LimitOverrunError:
-                raise _BadRequest(
-                    431, f"Request head too large (at most {_MAX_HEAD} bytes)"
-                ) from None
             finally:
                 connection.idle = False
             self.command = ""
@@ -423,37 +428,58 @@ class _Exchange:
         return not close
 
     async def _read_head(self) -> bytes:
-        """The request line, then the headers up to the blank line in one read.
+        """The request head (request line and headers, up to its blank line), read whole.
 
-        The request line comes first and alone so that a client ending its lines with a bare
-        LF is answered at once with the reason, not left waiting for a CRLF blank line that
-        never comes. Only HTTP/1.1 always has a header (Host), so only its headers are read
-        at once; any other request line may be followed by the blank line straight away, and
-        its headers (if any) are read line by line.
+        What the socket has is read in chunks of up to ``_READ_SIZE`` bytes and kept in
+        ``pending``: a request usually arrives whole in one chunk, so its head and body cost
+        one read. The head ends at the first blank line, whether its line ends are CRLF or a
+        bare LF, so every complete head is answered at once: a head with no header line
+        (``GET / HTTP/1.1`` then CRLF), and one whose lines end with a bare LF, which
+        ``_parse`` refuses (400) and which would otherwise wait for a CRLF blank line that
+        never comes. A request line that ends with a bare LF is refused without waiting for
+        the rest of the head.
         """
-        reader = self.reader
-        line = await reader.readuntil(b"\n")
-        if line == b"\r\n":  # a stray CRLF after the previous request (RFC 9112 §2.2)
-            line = await reader.readuntil(b"\n")
-        if not line.endswith(b"\r\n"):
-            raise _BadRequest(400, "Malformed request head: lines must end with CRLF")
-        if line.endswith(b" HTTP/1.1\r\n"):
-            head = line + await reader.readuntil(b"\r\n\r\n")
-        else:
-            head, more = line, b""
-            while more not in (b"\r\n", b"\n") and len(head) <= _MAX_HEAD:
-                more = await reader.readuntil(b"\n")
-                head += more  # a bare LF among them: refused by _parse
-        if len(head) > _MAX_HEAD:
-            raise _BadRequest(431, f"Request head too large (at most {_MAX_HEAD} bytes)")
-        return head
+        data: bytes | bytearray = self.pending
+        scanned = 0  # searched already (a head in pieces is not searched again from its start)
+        line_end = -1
+        while True:
+            start = 2 if data[:2] == b"\r\n" else 0  # a stray CRLF after a request (RFC 9112 2.2)
+            if line_end < 0:
+                line_end = data.find(b"\n", max(start, scanned))
+                if line_end >= 0 and (line_end == start or data[line_end - 1] != 13):
+                    raise _BadRequest(400, "Malformed request head: lines must end with CRLF")
+            if line_end >= 0:
+                scan = max(line_end, scanned)
+                end = data.find(b"\n\r\n", scan)
+                bare = data.find(b"\n\n", scan, end + 2 if end >= 0 else len(data))
+                head_end = bare + 2 if bare >= 0 else end + 3 if end >= 0 else -1
+                if head_end >= 0:
+                    if head_end - start > _MAX_HEAD:
+                        break
+                    self.pending = bytes(data[head_end:])
+                    return bytes(data[start:head_end])
+            scanned = max(0, len(data) - 2)  # a blank line may end in the next chunk
+            if len(data) - start > _MAX_HEAD:
+                break
+            chunk = await self.reader.read(_READ_SIZE)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(data), None)  # closed mid-head
+            if not data:
+                data = chunk
+            else:
+                if isinstance(data, bytes):
+                    data = bytearray(data)  # a head in pieces: grown in place, not recopied
+                data += chunk
+        self.pending = b""
+        raise _BadRequest(431, f"Request head too large (at most {_MAX_HEAD} bytes)")
 
     def _parse(self, head: bytes) -> bool:
         """The request line and headers (HTTP/1.0 and 1.1); True when 100-continue is expected.
 
         The headers arrive in one read, up to the blank line (reading them line by line was
         a quarter of the receiver's time per request). Strict: every line ends with CRLF, and
-        obsolete line folding, a malformed header, too many or too long headers are refused.
+        obsolete line folding, a malformed header, too many or too long headers, and an
+        HTTP/1.1 request without exactly one Host header are refused (400).
         """
         crlf = head.count(b"\r\n")
         if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
@@ -485,6 +511,8 @@ class _Exchange:
                 fields[name] = [value.strip()]
             else:
                 values.append(value.strip())
+        if version == "HTTP/1.1" and len(fields.get("host", ())) != 1:  # RFC 9112 3.2
+            raise _BadRequest(400, "An HTTP/1.1 request must have exactly one Host header")
         headers = self.headers = _Headers(fields)
         connection = (headers.get("connection") or "").lower()
         if version == "HTTP/1.1":
