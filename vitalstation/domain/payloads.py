@@ -604,6 +604,11 @@ def parse_inhealth_reading(
     id); the object's own ``device_id``, if any, must equal it. ``now`` defaults to
     ``received_at``. Raises ``PayloadError`` naming every bad field.
     """
+    fast = _plain_inhealth(
+        obj, input, received_at, now, device_id, naive_zone, max_future_skew, raw, source_ref
+    )
+    if fast is not None:
+        return fast
     ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
     if not isinstance(obj, dict):
         raise _not_an_object(obj, "a reading")
@@ -835,6 +840,161 @@ def _fast_device_id(value: object) -> str | None:
         _VALID_DEVICE_IDS.clear()
     _VALID_DEVICE_IDS.add(value)
     return value
+
+
+# The InHealth reading object's plain case (REST single readings, file drop): the fields
+# device_id, timestamp, vitals in their default units, signal_quality and battery_level, and
+# nothing else. The general path asks for every field the format has (units, every vital,
+# notes) through a context object and an error map, and it was a quarter of the REST
+# endpoint's time per reading. As for the bedside message, the fast path gives up (None) at
+# the first thing it does not take, and the general path parses again and words any error:
+# a reading it returns is the one the general path would return (tests/domain/test_payloads.py
+# compares them).
+
+# Per InHealth vital field: its place in the general path's order (VitalKind order), the
+# vital, the unit assumed without a unit field, the conversion to the canonical unit (None:
+# already canonical), and the plausible range in canonical units.
+_PlainField = tuple[int, VitalKind, Unit, Callable[[float], float] | None, float, float]
+
+
+def _plain_inhealth_fields() -> dict[str, _PlainField]:
+    table: dict[str, _PlainField] = {}
+    for order, (kind, field) in enumerate(_KIND_FIELDS):
+        unit = DEFAULT_DEVICE_UNITS[kind]
+        if unit is CANONICAL_UNIT[kind]:
+            convert = None
+        elif unit in _FAST_CONVERSIONS:
+            convert = _FAST_CONVERSIONS[unit]
+        else:
+            continue
+        table[field] = (order, kind, unit, convert, PLAUSIBLE_RANGES[kind].low,
+                        PLAUSIBLE_RANGES[kind].high)
+    return table
+
+
+_PLAIN_INHEALTH: dict[str, _PlainField] = _plain_inhealth_fields()
+_PLAIN_SYSTOLIC = _PLAIN_INHEALTH[VitalKind.SYSTOLIC_BP._value_][0]
+_PLAIN_DIASTOLIC = _PLAIN_INHEALTH[VitalKind.DIASTOLIC_BP._value_][0]
+
+
+def _plain_number(sent: object) -> float | None:
+    """A JSON number as a float (as ``_to_number`` gives it), None for anything else."""
+    sent_type = type(sent)
+    if sent_type is float:
+        return sent  # type: ignore[return-value] - checked just above
+    if sent_type is int and -1e15 < sent < 1e15:  # type: ignore[operator]
+        return float(sent)  # type: ignore[arg-type]
+    return None
+
+
+def _plain_inhealth(
+    obj: object,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None,
+    device_id: str | None,
+    naive_zone: tzinfo,
+    max_future_skew: timedelta,
+    raw: str | None,
+    source_ref: str | None,
+) -> Reading | None:
+    """What :func:`parse_inhealth_reading` returns for the plain case, else None."""
+    if type(obj) is not dict:
+        return None
+    stamp = obj.get("timestamp")
+    own = obj.get("device_id")
+    if type(stamp) is not str:
+        return None
+    if own is None:
+        own = device_id
+    elif device_id is not None and own != device_id:
+        return None
+    resolved = _fast_device_id(own)
+    if resolved is None:
+        return None
+    found: list[tuple[int, Measurement]] = []
+    signal_quality = battery_level = None
+    for field, sent in obj.items():
+        vital = _PLAIN_INHEALTH.get(field)
+        if vital is None:
+            if field == "device_id" or field == "timestamp":
+                continue
+            if field == "signal_quality" or field == "battery_level":
+                if sent is None:
+                    continue
+                percent = _plain_number(sent)
+                if percent is None or not 0.0 <= percent <= 100.0:
+                    return None
+                if field == "signal_quality":
+                    signal_quality = percent
+                else:
+                    battery_level = percent
+                continue
+            return None  # a unit, notes, a field the format does not have: the general path
+        if sent is None:  # null: not measured
+            continue
+        number = _plain_number(sent)
+        if number is None:
+            return None
+        order, kind, unit, convert, low, high = vital
+        value = number if convert is None else convert(number)
+        if not low <= value <= high:  # False for NaN, and infinities are out of range
+            return None
+        found.append((order, Measurement(kind, value, number, unit)))
+    if not found:
+        return None
+    if len(found) > 1:
+        found.sort(key=_first)
+        orders = [order for order, _ in found]
+        has_systolic = _PLAIN_SYSTOLIC in orders
+        if has_systolic != (_PLAIN_DIASTOLIC in orders):
+            return None
+        if has_systolic:
+            values = {order: m.value for order, m in found}
+            if values[_PLAIN_DIASTOLIC] > values[_PLAIN_SYSTOLIC]:
+                return None
+    elif found[0][0] == _PLAIN_SYSTOLIC or found[0][0] == _PLAIN_DIASTOLIC:
+        return None
+    # YYYY-MM-DD[T ]HH:MM:SS, then .fff or .ffffff, then Z or nothing (the zone the device's
+    # clock is set to); fromisoformat checks the digits (ASCII only).
+    length = len(stamp)
+    if length < 19:
+        return None
+    body = length - 1 if stamp[-1] == "Z" else length
+    if not (
+        (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
+        and stamp[4] == "-" and stamp[7] == "-" and stamp[13] == ":" and stamp[16] == ":"
+        and (stamp[10] == "T" or stamp[10] == " ")
+    ):
+        return None
+    try:
+        measured_at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    zone = measured_at.tzinfo
+    if zone is None:
+        if naive_zone is not UTC:
+            return None
+        measured_at = measured_at.replace(tzinfo=UTC)
+    elif zone is not UTC:
+        return None
+    if received_at.tzinfo is not UTC:
+        received_at = require_aware(received_at, "received_at")
+    if now is None:
+        now = received_at
+    elif now.tzinfo is not UTC:
+        now = require_aware(now, "now")
+    if measured_at > now + max_future_skew or measured_at < EARLIEST_PLAUSIBLE:
+        return None
+    return Reading(
+        resolved, measured_at, tuple(m for _, m in found), input, received_at,
+        DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE,
+        signal_quality, battery_level, None, source_ref, raw,
+    )
+
+
+def _first(item: tuple[int, Measurement]) -> int:
+    return item[0]
 
 
 def parse_plain_bedside(
