@@ -163,3 +163,15 @@ def test_countdown_and_details_text() -> None:
     text = details_text({"due_at": due, "stage": [None, "asking_patient"], "note": "",
                          "roles": ["doctor"]})
     assert text == (f"due at: {local_time(NOW)}, stage: — → asking_patient, roles: doctor")
+
+
+def test_a_countdown_tick_after_the_station_stopped_stops_the_countdown(qtbot, station) -> None:
+    # Closing the window stops the station first; a tick that comes in between once asked the
+    # stopped runtime for its alarm engine and raised in Qt's event loop.
+    runtime = station[0]
+    dialog = _open(qtbot, station, _raise(qtbot, station))
+    assert dialog._countdown.isActive()
+    runtime.stop()
+    assert not runtime.running
+    qtbot.waitUntil(lambda: not dialog._countdown.isActive(), timeout=2000)
+    qtbot.wait(200)  # further ticks would raise here (pytest-qt fails on Qt loop exceptions)

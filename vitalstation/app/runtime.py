@@ -134,6 +134,12 @@ class Runtime:
         return self._pipeline
 
     @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :meth:`stop`. A window's timer can still fire after
+        the station stopped, while the window closes: it checks this before asking for parts."""
+        return self._alarms is not None
+
+    @property
     def alarms(self) -> AlarmService:
         """The alarm engine's service (after :meth:`start`)."""
         if self._alarms is None:

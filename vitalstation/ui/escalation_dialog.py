@@ -295,6 +295,9 @@ class EscalationDialog(QDialog):
         self.updated.emit()
 
     def _on_tick(self) -> None:
+        if not self._runtime.running:  # the station stopped; the window is closing
+            self._countdown.stop()
+            return
         self._ticks += 1
         self._show_countdown()
         if self._ticks % NOTIFICATIONS_EVERY_TICKS == 0:
