@@ -224,3 +224,56 @@ def test_fast_path_never_disagrees(
     fast, general, _ = both(obj, device_id=context, zone=zone, now=NOW + timedelta(days=3650))
     if fast is not None:
         assert_same(fast, general)
+
+
+_BATCH_ITEMS = [
+    reading(),
+    reading(device_id=...),  # inherits the batch's device
+    reading(device_id="MON-2"),  # another device: an error for this reading
+    reading(heart_rate="72"),  # a string: the general path's error
+    reading(temperature=98.6, temperature_unit="F"),  # a unit: the general path
+    reading(blood_pressure_systolic=120, blood_pressure_diastolic=80, oxygen_saturation=97),
+    reading(timestamp=...),  # missing
+    reading(timestamp="2025-11-17T10:30:00.123Z", battery_level=15, signal_quality=40),
+    reading(heart_rate=None, oxygen_saturation=None),  # no vital
+    "not an object",
+]
+
+
+@pytest.mark.parametrize("top_id", ["MON-1", None])
+@pytest.mark.parametrize("context_id", ["MON-1", None])
+def test_a_batch_parses_the_same_with_and_without_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch, top_id: str | None, context_id: str | None
+) -> None:
+    from vitalstation.domain import payloads
+    from vitalstation.domain.payloads import parse_inhealth_batch
+
+    body: dict[str, Any] = {"readings": list(_BATCH_ITEMS)}
+    if top_id is not None:
+        body["device_id"] = top_id
+
+    def parse():
+        try:
+            return parse_inhealth_batch(body, input=InputKind.REST, received_at=NOW,
+                                        device_id=context_id, raw="raw", source_ref="POST b")
+        except PayloadError as exc:
+            return ("refused", exc.errors)
+
+    taken: list[Reading] = []
+    plain = payloads._plain_inhealth
+
+    def watched(*args: Any) -> Reading | None:
+        found = plain(*args)
+        if found is not None:
+            taken.append(found)
+        return found
+
+    monkeypatch.setattr(payloads, "_plain_inhealth", watched)
+    fast = parse()
+    monkeypatch.setattr(payloads, "_plain_inhealth", lambda *args: None)
+    general = parse()
+    assert fast == general
+    if top_id is not None or context_id is not None:
+        # The plain items (0, 1: inheriting the id, 5, 7) took the fast path.
+        assert len(taken) == 4
+        assert {r for _, r in fast.readings} >= set(taken)

@@ -687,7 +687,12 @@ def parse_inhealth_batch(
                 "body": f"expected a JSON object (a reading), not {describe_json_type(item)}"
             }
             continue
-        reading, problems = _inhealth(item, ctx, context_id, "batch's")
+        reading = _plain_inhealth(  # the plain case first, as parse_inhealth_reading
+            item, input, received_at, now, context_id, naive_zone, max_future_skew, raw,
+            source_ref,
+        )
+        if reading is None:
+            reading, problems = _inhealth(item, ctx, context_id, "batch's")
         if reading is None:
             errors[index] = problems
         else:
