@@ -983,6 +983,23 @@ def _plain_inhealth(
         measured_at = measured_at.replace(tzinfo=UTC)
     elif zone is not UTC:
         return None
+    received_at = _plain_received_at(measured_at, received_at, now, max_future_skew)
+    if received_at is None:
+        return None
+    return Reading(
+        resolved, measured_at, tuple(m for _, m in found), input, received_at,
+        DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE,
+        signal_quality, battery_level, None, source_ref, raw,
+    )
+
+
+def _plain_received_at(
+    measured_at: datetime, received_at: datetime, now: datetime | None,
+    max_future_skew: timedelta,
+) -> datetime | None:
+    """The fast paths' clock check: ``received_at`` (made aware), or None when
+    ``measured_at`` is too far ahead of ``now`` (default: ``received_at``) or before
+    ``EARLIEST_PLAUSIBLE`` (the general path then words the error)."""
     if received_at.tzinfo is not UTC:
         received_at = require_aware(received_at, "received_at")
     if now is None:
@@ -991,11 +1008,7 @@ def _plain_inhealth(
         now = require_aware(now, "now")
     if measured_at > now + max_future_skew or measured_at < EARLIEST_PLAUSIBLE:
         return None
-    return Reading(
-        resolved, measured_at, tuple(m for _, m in found), input, received_at,
-        DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE,
-        signal_quality, battery_level, None, source_ref, raw,
-    )
+    return received_at
 
 
 def _first(item: tuple[int, Measurement]) -> int:
@@ -1067,13 +1080,8 @@ def parse_plain_bedside(
             measured_at = measured_at.replace(tzinfo=naive_zone).astimezone(UTC)
         except OverflowError:
             return None
-    if received_at.tzinfo is not UTC:
-        received_at = require_aware(received_at, "received_at")
-    if now is None:
-        now = received_at
-    elif now.tzinfo is not UTC:
-        now = require_aware(now, "now")
-    if measured_at > now + max_future_skew or measured_at < EARLIEST_PLAUSIBLE:
+    received_at = _plain_received_at(measured_at, received_at, now, max_future_skew)
+    if received_at is None:
         return None
     return Reading(
         resolved, measured_at, (Measurement(kind, value, number, unit),), input, received_at,
