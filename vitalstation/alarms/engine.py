@@ -600,7 +600,7 @@ class AlarmEngine:
                                     state = news2_states[patient_id] = _PatientNews2()
                             known = state.measured.get(param)
                             if known is None or measured_at >= known.at:
-                                state.measured[param] = _observed(measurement.value, measured_at)
+                                state.measured[param] = Observed(measurement.value, measured_at)
                     if state is not None:
                         state.bed_label = bed_label or state.bed_label
                         rescore[patient_id] = device_id  # type: ignore[index]
@@ -1435,7 +1435,7 @@ class AlarmEngine:
                     state = self._news2[reading.patient_id] = _PatientNews2()
             known = state.measured.get(param)
             if known is None or reading.measured_at >= known.at:
-                state.measured[param] = _observed(measurement.value, reading.measured_at)
+                state.measured[param] = Observed(measurement.value, reading.measured_at)
         if state is None:
             return False
         state.bed_label = reading.bed_label or state.bed_label
@@ -1525,7 +1525,7 @@ class AlarmEngine:
         self._count_open(key, 1)
         raised = record.raised_event()
         if extra:
-            raised = dataclasses.replace(raised, details={**raised.details, **extra})
+            raised = raised._replace(details={**raised.details, **extra})
         # The escalation's first step carries the same snapshot: nothing changed in between.
         return [raised, *self._start_escalation(record, now, raised.alarm)]
 
@@ -1556,7 +1556,7 @@ class AlarmEngine:
             if chain is None:
                 out += self._start_escalation(record, now)
             else:
-                out[index] = dataclasses.replace(event, escalation=chain)
+                out[index] = event._replace(escalation=chain)
         return out
 
     def _start_escalation(
@@ -1585,12 +1585,11 @@ class AlarmEngine:
             notifications = event.notifications
             if alarm.alarm_id is not None:
                 notifications = tuple(
-                    dataclasses.replace(n, alarm_id=alarm.alarm_id) for n in notifications
+                    n._replace(alarm_id=alarm.alarm_id) for n in notifications
                 )
-            out.append(AlarmTransition(
-                kind=event.kind, alarm=alarm, at=event.at, actor=event.actor,
-                origin=event.origin, from_state=alarm.state, to_state=alarm.state,
-                details=event.details, notifications=notifications, escalation=event.chain,
+            out.append(AlarmTransition(  # positional: see model.py
+                event.kind, alarm, event.at, event.actor, event.origin, alarm.state,
+                alarm.state, event.details, notifications, event.chain,
             ))
         return out
 
@@ -1740,19 +1739,6 @@ def _limit_message(
 # The limit is kept, so its id is not reused while its entry exists.
 _MESSAGE_PARTS: dict[tuple[int, VitalKind, Direction], tuple[Limit, str, str]] = {}
 _MESSAGE_PARTS_MAX = 4096
-
-_set_observed_value = Observed.value.__set__  # type: ignore[attr-defined]
-_set_observed_at = Observed.at.__set__  # type: ignore[attr-defined]
-
-
-def _observed(value: float, at: datetime) -> Observed:
-    """``Observed(value, at)`` set through its slots: a frozen dataclass's ``__init__`` goes
-    through ``object.__setattr__``, and NEWS2 keeps one for each reading of a parameter."""
-    observed = object.__new__(Observed)
-    _set_observed_value(observed, value)
-    _set_observed_at(observed, at)
-    return observed
-
 
 _Check = tuple[bool, float, bool, LimitBreach]
 """One limit as :func:`_first_breach` tests it: high side?, threshold, inclusive, its breach."""

@@ -32,9 +32,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from vitalstation.alarms.model import (
+    NO_DETAILS,
     SYSTEM_ACTOR,
     SYSTEM_ORIGIN,
     AlarmActionError,
@@ -156,9 +157,9 @@ def escalation_policy(settings: Settings, base: EscalationPolicy | None = None
     }))
 
 
-@dataclass(frozen=True, slots=True)
-class ChainState:
-    """One alarm's escalation chain: a plain, serialisable value.
+class ChainState(NamedTuple):
+    """One alarm's escalation chain: a plain, serialisable value (a named tuple, as the
+    values of model.py; change one with ``_replace``).
 
     ``due_at`` is the absolute time of the next automatic step (None: nothing more will
     happen by itself). ``notified`` lists the clinical roles told so far, in order.
@@ -234,8 +235,7 @@ class ChainState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class EscalationEvent:
+class EscalationEvent(NamedTuple):
     """One auditable step of a chain, with the chain after it and what to deliver."""
 
     kind: TransitionKind
@@ -243,7 +243,7 @@ class EscalationEvent:
     at: datetime
     actor: str
     origin: str
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = NO_DETAILS
     notifications: tuple[Notification, ...] = ()
 
 
@@ -290,10 +290,9 @@ class Escalator:
         if not self.policy.applies_to(priority) or alarm_key in self._chains:
             return []
         now = now or self._clock()
-        chain = ChainState(
-            alarm_key=alarm_key, priority=priority, stage=ChainStage.ASKING_PATIENT,
-            started_at=now, due_at=now + self.policy.timeout(priority), message=message,
-            patient_id=patient_id, bed_label=bed_label,
+        chain = ChainState(  # positional (alarm_key .. bed_label): a chain per alarm raised
+            alarm_key, priority, ChainStage.ASKING_PATIENT, now,
+            now + self.policy.timeout(priority), message, patient_id, bed_label,
         )
         self._chains[alarm_key] = chain
         return [self._event(
@@ -349,11 +348,10 @@ class Escalator:
             stage = ChainStage.DECLINED
         else:
             stage = ChainStage.AWAITING_ACK
-        updated = dataclasses.replace(
-            chain, stage=stage, notified=notified, answer=choice, answered_at=now,
-            answered_by=actor,
+        updated = chain._replace(
+            stage=stage, notified=notified, answer=choice, answered_at=now, answered_by=actor,
         )
-        updated = dataclasses.replace(updated, due_at=self._next_due(updated, now))
+        updated = updated._replace(due_at=self._next_due(updated, now))
         self._chains[alarm_key] = updated
         return [self._event(
             TransitionKind.PATIENT_ANSWERED, updated, now, actor, origin,
@@ -381,8 +379,8 @@ class Escalator:
         stage = (
             ChainStage.AWAITING_ACK if chain.stage is ChainStage.ASKING_PATIENT else chain.stage
         )
-        updated = dataclasses.replace(chain, stage=stage, notified=chain.notified + to_notify)
-        updated = dataclasses.replace(updated, due_at=self._next_due(updated, now))
+        updated = chain._replace(stage=stage, notified=chain.notified + to_notify)
+        updated = updated._replace(due_at=self._next_due(updated, now))
         self._chains[alarm_key] = updated
         return [self._event(
             TransitionKind.ESCALATED, updated, now, actor, origin,
@@ -405,9 +403,8 @@ class Escalator:
         if chain is None:
             return []
         now = now or self._clock()
-        ended = dataclasses.replace(
-            chain, stage=ChainStage.ENDED, due_at=None, ended_at=now, end_reason=reason,
-            ended_by=actor,
+        ended = chain._replace(
+            stage=ChainStage.ENDED, due_at=None, ended_at=now, end_reason=reason, ended_by=actor,
         )
         return [self._event(
             TransitionKind.ESCALATION_ENDED, ended, now, actor, origin,
@@ -425,7 +422,7 @@ class Escalator:
         due = chain.due_at
         if due is not None:
             due = min(due, now + self.policy.timeout(priority))
-        updated = dataclasses.replace(chain, priority=priority, due_at=due)
+        updated = chain._replace(priority=priority, due_at=due)
         self._chains[alarm_key] = updated
         return updated
 
@@ -483,7 +480,7 @@ class Escalator:
         due = chain.due_at
         target = self._current_rung(chain) + 1
         if target > self._top_rung(chain):
-            return dataclasses.replace(chain, due_at=None), None
+            return chain._replace(due_at=None), None
         ladder = self.policy.ladder
         to_notify = tuple(r for r in ladder[: target + 1] if r not in chain.notified)
         reason = "no_answer" if chain.stage is ChainStage.ASKING_PATIENT else (
@@ -492,11 +489,11 @@ class Escalator:
         stage = (
             ChainStage.AWAITING_ACK if chain.stage is ChainStage.ASKING_PATIENT else chain.stage
         )
-        updated = dataclasses.replace(chain, stage=stage, notified=chain.notified + to_notify)
+        updated = chain._replace(stage=stage, notified=chain.notified + to_notify)
         next_due = None if target >= self._top_rung(updated) else (
             due + self.policy.timeout(chain.priority)
         )
-        updated = dataclasses.replace(updated, due_at=next_due)
+        updated = updated._replace(due_at=next_due)
         return updated, self._event(
             TransitionKind.ESCALATED, updated, now, SYSTEM_ACTOR, SYSTEM_ORIGIN,
             {"reason": reason, "roles": [r.value for r in to_notify], "rung": ladder[target].value,
@@ -509,10 +506,9 @@ class Escalator:
         self, chain: ChainState, roles: Iterable[Role], reason: str
     ) -> tuple[Notification, ...]:
         return tuple(
-            Notification(
-                role=role, channel=channel, alarm_key=chain.alarm_key, priority=chain.priority,
-                reason=reason, message=chain.message, patient_id=chain.patient_id,
-                bed_label=chain.bed_label,
+            Notification(  # positional, in field order (role .. bed_label)
+                role, channel, chain.alarm_key, chain.priority, reason, chain.message,
+                chain.patient_id, chain.bed_label,
             )
             for role in roles
             for channel in self.policy.channels.get(role, ())

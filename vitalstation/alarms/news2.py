@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
+from typing import NamedTuple
 
 from vitalstation.alarms.model import Priority
 from vitalstation.domain.vitals import VitalKind
@@ -223,9 +224,9 @@ def classify(total: int, red_score: bool) -> Risk:
 # -- inputs and result ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """A parameter's latest value and when it was measured (or entered)."""
+class Observed(NamedTuple):
+    """A parameter's latest value and when it was measured (or entered). A named tuple: the
+    engine keeps one for each reading of a parameter, and a tuple is made in one step."""
 
     value: float | Consciousness | bool
     at: datetime

@@ -154,9 +154,9 @@ class AlarmRecord:
         origin: str = SYSTEM_ORIGIN,
     ) -> AlarmTransition:
         """An event of this alarm, with the snapshot after it."""
-        return AlarmTransition(
-            kind=kind, alarm=self.snapshot(), at=at, actor=actor, origin=origin,
-            from_state=from_state, to_state=self.state, details=dict(details or {}),
+        return AlarmTransition(  # positional: see model.py
+            kind, self.snapshot(), at, actor, origin, from_state, self.state,
+            dict(details) if details else {},
         )
 
     def raised_event(self) -> AlarmTransition:
