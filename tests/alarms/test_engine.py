@@ -63,6 +63,28 @@ def test_updates_report_only_a_worse_value(ward: Ward) -> None:
     assert (alarm.value, alarm.worst_value, alarm.update_count) == (125, 125, 2)
 
 
+def test_an_open_alarms_message_follows_the_latest_value_and_limit(ward: Ward) -> None:
+    # The message is made again only when the value or the breached limit changes: a value
+    # that comes back, and the same value after crossing another limit, must still show.
+    messages = []
+    for value in (120, 120, 115, 120, 131, 120):
+        ward.send(heart_rate=value)
+        messages.append(ward.only_alarm().message)
+    assert messages == [
+        "Heart rate high: 120 /min (limit > 110)",
+        "Heart rate high: 120 /min (limit > 110)",
+        "Heart rate high: 115 /min (limit > 110)",
+        "Heart rate high: 120 /min (limit > 110)",
+        "Heart rate high: 131 /min (limit > 130)",
+        "Heart rate high: 120 /min (limit > 110)",
+    ]
+    strict = VitalLimits(VitalKind.HEART_RATE, (above(115, Priority.MEDIUM),))
+    ward.engine.set_override(LimitOverride("P1", strict, author="dr.jones", reason="post-op",
+                                           at=T0))
+    ward.send(heart_rate=120)  # the same value against another limit
+    assert ward.only_alarm().message == "Heart rate high: 120 /min (limit > 115)"
+
+
 def test_one_alarm_per_bed_whatever_the_device(ward: Ward) -> None:
     ward.send(heart_rate=120, device="DEV1")
     assert ward.send(heart_rate=120, device="DEV2") == []

@@ -336,12 +336,13 @@ class _VitalTrack:
     """The latest value of one vital in one scope, and its pending breaches."""
 
     __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "checks", "device_id",
-                 "high_key", "keys", "kind", "low_key", "measured_at", "patient_id", "pending",
-                 "scope", "value")
+                 "high_key", "key", "keys", "kind", "low_key", "measured_at", "message",
+                 "message_of", "patient_id", "pending", "scope", "value")
 
     def __init__(self, scope: str, kind: VitalKind) -> None:
         self.scope = scope
         self.kind = kind
+        self.key = (scope, kind)
         self.keys = {d: _limit_key(scope, kind, d) for d in Direction}
         self.low_key = self.keys[Direction.LOW]
         self.high_key = self.keys[Direction.HIGH]
@@ -355,6 +356,18 @@ class _VitalTrack:
         self.bed_label: str | None = None
         self.device_id: str | None = None
         self.pending: dict[Direction, _Pending] = {}
+        # The message of the last breach evaluated and what it was made of (value, breach):
+        # an open alarm's every reading renews its message, mostly to the same text.
+        self.message = ""
+        self.message_of: tuple[float, LimitBreach] | None = None
+
+    def breach_message(self, direction: Direction, breach: LimitBreach) -> str:
+        """:func:`_limit_message` for the current value, made again only when it changes."""
+        made_of = (self.value, breach)
+        if made_of != self.message_of:
+            self.message = _limit_message(self.kind, direction, self.value, breach)
+            self.message_of = made_of
+        return self.message
 
 
 class _DeviceKeys:
@@ -1126,7 +1139,7 @@ class AlarmEngine:
                         value, priority_now=here.priority, at=now,
                         latching_for=self._latching_for[AlarmKind.LIMIT],
                         limit_value=here.limit.value, measured_at=track.measured_at,
-                        message=_limit_message(track.kind, direction, value, here),
+                        message=track.breach_message(direction, here),
                     )
                 elif (record.condition_present and limits is not None
                       and limits.still_breached(direction, value)):
@@ -1139,17 +1152,18 @@ class AlarmEngine:
                     events = record.condition_ended(now, value=value)
                 else:
                     record.value, events = value, []  # latched: keep the value, no event
-                out += self._settle(record, events, now)
+                if events:  # a plain update of the same condition makes none
+                    out += self._settle(record, events, now)
             elif here is None:
-                track.pending.pop(direction, None)
+                if track.pending:
+                    track.pending.pop(direction, None)
             else:
                 assert limits is not None  # a breach needs limits
                 out += self._breach(track, limits, direction, here, now)
-        track_key = (track.scope, track.kind)
         if track.pending:
-            self._pending_tracks.add(track_key)
+            self._pending_tracks.add(track.key)
         else:
-            self._pending_tracks.discard(track_key)
+            self._pending_tracks.discard(track.key)
         return out
 
     def _breach(
@@ -1541,9 +1555,10 @@ class AlarmEngine:
                 self._count_open(record.key, -1)
             if record.alarm_id is not None:
                 self._by_id.pop(record.alarm_id, None)
-            if self._escalator is not None:
+            if self._escalator is not None:  # the chain ends with the resolved snapshot
                 events = events + self._wrap(
-                    self._escalator.end(record.key, reason="alarm resolved", now=now), record
+                    self._escalator.end(record.key, reason="alarm resolved", now=now),
+                    events[-1].alarm,
                 )
             return events
         if self._escalator is None or record.kind not in self.policy.escalate_kinds:
