@@ -1204,16 +1204,22 @@ class AlarmEngine:
         now: datetime,
         pending: _Pending | None,
     ) -> list[AlarmTransition]:
-        priority = breach.priority if pending is None else pending.priority
-        current = self._limits_for(track.patient_id, track.kind)
-        now_breach = current.evaluate(track.value) if current is not None else None
+        if pending is None:  # ``breach`` is the current value against the current limits
+            priority = current_priority = breach.priority
+            message = track.breach_message(direction, breach)
+        else:  # raised after its delay: the value now may be in another band, or none
+            priority = pending.priority
+            current = self._limits_for(track.patient_id, track.kind)
+            now_breach = current.evaluate(track.value) if current is not None else None
+            current_priority = None if now_breach is None else now_breach.priority
+            message = _delayed_limit_message(track, direction, breach, pending)
         events = self._raise(
             now,
             key=track.keys[direction],
             kind=AlarmKind.LIMIT,
             condition=f"{track.kind.value}.{direction.value}",
             priority=priority,
-            message=_delayed_limit_message(track, direction, breach, pending),
+            message=message,
             higher_is_worse=direction is Direction.HIGH,
             bed_label=track.bed_label,
             patient_id=track.patient_id,
@@ -1221,7 +1227,7 @@ class AlarmEngine:
             vital=track.kind,
             value=track.value,
             worst_value=None if pending is None else pending.worst,
-            current_priority=None if now_breach is None else now_breach.priority,
+            current_priority=current_priority,
             limit_value=breach.limit.value,
             measured_at=track.measured_at,
             details=None if pending is None else {
