@@ -448,3 +448,43 @@ def test_same_inputs_same_clock_same_transitions() -> None:
         return [t.to_dict() for t in events]
 
     assert run() == run()
+
+
+# -- which reading raised what (the REST receiver's alerts_triggered) ----------------------------
+
+def test_process_readings_counts_the_alarms_each_row_raised() -> None:
+    ward = news2_ward()
+    now = ward.now()
+
+    def row(n: int, device: str, patient: str, bed: str, **vitals: float) -> tuple:
+        reading = AttributedReading(
+            device_id=device, measured_at=now - timedelta(seconds=10 - n), received_at=now,
+            measurements=tuple(measurement(k, v) for k, v in vitals.items()),
+            attribution=Attribution.PATIENT, patient_id=patient, bed_label=bed,
+        )
+        return (reading, "patient", patient, bed, None)
+
+    calm = {"respiratory_rate": 16, "oxygen_saturation": 97, "blood_pressure_systolic": 120,
+            "temperature": 37.0}
+    rows = [
+        row(0, "DEV1", "P1", "12", heart_rate=72),  # calm (the device's lane is made)
+        row(1, "DEV1", "P1", "12", heart_rate=120),  # raises HR high
+        row(2, "DEV2", "P2", "14", heart_rate=40),  # raises HR low
+        row(3, "DEV1", "P1", "12", heart_rate=125),  # the same alarm, worse: no new one
+        row(4, "DEV2", "P2", "14", heart_rate=140),  # resolves HR low, raises HR high
+        row(5, "DEV3", "P3", "16", heart_rate=115, **calm),  # raises HR high (NEWS2 2)
+        # Temperature and respiration high, and NEWS2 5 (2+1+2, medium): P3's NEWS2 alarm
+        # is counted for the last row that brought P3 a value, this one.
+        row(6, "DEV3", "P3", "16", temperature=38.4, respiratory_rate=22),
+    ]
+    raised: dict[int, int] = {}
+    transitions = ward.engine.process_readings(rows, raised)
+    assert raised == {1: 1, 2: 1, 4: 1, 5: 1, 6: 3}
+    assert [(t.alarm.device_id, t.alarm.condition) for t in transitions
+            if t.kind is TransitionKind.RAISED] == [
+        ("DEV1", "heart_rate.high"), ("DEV2", "heart_rate.low"), ("DEV2", "heart_rate.high"),
+        ("DEV3", "heart_rate.high"), ("DEV3", "temperature.high"),
+        ("DEV3", "respiratory_rate.high"), ("DEV3", "news2"),
+    ]
+    assert ward.engine.process_readings([row(7, "DEV1", "P1", "12", heart_rate=72)], raised)
+    assert raised == {1: 1, 2: 1, 4: 1, 5: 1, 6: 3}  # resolving raises nothing

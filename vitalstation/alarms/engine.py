@@ -515,13 +515,22 @@ class AlarmEngine:
             (r, r.attribution, r.patient_id, r.bed_label, None) for r in readings
         )
 
-    def process_readings(self, rows: Iterable[StoredRow]) -> list[AlarmTransition]:
+    def process_readings(
+        self, rows: Iterable[StoredRow], raised_by: dict[int, int] | None = None
+    ) -> list[AlarmTransition]:
         """:meth:`process` for the pipeline's stored readings, given as ``(reading,
         attribution, patient_id, bed_label, kinds)`` (see :meth:`AttributedReading.from_reading`):
-        a calm reading is evaluated without an :class:`AttributedReading` made for it."""
-        return self._process(rows)
+        a calm reading is evaluated without an :class:`AttributedReading` made for it.
 
-    def _process(self, rows: Iterable[StoredRow]) -> list[AlarmTransition]:
+        ``raised_by``, when given, is filled with ``{row index: alarms that row raised}`` (a
+        NEWS2 alarm counts for the last row that brought the patient a value): the REST
+        receiver's ``alerts_triggered`` of each reading.
+        """
+        return self._process(rows, raised_by)
+
+    def _process(
+        self, rows: Iterable[StoredRow], raised_by: dict[int, int] | None = None
+    ) -> list[AlarmTransition]:
         """The readings of a batch, in order.
 
         A reading of a device whose lane is known (the device in a bed, its last reading for
@@ -549,8 +558,9 @@ class AlarmEngine:
         profile_limits = self.profile.limits
         news2_states = self._news2
         out: list[AlarmTransition] = []
-        rescore: dict[str, str] = {}  # patient -> device that last brought a value
-        for source, attribution, patient_id, bed_label, kinds in rows:
+        # patient -> (device, row) that last brought a value
+        rescore: dict[str, tuple[str, int]] = {}
+        for index, (source, attribution, patient_id, bed_label, kinds) in enumerate(rows):
             if attribution.__class__ is not Attribution:
                 attribution = _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
             device_id = source.device_id
@@ -602,7 +612,11 @@ class AlarmEngine:
                             if not (track.calm_low < value < track.calm_high
                                     and not track.pending and track.low_key not in open_
                                     and track.high_key not in open_):
-                                out += self._evaluate(track, limits, now)
+                                made = self._evaluate(track, limits, now)
+                                if made:
+                                    out += made
+                                    if raised_by is not None:
+                                        _count_raised(raised_by, index, made)
                         if news2 and patient_id is not None:
                             param = _PARAMETER_OF_VITAL.get(kind)
                             if param is None:
@@ -616,7 +630,7 @@ class AlarmEngine:
                                 state.measured[param] = Observed(measurement.value, measured_at)
                     if state is not None:
                         state.bed_label = bed_label or state.bed_label
-                        rescore[patient_id] = device_id  # type: ignore[index]
+                        rescore[patient_id] = (device_id, index)  # type: ignore[index]
                     continue
             # The full path.
             if kinds is None and isinstance(source, AttributedReading):
@@ -626,18 +640,26 @@ class AlarmEngine:
                     source, attribution=attribution, patient_id=patient_id,
                     bed_label=bed_label, kinds=kinds,
                 )
-            out += self._on_reading(reading, now, live_from)
+            made = self._on_reading(reading, now, live_from)
+            if made:
+                out += made
+                if raised_by is not None:
+                    _count_raised(raised_by, index, made)
             if news2 and reading.patient_id is not None and self._news2_on_reading(reading):
-                rescore[reading.patient_id] = reading.device_id
+                rescore[reading.patient_id] = (reading.device_id, index)
             if fast and attribution in _IN_A_BED:
                 watch = self._devices.get(device_id)
                 if watch is not None:
                     lanes[device_id] = _Lane(attribution, patient_id, bed_label,
                                              reading.scope, watch)
-        for patient_id, device_id in rescore.items():
-            out += self._evaluate_news2(
+        for patient_id, (device_id, index) in rescore.items():
+            made = self._evaluate_news2(
                 patient_id, self._news2[patient_id], now, device_id=device_id
             )
+            if made:
+                out += made
+                if raised_by is not None:
+                    _count_raised(raised_by, index, made)
         return out
 
     def tick(self, now: datetime | None = None) -> list[AlarmTransition]:
@@ -1640,6 +1662,13 @@ class AlarmEngine:
         if self._escalator is None:
             raise AlarmActionError("escalation is disabled on this station")
         return self._escalator
+
+
+def _count_raised(raised_by: dict[int, int], index: int, made: list[AlarmTransition]) -> None:
+    """Add the alarms ``made`` raised to row ``index``'s count (none: no entry)."""
+    count = sum(1 for transition in made if transition.kind is TransitionKind.RAISED)
+    if count:
+        raised_by[index] = raised_by.get(index, 0) + count
 
 
 def _parse_enum(enum_type: Any, value: Any, what: str) -> Any:

@@ -64,7 +64,6 @@ from vitalstation.alarms import (
     UnknownAlarm,
     VitalLimits,
 )
-from vitalstation.alarms.engine import StoredRow
 from vitalstation.alarms.model import check_actor, check_origin, is_device_origin
 from vitalstation.config.settings import Settings
 from vitalstation.domain.clock import Clock, utc_now
@@ -250,20 +249,18 @@ class AlarmService:
             for item in stored
         ]
         size = EVALUATE_CHUNK_READINGS
+        raised: dict[int, int] = {}
         if len(rows) <= size:
             with self._lock:
-                transitions = self.engine.process_readings(rows)
+                transitions = self.engine.process_readings(rows, raised)
                 self._handle(transitions)
-            return _raised_by_reading(rows, transitions) if transitions else {}
-        raised: dict[int, int] = {}
+            return raised
         for start in range(0, len(rows), size):
-            chunk = rows[start:start + size]
+            in_chunk: dict[int, int] = {}
             with self._lock:
-                transitions = self.engine.process_readings(chunk)
+                transitions = self.engine.process_readings(rows[start:start + size], in_chunk)
                 self._handle(transitions)
-            if not transitions:
-                continue
-            for index, count in _raised_by_reading(chunk, transitions).items():
+            for index, count in in_chunk.items():
                 raised[start + index] = count
         return raised
 
@@ -724,34 +721,6 @@ def _vital(vital: VitalKind | str) -> VitalKind:
         return vital if isinstance(vital, VitalKind) else VitalKind(vital)
     except ValueError:
         raise AlarmActionError(f"{vital!r} is not a vital sign") from None
-
-
-def _raised_by_reading(
-    rows: Sequence[StoredRow], transitions: Sequence[AlarmTransition]
-) -> dict[int, int]:
-    """Which reading raised each new alarm: the batch's last reading of the alarm's device
-    measured at the alarm's time, else the device's last reading in the batch."""
-    raised = [t.alarm for t in transitions if t.kind is TransitionKind.RAISED]
-    if not raised:
-        return {}
-    devices = {alarm.device_id for alarm in raised}
-    last: dict[str, int] = {}
-    exact: dict[tuple[str, object], int] = {}
-    for index, row in enumerate(rows):
-        reading = row[0]
-        if reading.device_id in devices:  # only the devices that raised an alarm
-            last[reading.device_id] = index
-            exact[(reading.device_id, reading.measured_at)] = index
-    counts: dict[int, int] = {}
-    for alarm in raised:
-        if alarm.device_id is None:
-            continue
-        index = exact.get((alarm.device_id, alarm.measured_at)) if alarm.measured_at else None
-        if index is None:
-            index = last.get(alarm.device_id)
-        if index is not None:
-            counts[index] = counts.get(index, 0) + 1
-    return counts
 
 
 def transition_line(transition: AlarmTransition) -> str:
