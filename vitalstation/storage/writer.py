@@ -657,13 +657,9 @@ class ReadingWriter:
                     if is_new:
                         added.append(measurement.kind)
                 new_kinds = tuple(added)
-            results.append(ReadingResult(
-                stored_outcome if new_kinds else duplicate,
-                record_ids=record_ids,
-                new_kinds=new_kinds,
-                attribution=where.attribution,
-                patient_id=where.patient_id,
-                bed_label=where.bed_label,
+            results.append(ReadingResult(  # positional: keywords cost a third more per call
+                stored_outcome if new_kinds else duplicate, record_ids, new_kinds,
+                where.attribution, where.patient_id, where.bed_label,
             ))
         return results
 
