@@ -32,7 +32,7 @@ from vitalstation.domain.errors import UserError
 from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.directory import current_version
 from vitalstation.storage.engine import write_connection
-from vitalstation.storage.json_text import json_text
+from vitalstation.storage.json_text import json_text, record_text_writer
 from vitalstation.storage.outbox import (
     OutboxMessage,
     OutboxStatus,
@@ -714,8 +714,7 @@ def _write_sqlite(
             if row.chain is None:  # the stored chain stays
                 by_columns[0].append((*values, alarm_id))
             else:
-                chain = json_text(row.chain.to_dict())
-                by_columns[1].append((*values, chain, alarm_id))
+                by_columns[1].append((*values, _chain_text(row.chain), alarm_id))
         for statement, rows in zip(_SQLITE_UPDATE_ALARM, by_columns, strict=True):
             if rows:
                 cursor.executemany(statement, rows)
@@ -755,7 +754,7 @@ def _insert_sqlite_alarms(cursor: Any, new_rows: list[_RowWrite]) -> None:
     """
     inserts = [(
         *_sqlite_row(row.last),
-        None if row.chain is None else json_text(row.chain.to_dict()),
+        None if row.chain is None else _chain_text(row.chain),
         row.first.alarm.bed_label, row.first.alarm.patient_id,
     ) for row in new_rows]
     cursor.execute(_SQLITE_INSERT_ALARM, inserts[0])
@@ -788,8 +787,14 @@ def _sqlite_row(transition: AlarmTransition) -> tuple[Any, ...]:
         alarm.state._value_, alarm.device_id, alarm.value, alarm.limit_value, alarm.message,
         sqlite_time_text(alarm.raised_at), sqlite_time_text(updated_at),
         None if resolved_at is None else sqlite_time_text(resolved_at),
-        json_text(alarm.to_dict()),
+        _alarm_text(alarm),
     )
+
+
+# ``json_text(alarm.to_dict())`` and ``json_text(chain.to_dict())``, the same text written
+# without building the dicts (one snapshot per alarm row written, and its chain).
+_alarm_text = record_text_writer(Alarm)
+_chain_text = record_text_writer(ChainState)
 
 
 def _override_row(row: Any) -> OverrideRow:

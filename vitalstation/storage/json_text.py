@@ -12,16 +12,22 @@ values are never either, by validation). Times and dataclasses go through ``str`
 
 A value orjson cannot write (an integer beyond 64 bits, a key of a type it refuses) falls back
 to the standard encoder: a transition is never left unstored for the encoder's sake.
+
+:func:`record_text_writer` writes the same text as ``json_text(record.to_dict())`` for the
+named tuples stored whole (an alarm's snapshot, its escalation chain: one of each per alarm row
+written) without building that dict in Python: orjson writes their times and enums itself.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any, NamedTuple
 
 import orjson
 
-__all__ = ["json_text"]
+__all__ = ["json_text", "record_text_writer"]
 
 _OPTIONS = (
     orjson.OPT_SORT_KEYS
@@ -29,6 +35,8 @@ _OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS
 )
+# Times and enums as orjson writes them: for a time in UTC the text of isoformat().
+_RECORD_OPTIONS = orjson.OPT_SORT_KEYS
 _FALLBACK = json.JSONEncoder(default=str, sort_keys=True)
 _dumps = orjson.dumps
 
@@ -39,3 +47,33 @@ def json_text(value: Any) -> str:
         return _dumps(value, str, _OPTIONS).decode()
     except (orjson.JSONEncodeError, TypeError):
         return _FALLBACK.encode(value)
+
+
+def record_text_writer(record_type: type[NamedTuple]) -> Callable[[Any], str]:
+    """A function giving ``json_text(record.to_dict())`` for records of ``record_type``, a
+    named tuple whose ``to_dict`` holds each field under its own name, its times by
+    ``isoformat()``, its enums by value and its tuples as lists.
+
+    The record's own fields go to orjson as they are, which writes that same text about twice
+    as fast. orjson and ``isoformat()`` agree on every time in UTC, naive or at an offset of
+    whole minutes, but not on an offset with seconds (``+00:00:05``): a record with a time
+    (a field annotated ``datetime``) not in UTC, or a value orjson refuses, goes through
+    ``to_dict`` instead, so the text is always exactly ``to_dict``'s.
+    """
+    fields = record_type._fields
+    annotations = record_type.__annotations__
+    times = tuple(
+        index for index, name in enumerate(fields) if "datetime" in str(annotations.get(name))
+    )
+
+    def record_text(record: Any) -> str:
+        for index in times:
+            value = record[index]
+            if value is not None and value.tzinfo is not UTC:
+                return json_text(record.to_dict())
+        try:
+            return _dumps(dict(zip(fields, record, strict=True)), None, _RECORD_OPTIONS).decode()
+        except TypeError:  # orjson.JSONEncodeError included
+            return json_text(record.to_dict())
+
+    return record_text
