@@ -18,7 +18,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -65,6 +65,7 @@ __all__ = [
     "parse_payload",
     "parse_plain_bedside",
     "validate_reading",
+    "validate_readings",
 ]
 
 # Readings in one batch; the seed had no cap, so one request could hold the pipeline for minutes.
@@ -1255,3 +1256,83 @@ def validate_reading(
     if reading.notes is not None and len(reading.notes) > MAX_NOTES_CHARS:
         errors["notes"] = f"is {len(reading.notes)} characters long; at most {MAX_NOTES_CHARS}"
     return errors
+
+
+_PERCENT_LOW = PERCENT_RANGE.low
+_PERCENT_HIGH = PERCENT_RANGE.high
+
+
+def validate_readings(
+    readings: Sequence[Reading], *, now: datetime,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> dict[int, dict[str, str]]:
+    """:func:`validate_reading` of each of ``readings``: the problems by index, ``{}`` when all
+    are valid.
+
+    For the pipeline's batches (a REST batch is hundreds of readings of one device): a reading
+    of the plain kind is found valid with a few comparisons here - its device id already
+    found valid in this call, a UTC time within the bounds (the latest computed once), each
+    vital a known kind within its range in an accepted unit, no vital twice, no blood pressure
+    pair, levels within 0-100 %, notes within their length. Anything else, valid or not, is
+    judged by :func:`validate_reading` itself, so the verdict and its words are the same.
+    """
+    problems: dict[int, dict[str, str]] = {}
+    latest = now + max_future_skew
+    earliest = EARLIEST_PLAUSIBLE
+    valid_ids: set[str] = set()  # device ids found valid in this call
+    checks = _CHECK_BY_TEXT
+    vital_kind, unit_type, utc = VitalKind, Unit, UTC
+    for index, reading in enumerate(readings):
+        device_id = reading.device_id
+        measured = reading.measured_at
+        plain = (
+            type(device_id) is str and device_id in valid_ids
+            and type(measured) is datetime and measured.tzinfo is utc
+            and earliest <= measured <= latest
+        )
+        if plain:
+            measurements = reading.measurements
+            count = len(measurements)
+            if count == 1 or (count == 2 and measurements[0].kind is not measurements[1].kind):
+                for m in measurements:
+                    kind = m.kind
+                    if type(kind) is not vital_kind:
+                        plain = False
+                        break
+                    text = kind._value_
+                    if text == _SYSTOLIC or text == _DIASTOLIC:  # the pair's order: full check
+                        plain = False
+                        break
+                    low, high, units = checks[text]
+                    value = m.value
+                    unit = m.original_unit
+                    if not (
+                        type(value) is float and low <= value <= high
+                        and type(unit) is unit_type and unit._value_ in units
+                    ):
+                        plain = False
+                        break
+            else:
+                plain = False
+        if plain:
+            level = reading.signal_quality
+            if level is not None and not (
+                type(level) is float and _PERCENT_LOW <= level <= _PERCENT_HIGH
+            ):
+                plain = False
+            level = reading.battery_level
+            if level is not None and not (
+                type(level) is float and _PERCENT_LOW <= level <= _PERCENT_HIGH
+            ):
+                plain = False
+            notes = reading.notes
+            if notes is not None and len(notes) > MAX_NOTES_CHARS:
+                plain = False
+        if plain:
+            continue
+        errors = validate_reading(reading, now=now, max_future_skew=max_future_skew)
+        if errors:
+            problems[index] = errors
+        elif type(device_id) is str:
+            valid_ids.add(device_id)
+    return problems

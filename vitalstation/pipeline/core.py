@@ -17,14 +17,15 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import TypeVar
 
 from vitalstation.domain.clock import Clock, utc_now
-from vitalstation.domain.payloads import DEFAULT_MAX_FUTURE_SKEW, validate_reading
+from vitalstation.domain.payloads import DEFAULT_MAX_FUTURE_SKEW, validate_readings
 from vitalstation.domain.readings import Reading
 from vitalstation.pipeline.types import (
     ActivityEntry,
@@ -70,6 +71,10 @@ database is down would otherwise be a payload acknowledged and kept nowhere.
 
 
 _T = TypeVar("_T")
+
+_OUTCOME = attrgetter("outcome")
+_NEW_KINDS = attrgetter("new_kinds")
+_RECEIVED_AT = attrgetter("received_at")
 
 
 class _GaveUp(Exception):
@@ -417,59 +422,83 @@ class Pipeline:
             if isinstance(item, _DeadLetter):
                 self._write_dead_letter(item)
 
-        results: list[list[ReadingResult | None]] = []
+        # Readings are handled as whole lists where they can be (a REST batch is hundreds of
+        # readings of one submission): the per-reading Python work is what limits the
+        # station's throughput, so no position is kept per reading unless a reading needs one.
+        problems: list[dict[int, dict[str, str]]] = []  # per submission: rejected by index
         to_write: list[Reading] = []
-        positions: list[tuple[int, int]] = []
-        for s_index, submission in enumerate(submissions):
-            slots: list[ReadingResult | None] = []
-            for r_index, reading in enumerate(submission.readings):
-                errors = validate_reading(reading, now=now, max_future_skew=self._max_future_skew)
-                if errors:
-                    slots.append(ReadingResult(Outcome.REJECTED, errors=errors))
-                else:
-                    slots.append(None)
-                    to_write.append(reading)
-                    positions.append((s_index, r_index))
-            results.append(slots)
+        for submission in submissions:
+            readings = submission.readings
+            found = validate_readings(readings, now=now, max_future_skew=self._max_future_skew)
+            problems.append(found)
+            if found:
+                to_write.extend(r for i, r in enumerate(readings) if i not in found)
+            else:
+                to_write.extend(readings)
 
         written, retried = self._write_with_retry(to_write, now) if to_write else ([], False)
         committed = time.monotonic()
-        for (s_index, r_index), result in zip(positions, written, strict=True):
-            results[s_index][r_index] = result
 
-        stored: list[StoredReading] = []
-        stored_at: list[tuple[int, int]] = []  # each stored reading's (submission, slot)
-        for position, reading, result in zip(positions, to_write, written, strict=True):
-            if result.outcome is Outcome.STORED:
-                stored.append(StoredReading(reading, result))
-                stored_at.append(position)
-            elif retried and result.outcome is Outcome.DUPLICATE:
-                # A failed attempt may have committed after all (the connection dropped while
-                # the COMMIT was being acknowledged): the retry then finds the rows. Those
-                # readings were never shown to the subscribers, so show them now: an alarm
-                # evaluated twice is an update; one never evaluated is a silent alarm.
-                stored.append(StoredReading(
-                    reading, dataclasses.replace(result, new_kinds=reading.kinds())
-                ))
-                stored_at.append(position)
+        stored_at = self._stored_at(written, retried)  # None: every written reading
+        if stored_at is None:
+            stored = list(map(StoredReading, to_write, written))
+        else:
+            stored = []
+            for i in stored_at:
+                result = written[i]
+                if result.outcome is not Outcome.STORED:
+                    # A failed attempt may have committed after all (the connection dropped
+                    # while the COMMIT was being acknowledged): the retry then finds the rows.
+                    # Those readings were never shown to the subscribers, so show them now: an
+                    # alarm evaluated twice is an update; one never evaluated is a silent alarm.
+                    result = dataclasses.replace(result, new_kinds=to_write[i].kinds())
+                stored.append(StoredReading(to_write[i], result))
         if stored:
             raised = self._notify_subscribers(stored)
             for index, count in raised.items():
-                if count and 0 <= index < len(stored_at):
-                    s_index, r_index = stored_at[index]
-                    slot = results[s_index][r_index]
-                    if slot is not None:
-                        results[s_index][r_index] = dataclasses.replace(
-                            slot, alarms_raised=slot.alarms_raised + count
-                        )
+                if count and 0 <= index < len(stored):
+                    at = index if stored_at is None else stored_at[index]
+                    slot = written[at]
+                    written[at] = dataclasses.replace(
+                        slot, alarms_raised=slot.alarms_raised + count
+                    )
 
-        self._record_batch(submissions, results, started, committed, now)
-        for submission, slots in zip(submissions, results, strict=True):
-            final = [slot for slot in slots if slot is not None]
+        self._record_batch(
+            submissions, problems, to_write, written, stored_at, started, committed, now
+        )
+        position = 0
+        for submission, found in zip(submissions, problems, strict=True):
+            count = len(submission.readings)
+            if not found:
+                final = written[position:position + count]
+                position += count
+            else:
+                final = []
+                for index in range(count):
+                    errors = found.get(index)
+                    if errors is not None:
+                        final.append(ReadingResult(Outcome.REJECTED, errors=errors))
+                    else:
+                        final.append(written[position])
+                        position += 1
             self._resolve(submission, final)
         for item in items:
             if isinstance(item, _Activity):
                 self._write_activity(item)
+
+    @staticmethod
+    def _stored_at(written: list[ReadingResult], retried: bool) -> list[int] | None:
+        """Which written readings go to the subscribers: None for all of them (the usual
+        batch: every reading new), else their indexes - the new ones and, after a retry,
+        the duplicates the failed attempt may have committed."""
+        outcomes = list(map(_OUTCOME, written))
+        stored_outcome = Outcome.STORED
+        if not retried:
+            if outcomes.count(stored_outcome) == len(outcomes):
+                return None
+            return [i for i, outcome in enumerate(outcomes) if outcome is stored_outcome]
+        shown = (stored_outcome, Outcome.DUPLICATE)
+        return [i for i, outcome in enumerate(outcomes) if outcome in shown]
 
     def _write_with_retry(
         self, readings: list[Reading], now: datetime
@@ -567,38 +596,39 @@ class Pipeline:
     def _record_batch(
         self,
         submissions: list[_Submission],
-        results: list[list[ReadingResult | None]],
+        problems: list[dict[int, dict[str, str]]],
+        to_write: list[Reading],
+        written: list[ReadingResult],
+        stored_at: list[int] | None,
         started: float,
         committed: float,
         now: datetime,
     ) -> None:
-        counts = {outcome: 0 for outcome in Outcome}
-        records = 0
-        oldest: datetime | None = None  # the earliest receipt of a stored reading
-        for submission, slots in zip(submissions, results, strict=True):
-            for reading, result in zip(submission.readings, slots, strict=True):
-                if result is None:
-                    continue
-                counts[result.outcome] += 1
-                records += len(result.new_kinds)
-                if result.outcome is Outcome.STORED and (
-                    oldest is None or reading.received_at < oldest
-                ):
-                    oldest = reading.received_at
+        counts = Counter(map(_OUTCOME, written))  # the store's outcomes; C loops, not Python's
+        records = sum(map(len, map(_NEW_KINDS, written)))
+        rejected = sum(map(len, problems))  # by the validation
+        # The earliest receipt of a stored (new) reading, one subtraction per batch.
+        if stored_at is None:
+            receipts = list(map(_RECEIVED_AT, to_write))
+        else:
+            receipts = [to_write[i].received_at for i in stored_at
+                        if written[i].outcome is Outcome.STORED]
+        oldest = min(receipts) if receipts else None
         lag_ms = 0.0
-        if oldest is not None:  # one subtraction per batch, not one per reading
+        if oldest is not None:
             lag = (now - oldest).total_seconds() * 1000
             lag_ms = max(0.0, lag + (committed - started) * 1000)
         wait_ms = max(((started - s.enqueued_at) * 1000 for s in submissions), default=0.0)
+        submitted = sum(len(s.readings) for s in submissions)
         with self._stats_lock:
-            self._counters.add("submitted", sum(len(s.readings) for s in submissions))
+            self._counters.add("submitted", submitted)
             self._counters.add("batches")
             self._counters.add("stored", counts[Outcome.STORED])
             self._counters.add("duplicates", counts[Outcome.DUPLICATE])
-            self._counters.add("rejected", counts[Outcome.REJECTED])
+            self._counters.add("rejected", counts[Outcome.REJECTED] + rejected)
             self._counters.add("failed", counts[Outcome.FAILED])
             self._counters.add("records", records)
-            self._gauges["last_batch_size"] = sum(len(s.readings) for s in submissions)
+            self._gauges["last_batch_size"] = submitted
             self._gauges["last_commit_ms"] = (committed - started) * 1000
             self._gauges["lag_ms"] = lag_ms
             self._gauges["queue_wait_ms"] = wait_ms
