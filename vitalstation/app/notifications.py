@@ -49,6 +49,7 @@ from vitalstation.storage.store import Store
 _LOGGER = logging.getLogger(__name__)
 
 STATION_CHANNELS = (Channel.STATION.value, Channel.DEVICE.value)
+_STATION = Channel.STATION.value
 DYNAMODB_CHANNEL = "dynamodb"
 UNCONFIGURED_PREFIX = "unconfigured:"
 CONTACTS_REFRESH_S = 10.0
@@ -134,33 +135,44 @@ class NotificationRouter:
             self.refresh()
 
     def __call__(self, transition: AlarmTransition) -> list[OutboxMessage]:
-        """The messages ``transition`` causes."""
+        """The messages ``transition`` causes.
+
+        Called for every transition on the pipeline thread, most of which notify no one: those
+        return at once. Enum values are read as ``_value_`` (the same text as ``.value``
+        without the property's cost) and the event and time are written once per transition.
+        """
+        notifications = transition.notifications
+        # The anomaly item's table, when this transition makes one.
+        dynamodb = self.dynamodb_table if transition.kind is TransitionKind.RAISED else None
         messages: list[OutboxMessage] = []
+        if not notifications and not dynamodb:
+            return messages
         alarm = transition.alarm
-        for notification in transition.notifications:
+        event, at = transition.kind._value_, transition.at.isoformat()
+        for notification in notifications:
+            role = notification.role._value_
             payload = {
-                "station": self.station, "alarm_key": alarm.key,
-                "event": transition.kind.value, "at": transition.at.isoformat(),
-                "role": notification.role.value, "reason": notification.reason,
-                "priority": notification.priority.value, "message": notification.message,
+                "station": self.station, "alarm_key": alarm.key, "event": event, "at": at,
+                "role": role, "reason": notification.reason,
+                "priority": notification.priority._value_, "message": notification.message,
                 "patient_id": notification.patient_id, "bed": notification.bed_label,
             }
-            channel = notification.channel.value
+            channel = notification.channel._value_
             if channel in STATION_CHANNELS:
-                recipient = "station" if channel == Channel.STATION.value else (
+                recipient = "station" if channel == _STATION else (
                     f"device:{alarm.device_id}" if alarm.device_id else "device"
                 )
                 messages.append(OutboxMessage(channel, recipient, payload))
                 continue
             addresses = self.addresses(
-                notification.role.value, channel, patient_id=notification.patient_id,
+                role, channel, patient_id=notification.patient_id,
                 bed_label=notification.bed_label,
             )
-            for address in addresses or [f"{UNCONFIGURED_PREFIX}{notification.role.value}"]:
+            for address in addresses or [f"{UNCONFIGURED_PREFIX}{role}"]:
                 messages.append(OutboxMessage(channel, address, payload))
-        if self.dynamodb_table and transition.kind is TransitionKind.RAISED:
+        if dynamodb:
             messages.append(OutboxMessage(
-                DYNAMODB_CHANNEL, self.dynamodb_table, anomaly_item(alarm, self.station)
+                DYNAMODB_CHANNEL, dynamodb, anomaly_item(alarm, self.station)
             ))
         return messages
 
