@@ -691,6 +691,7 @@ _SQLITE_INSERT_OUTBOX = (
     f"INSERT INTO notification_outbox ({', '.join(_OUTBOX_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})"
 )
+_PENDING = OutboxStatus.PENDING.value
 
 
 def _write_sqlite(
@@ -705,12 +706,13 @@ def _write_sqlite(
     rows and stored text as SQLAlchemy's, without its per-statement compilation and per-value
     processing (most of an alarm batch's cost, paid on the pipeline thread)."""
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    times = _TimeTexts()
     try:
         if new_rows:
-            _insert_sqlite_alarms(cursor, new_rows)
+            _insert_sqlite_alarms(cursor, new_rows, times)
         by_columns: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         for alarm_id, row in updates.items():
-            values = _sqlite_row(row.last)
+            values = _sqlite_row(row.last, times)
             if row.chain is None:  # the stored chain stays
                 by_columns[0].append((*values, alarm_id))
             else:
@@ -723,7 +725,7 @@ def _write_sqlite(
         for index, transition in enumerate(transitions):
             target = targets[index]
             alarm_id = target if isinstance(target, int) else target.alarm_id
-            at = sqlite_time_text(transition.at)
+            at = times[transition.at]
             details = transition.details
             events.append((alarm_id, at, transition.kind._value_, transition.actor,
                            transition.origin,
@@ -733,7 +735,7 @@ def _write_sqlite(
                 for message in messages[index]:  # message_rows' columns, as tuples
                     outbox.append((at, alarm_id, key, message.channel, message.recipient,
                                    payload_json(message.payload, alarm_id),
-                                   OutboxStatus.PENDING.value, 0, at, at))
+                                   _PENDING, 0, at, at))
         if events:
             cursor.executemany(_SQLITE_INSERT_EVENT, events)
         if outbox:
@@ -742,7 +744,7 @@ def _write_sqlite(
         cursor.close()
 
 
-def _insert_sqlite_alarms(cursor: Any, new_rows: list[_RowWrite]) -> None:
+def _insert_sqlite_alarms(cursor: Any, new_rows: list[_RowWrite], times: _TimeTexts) -> None:
     """Insert the alarm rows raised in this write; each ``alarm_id`` set.
 
     The first row alone, its id from ``lastrowid``; the others in one statement with the ids
@@ -753,7 +755,7 @@ def _insert_sqlite_alarms(cursor: Any, new_rows: list[_RowWrite]) -> None:
     row goes on its own.
     """
     inserts = [(
-        *_sqlite_row(row.last),
+        *_sqlite_row(row.last, times),
         None if row.chain is None else _chain_text(row.chain),
         row.first.alarm.bed_label, row.first.alarm.patient_id,
     ) for row in new_rows]
@@ -774,9 +776,10 @@ def _insert_sqlite_alarms(cursor: Any, new_rows: list[_RowWrite]) -> None:
         row.alarm_id = int(cursor.lastrowid)
 
 
-def _sqlite_row(transition: AlarmTransition) -> tuple[Any, ...]:
+def _sqlite_row(transition: AlarmTransition, times: _TimeTexts) -> tuple[Any, ...]:
     """``_row_values(transition, ..., with_escalation=False)`` as a tuple in ``_ROW_COLUMNS``
-    order, times as SQLite stores them; built directly (one per alarm row written)."""
+    order, times as SQLite stores them (from ``times``); built directly (one per alarm row
+    written)."""
     alarm = transition.alarm
     vital = alarm.vital
     updated_at = alarm.updated_at if alarm.updated_at >= transition.at else transition.at
@@ -785,10 +788,23 @@ def _sqlite_row(transition: AlarmTransition) -> tuple[Any, ...]:
         alarm.key, alarm.kind._value_, alarm.condition[:64],
         None if vital is None else vital._value_, alarm.priority._value_,
         alarm.state._value_, alarm.device_id, alarm.value, alarm.limit_value, alarm.message,
-        sqlite_time_text(alarm.raised_at), sqlite_time_text(updated_at),
-        None if resolved_at is None else sqlite_time_text(resolved_at),
+        times[alarm.raised_at], times[updated_at],
+        None if resolved_at is None else times[resolved_at],
         _alarm_text(alarm),
     )
+
+
+class _TimeTexts(dict[datetime, str]):
+    """``sqlite_time_text`` of each time, worked out once per write: a batch's transitions
+    share one time (the engine's clock when the batch was evaluated), which is each event's
+    and outbox row's time and most alarm rows' ``updated_at`` and ``raised_at``. Equal times
+    (the same instant) have the same text, so a time found here is as good as one computed."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: datetime) -> str:
+        text = self[value] = sqlite_time_text(value)
+        return text
 
 
 # ``json_text(alarm.to_dict())`` and ``json_text(chain.to_dict())``, the same text written
