@@ -20,7 +20,9 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from vitalstation.domain.errors import PayloadError, describe_json_type, quote, summarize
 from vitalstation.domain.readings import DataSource, InputKind, Measurement, Reading
@@ -827,6 +829,72 @@ def _fast_vitals() -> dict[str, _FastVital]:
 
 _FAST_VITALS: dict[str, _FastVital] = _fast_vitals()
 
+# The fast paths build their Measurement and Reading through the slots' own descriptors. The
+# frozen dataclasses' generated ``__init__`` sets each field with ``object.__setattr__(self,
+# name, value)``, ~1,600 instructions a field: 18,000 for a Reading, 7,800 for a Measurement,
+# a third of the fast path's whole cost. ``Class.field.__set__`` sets the same slot in a
+# fraction of that; the object is the one ``__init__`` makes (equal, as frozen). The field
+# lists are checked against the classes at import, so a field added there without being added
+# here fails at once instead of leaving a slot unset.
+_MEASUREMENT_FIELDS = ("kind", "value", "original_value", "original_unit")
+_READING_FIELDS = (
+    "device_id", "measured_at", "measurements", "input", "received_at", "data_source",
+    "signal_quality", "battery_level", "notes", "source_ref", "raw",
+)
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
+    """Each field's slot setter, in ``names`` order, once ``cls`` is known to have just those."""
+    slots = cls.__dict__.get("__slots__")
+    if tuple(f.name for f in dataclass_fields(cls)) != names or slots != names:
+        raise RuntimeError(f"payloads: {cls.__name__}'s fields are not {names}")
+    if hasattr(cls, "__post_init__"):
+        raise RuntimeError(f"payloads: {cls.__name__} has a __post_init__ the fast path skips")
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_new = object.__new__
+(_m_kind, _m_value, _m_original_value, _m_original_unit) = _slot_setters(
+    Measurement, _MEASUREMENT_FIELDS
+)
+(_r_device_id, _r_measured_at, _r_measurements, _r_input, _r_received_at, _r_data_source,
+ _r_signal_quality, _r_battery_level, _r_notes, _r_source_ref, _r_raw) = _slot_setters(
+    Reading, _READING_FIELDS
+)
+
+
+def _measurement(kind: VitalKind, value: float, original_value: float, unit: Unit) -> Measurement:
+    """``Measurement(kind, value, original_value, unit)``, built as the fast paths build it."""
+    made = _new(Measurement)
+    _m_kind(made, kind)
+    _m_value(made, value)
+    _m_original_value(made, original_value)
+    _m_original_unit(made, unit)
+    return made  # type: ignore[no-any-return]
+
+
+def _reading(
+    device_id: str, measured_at: datetime, measurements: tuple[Measurement, ...],
+    input: InputKind, received_at: datetime, data_source: DataSource,
+    signal_quality: float | None, battery_level: float | None, notes: str | None,
+    source_ref: str | None, raw: str | None,
+) -> Reading:
+    """``Reading(...)`` with every field given in order, built as the fast paths build it."""
+    made = _new(Reading)
+    _r_device_id(made, device_id)
+    _r_measured_at(made, measured_at)
+    _r_measurements(made, measurements)
+    _r_input(made, input)
+    _r_received_at(made, received_at)
+    _r_data_source(made, data_source)
+    _r_signal_quality(made, signal_quality)
+    _r_battery_level(made, battery_level)
+    _r_notes(made, notes)
+    _r_source_ref(made, source_ref)
+    _r_raw(made, raw)
+    return made  # type: ignore[no-any-return]
+
+
 # Device ids already found valid: a ward has tens to hundreds of devices, each sending every
 # second, and the checks (isprintable, whitespace at either end) are the same every time.
 # Bounded; emptied when full. Set operations are atomic under the GIL (several inputs).
@@ -946,7 +1014,7 @@ def _plain_inhealth(
         value = number if convert is None else convert(number)
         if not low <= value <= high:  # False for NaN, and infinities are out of range
             return None
-        found.append((order, Measurement(kind, value, number, unit)))
+        found.append((order, _measurement(kind, value, number, unit)))
     if not found:
         return None
     if len(found) > 1:
@@ -987,7 +1055,7 @@ def _plain_inhealth(
     received_at = _plain_received_at(measured_at, received_at, now, max_future_skew)
     if received_at is None:
         return None
-    return Reading(
+    return _reading(
         resolved, measured_at, tuple(m for _, m in found), input, received_at,
         DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE,
         signal_quality, battery_level, None, source_ref, raw,
@@ -1084,8 +1152,8 @@ def parse_plain_bedside(
     received_at = _plain_received_at(measured_at, received_at, now, max_future_skew)
     if received_at is None:
         return None
-    return Reading(
-        resolved, measured_at, (Measurement(kind, value, number, unit),), input, received_at,
+    return _reading(
+        resolved, measured_at, (_measurement(kind, value, number, unit),), input, received_at,
         DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE,
         None, None, None, source_ref, raw,
     )
