@@ -337,3 +337,26 @@ def test_escalation_can_be_disabled() -> None:
     assert kinds(ward.send(heart_rate=150)) == ["raised"]
     with pytest.raises(AlarmActionError, match="disabled"):
         ward.engine.record_patient_answer(KEY, "doctor", actor="kim", origin="cli")
+
+
+def test_the_values_built_on_the_hot_paths_have_every_field_and_equal_keyword_built_ones(
+) -> None:
+    # The engine and the escalator build their named tuples with tuple.__new__ from every
+    # value in order (no __new__ frame); a value missing or out of place would show here.
+    ward = Ward(policy=NO_NOISE)
+    events = ward.send(heart_rate=120)  # MEDIUM: not latching
+    events += ward.engine.record_patient_answer(KEY, "nurse", actor="Patient",
+                                                origin="rest:DEV1")
+    events += ward.advance(600)
+    events += ward.send(heart_rate=72)
+    assert kinds(events) == ["raised", "patient_asked", "patient_answered", "escalated",
+                             "escalated", "resolved", "escalation_ended"]
+    values = []
+    for event in events:
+        values += [event, event.alarm, *event.notifications]
+        if event.escalation is not None:
+            values.append(event.escalation)
+    for value in values:
+        rebuilt = type(value)(**value._asdict())
+        assert len(value) == len(type(value)._fields) and value == rebuilt
+        assert value.to_dict() == rebuilt.to_dict()

@@ -627,7 +627,8 @@ class AlarmEngine:
                                     state = news2_states[patient_id] = _PatientNews2()
                             known = state.measured.get(param)
                             if known is None or measured_at >= known.at:
-                                state.measured[param] = Observed(measurement.value, measured_at)
+                                state.measured[param] = _new_tuple(
+                                    Observed, (measurement.value, measured_at))
                     if state is not None:
                         state.bed_label = bed_label or state.bed_label
                         rescore[patient_id] = (device_id, index)  # type: ignore[index]
@@ -1630,10 +1631,10 @@ class AlarmEngine:
                 notifications = tuple(
                     n._replace(alarm_id=alarm.alarm_id) for n in notifications
                 )
-            out.append(AlarmTransition(  # positional: see model.py
+            out.append(_new_tuple(AlarmTransition, (  # every field, in order: see model.py
                 event.kind, alarm, event.at, event.actor, event.origin, alarm.state,
                 alarm.state, event.details, notifications, event.chain,
-            ))
+            )))
         return out
 
     # == internals: lookups ===================================================================
@@ -1789,6 +1790,9 @@ def _limit_message(
 # The limit is kept, so its id is not reused while its entry exists.
 _MESSAGE_PARTS: dict[tuple[int, VitalKind, Direction], tuple[Limit, str, str]] = {}
 _MESSAGE_PARTS_MAX = 4096
+
+# Observed(value, at) without its __new__'s Python frame: one per reading of a parameter.
+_new_tuple = tuple.__new__
 
 _Check = tuple[bool, float, bool, LimitBreach]
 """One limit as :func:`_first_breach` tests it: high side?, threshold, inclusive, its breach."""

@@ -290,10 +290,11 @@ class Escalator:
         if not self.policy.applies_to(priority) or alarm_key in self._chains:
             return []
         now = now or self._clock()
-        chain = ChainState(  # positional (alarm_key .. bed_label): a chain per alarm raised
+        chain = _tuple_new(ChainState, (  # every field, in order: a chain per alarm raised
             alarm_key, priority, ChainStage.ASKING_PATIENT, now,
             now + self.policy.timeout(priority), message, patient_id, bed_label,
-        )
+            (), None, None, None, None, None, None,
+        ))
         self._chains[alarm_key] = chain
         return [self._event(
             TransitionKind.PATIENT_ASKED, chain, now, SYSTEM_ACTOR, SYSTEM_ORIGIN,
@@ -506,10 +507,10 @@ class Escalator:
         self, chain: ChainState, roles: Iterable[Role], reason: str
     ) -> tuple[Notification, ...]:
         return tuple(
-            Notification(  # positional, in field order (role .. bed_label)
+            _tuple_new(Notification, (  # every field, in order
                 role, channel, chain.alarm_key, chain.priority, reason, chain.message,
-                chain.patient_id, chain.bed_label,
-            )
+                chain.patient_id, chain.bed_label, None,
+            ))
             for role in roles
             for channel in self.policy.channels.get(role, ())
         )
@@ -524,7 +525,11 @@ class Escalator:
         details: dict[str, Any],
         notifications: tuple[Notification, ...] = (),
     ) -> EscalationEvent:
-        return EscalationEvent(kind, chain, at, actor, origin, details, notifications)
+        return _tuple_new(EscalationEvent, (kind, chain, at, actor, origin, details, notifications))
+
+
+# A named tuple from all its values, without its __new__'s Python frame (hot paths above).
+_tuple_new = tuple.__new__
 
 
 def _iso(value: datetime | None) -> str | None:

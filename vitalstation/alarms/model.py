@@ -7,9 +7,11 @@ store it, the window can show it and ``serve`` can print it without knowing how 
 The values are named tuples, not frozen dataclasses: each transition makes a snapshot of its
 alarm, a transition and often a chain and a notification, and a tuple is built in one step
 from its values (0.5–0.8 µs for an alarm's 25 fields here) where a frozen dataclass sets each
-field through ``object.__setattr__`` (6.7 µs). They are immutable all the same; build them
-with positional values on the hot paths (keywords cost several microseconds more), and change
-one with ``_replace``.
+field through ``object.__setattr__`` (6.7 µs). They are immutable all the same. Change one
+with ``_replace``. The hot paths (a transition, its chain and notifications, NEWS2's values)
+build them with ``tuple.__new__(Cls, (every value, in field order))``, which skips the named
+tuple's ``__new__`` frame and its keyword handling; tests/alarms/test_escalation.py checks that
+each such value has every field and equals one built with keywords.
 """
 
 from __future__ import annotations

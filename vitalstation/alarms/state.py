@@ -43,6 +43,7 @@ from vitalstation.alarms.model import (
 from vitalstation.domain.vitals import VitalKind
 
 _SNAPSHOT_VALUES = operator.attrgetter(*ALARM_FIELDS)
+_tuple_new = tuple.__new__
 
 
 class AlarmRecord:
@@ -154,10 +155,10 @@ class AlarmRecord:
         origin: str = SYSTEM_ORIGIN,
     ) -> AlarmTransition:
         """An event of this alarm, with the snapshot after it."""
-        return AlarmTransition(  # positional: see model.py
+        return _tuple_new(AlarmTransition, (  # every field, in order: see model.py
             kind, self.snapshot(), at, actor, origin, from_state, self.state,
-            dict(details) if details else {},
-        )
+            dict(details) if details else {}, (), None,
+        ))
 
     def raised_event(self) -> AlarmTransition:
         """The RAISED event (call once, right after construction)."""
