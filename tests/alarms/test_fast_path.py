@@ -398,3 +398,19 @@ def test_a_calm_reading_on_a_lane_keeps_the_device_heard_and_its_news2_values() 
     ward.clock.advance(31)
     assert [t.alarm.condition for t in ward.engine.tick()] == ["no_data"]
     assert kinds(ward.send(heart_rate=72)) == ["resolved"]  # the full path again
+
+
+def test_a_reading_sent_late_keeps_the_later_news2_value_on_both_paths() -> None:
+    def kept(ward: Ward) -> list[tuple]:
+        ward.send(heart_rate=72)  # the full path: the lane is made
+        ward.clock.advance(10)
+        ward.send(heart_rate=80)  # the lane
+        ward.send(heart_rate=90, measured_at=ward.now() - timedelta(seconds=5))  # late
+        state = ward.engine._news2["P1"]
+        return [(p.value, o.value, o.at) for p, o in state.measured.items()]
+
+    policy = AlarmPolicy(escalation=None, technical=TechnicalPolicy(no_data_after={}))
+    fast = kept(Ward(policy=policy))
+    with slow_path():
+        slow = kept(Ward(policy=policy))
+    assert fast == slow == [("pulse", 80.0, T0 + timedelta(seconds=10))]

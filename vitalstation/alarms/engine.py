@@ -337,12 +337,13 @@ class _VitalTrack:
 
     __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "checks", "device_id",
                  "high_key", "key", "keys", "kind", "low_key", "measured_at", "message",
-                 "message_of", "patient_id", "pending", "scope", "value")
+                 "message_of", "news2_parameter", "patient_id", "pending", "scope", "value")
 
     def __init__(self, scope: str, kind: VitalKind) -> None:
         self.scope = scope
         self.kind = kind
         self.key = (scope, kind)
+        self.news2_parameter = _PARAMETER_OF_VITAL.get(kind)
         self.keys = {d: _limit_key(scope, kind, d) for d in Direction}
         self.low_key = self.keys[Direction.LOW]
         self.high_key = self.keys[Direction.HIGH]
@@ -402,7 +403,7 @@ class _Lane:
     (a reading for someone else takes the full path), the scope of their alarms, the device's
     watch and its vitals' tracks (filled as they are met)."""
 
-    __slots__ = ("attribution", "bed_label", "patient_id", "scope", "tracks", "watch")
+    __slots__ = ("attribution", "bed_label", "news2", "patient_id", "scope", "tracks", "watch")
 
     def __init__(self, attribution: Attribution, patient_id: str | None,
                  bed_label: str | None, scope: str, watch: _DeviceWatch) -> None:
@@ -412,6 +413,9 @@ class _Lane:
         self.scope = scope
         self.watch = watch
         self.tracks: dict[VitalKind, _VitalTrack] = {}
+        # The patient's NEWS2 values (found at its first reading; lanes are dropped whenever
+        # a patient's values are: discharge, restore).
+        self.news2: _PatientNews2 | None = None
 
 
 # The fast path on (tests compare it with the full path by switching it off).
@@ -424,16 +428,37 @@ StoredRow = tuple[Any, Any, str | None, str | None, Collection[VitalKind] | None
 patient_id, bed_label, kinds)``; the reading a domain ``Reading`` or an AttributedReading."""
 
 
+class _Latest:
+    """A measured NEWS2 parameter's latest value and time, updated in place: a patient's
+    every reading of it changes these two slots instead of making a new value."""
+
+    __slots__ = ("at", "value")
+
+    def __init__(self, value: float, at: datetime) -> None:
+        self.value = value
+        self.at = at
+
+    def keep(self, value: float, at: datetime) -> None:
+        """Take ``value`` unless what is kept was measured later (a reading sent late)."""
+        if at >= self.at:
+            self.value = value
+            self.at = at
+
+
 @dataclass(slots=True)
 class _PatientNews2:
-    measured: dict[Parameter, Observed] = field(default_factory=dict)
+    measured: dict[Parameter, _Latest] = field(default_factory=dict)
     consciousness: Observed | None = None
     on_oxygen: Observed | None = None
     scale: SpO2Scale = SpO2Scale.SCALE_1
     bed_label: str | None = None
 
     def inputs(self) -> News2Inputs:
-        return News2Inputs(dict(self.measured), self.consciousness, self.on_oxygen, self.scale)
+        """The values as NEWS2 scores them (made when the patient is scored)."""
+        return News2Inputs(
+            {param: Observed(latest.value, latest.at) for param, latest in self.measured.items()},
+            self.consciousness, self.on_oxygen, self.scale,
+        )
 
 
 @dataclass(slots=True)
@@ -617,18 +642,21 @@ class AlarmEngine:
                                     out += made
                                     if raised_by is not None:
                                         _count_raised(raised_by, index, made)
-                        if news2 and patient_id is not None:
-                            param = _PARAMETER_OF_VITAL.get(kind)
-                            if param is None:
-                                continue
+                        param = track.news2_parameter
+                        if param is not None and news2 and patient_id is not None:
                             if state is None:
-                                state = news2_states.get(patient_id)
-                                if state is None:
-                                    state = news2_states[patient_id] = _PatientNews2()
-                            known = state.measured.get(param)
-                            if known is None or measured_at >= known.at:
-                                state.measured[param] = _new_tuple(
-                                    Observed, (measurement.value, measured_at))
+                                state = lane.news2
+                                if state is None:  # the patient's, kept while the lane lives
+                                    state = news2_states.get(patient_id)
+                                    if state is None:
+                                        state = news2_states[patient_id] = _PatientNews2()
+                                    lane.news2 = state
+                            latest = state.measured.get(param)
+                            if latest is None:
+                                state.measured[param] = _Latest(measurement.value, measured_at)
+                            elif measured_at >= latest.at:  # not sent late: keep it
+                                latest.value = measurement.value
+                                latest.at = measured_at
                     if state is not None:
                         state.bed_label = bed_label or state.bed_label
                         rescore[patient_id] = (device_id, index)  # type: ignore[index]
@@ -1476,9 +1504,11 @@ class AlarmEngine:
                 state = self._news2.get(reading.patient_id)
                 if state is None:
                     state = self._news2[reading.patient_id] = _PatientNews2()
-            known = state.measured.get(param)
-            if known is None or reading.measured_at >= known.at:
-                state.measured[param] = Observed(measurement.value, reading.measured_at)
+            latest = state.measured.get(param)
+            if latest is None:
+                state.measured[param] = _Latest(measurement.value, reading.measured_at)
+            else:
+                latest.keep(measurement.value, reading.measured_at)
         if state is None:
             return False
         state.bed_label = reading.bed_label or state.bed_label
@@ -1791,7 +1821,7 @@ def _limit_message(
 _MESSAGE_PARTS: dict[tuple[int, VitalKind, Direction], tuple[Limit, str, str]] = {}
 _MESSAGE_PARTS_MAX = 4096
 
-# Observed(value, at) without its __new__'s Python frame: one per reading of a parameter.
+# A named tuple from every value, without its __new__'s Python frame (the hot paths above).
 _new_tuple = tuple.__new__
 
 _Check = tuple[bool, float, bool, LimitBreach]
