@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -537,11 +537,11 @@ class AlarmEngine:
         transitions, from the latest values the batch brought.
         """
         return self._process(
-            (r, r.attribution, r.patient_id, r.bed_label, None) for r in readings
+            [(r, r.attribution, r.patient_id, r.bed_label, None) for r in readings]
         )
 
     def process_readings(
-        self, rows: Iterable[StoredRow], raised_by: dict[int, int] | None = None
+        self, rows: Sequence[StoredRow], raised_by: dict[int, int] | None = None
     ) -> list[AlarmTransition]:
         """:meth:`process` for the pipeline's stored readings, given as ``(reading,
         attribution, patient_id, bed_label, kinds)`` (see :meth:`AttributedReading.from_reading`):
@@ -554,7 +554,7 @@ class AlarmEngine:
         return self._process(rows, raised_by)
 
     def _process(
-        self, rows: Iterable[StoredRow], raised_by: dict[int, int] | None = None
+        self, rows: Sequence[StoredRow], raised_by: dict[int, int] | None = None
     ) -> list[AlarmTransition]:
         """The readings of a batch, in order.
 
@@ -583,8 +583,8 @@ class AlarmEngine:
         profile_limits = self.profile.limits
         news2_states = self._news2
         out: list[AlarmTransition] = []
-        # patient -> (device, row) that last brought a value
-        rescore: dict[str, tuple[str, int]] = {}
+        # patient -> the row that last brought a value (its device is named in the alarm)
+        rescore: dict[str, int] = {}
         for index, (source, attribution, patient_id, bed_label, kinds) in enumerate(rows):
             if attribution.__class__ is not Attribution:
                 attribution = _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
@@ -659,7 +659,7 @@ class AlarmEngine:
                                 latest.at = measured_at
                     if state is not None:
                         state.bed_label = bed_label or state.bed_label
-                        rescore[patient_id] = (device_id, index)  # type: ignore[index]
+                        rescore[patient_id] = index  # type: ignore[index]
                     continue
             # The full path.
             if kinds is None and isinstance(source, AttributedReading):
@@ -675,15 +675,15 @@ class AlarmEngine:
                 if raised_by is not None:
                     _count_raised(raised_by, index, made)
             if news2 and reading.patient_id is not None and self._news2_on_reading(reading):
-                rescore[reading.patient_id] = (reading.device_id, index)
+                rescore[reading.patient_id] = index
             if fast and attribution in _IN_A_BED:
                 watch = self._devices.get(device_id)
                 if watch is not None:
                     lanes[device_id] = _Lane(attribution, patient_id, bed_label,
                                              reading.scope, watch)
-        for patient_id, (device_id, index) in rescore.items():
+        for patient_id, index in rescore.items():
             made = self._evaluate_news2(
-                patient_id, self._news2[patient_id], now, device_id=device_id
+                patient_id, self._news2[patient_id], now, device_id=rows[index][0].device_id
             )
             if made:
                 out += made

@@ -244,8 +244,8 @@ class AlarmService:
     def __call__(self, stored: Sequence[StoredReading]) -> dict[int, int]:
         """A committed batch: evaluate it; return ``{index: alarms raised}`` for the pipeline."""
         rows = [
-            (item.reading, item.result.attribution or "unknown_device", item.result.patient_id,
-             item.result.bed_label, item.result.new_kinds)
+            (item.reading, (result := item.result).attribution or "unknown_device",
+             result.patient_id, result.bed_label, result.new_kinds)
             for item in stored
         ]
         size = EVALUATE_CHUNK_READINGS
