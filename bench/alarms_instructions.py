@@ -46,18 +46,27 @@ with tempfile.TemporaryDirectory() as tmp:
 
 def count(tree: Path, mix: str, readings: int, mode: str) -> int:
     """User-space instructions of one unpaced run of ``readings`` (``bare`` or ``alarms``)."""
+    return callgrind_instructions(_CHILD, [str(tree), mix, str(readings), mode],
+                                  {"PYTHONPATH": str(tree)}, f"{mode}, {readings}")
+
+
+def callgrind_instructions(
+    child_source: str, args: list[str], env: dict[str, str], what: str
+) -> int:
+    """User-space instructions of ``child_source`` run as a script with ``args`` under
+    valgrind's callgrind (``env`` added to this process's); raises with its output if it fails.
+    Shared with bench/alarms_service_instructions.py."""
     with tempfile.TemporaryDirectory(prefix="vs-bench-instr-") as tmp:
         child = Path(tmp) / "child.py"
-        child.write_text(_CHILD)
-        env = {**os.environ, "PYTHONPATH": str(tree)}
+        child.write_text(child_source)
         done = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-             sys.executable, str(child), str(tree), mix, str(readings), mode],
-            capture_output=True, text=True, env=env, check=False,
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+             sys.executable, str(child), *args],
+            capture_output=True, text=True, env={**os.environ, **env}, check=False,
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
-        raise RuntimeError(f"valgrind run failed ({mode}, {readings}):\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"valgrind run failed ({what}):\n{done.stderr[-2000:]}")
     return int(found.group(1))
 
 

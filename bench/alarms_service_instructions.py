@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from alarms_instructions import callgrind_instructions  # noqa: E402 - a sibling script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,19 +62,10 @@ with tempfile.TemporaryDirectory() as tmp:
 
 def count(tree: Path, mix: str, readings: int, mode: str, batch: int) -> int:
     """User-space instructions of one run of ``readings`` (``bare`` or ``alarms``)."""
-    with tempfile.TemporaryDirectory(prefix="vs-bench-svc-") as tmp:
-        child = Path(tmp) / "child.py"
-        child.write_text(_CHILD)
-        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, str(child), str(tree), mix, str(readings), mode, str(batch)],
-            capture_output=True, text=True, env=env, check=False,
-        )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"valgrind run failed ({mode}, {readings}):\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind_instructions(
+        _CHILD, [str(tree), mix, str(readings), mode, str(batch)],
+        {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}, f"{mode}, {readings}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -654,7 +654,7 @@ class AlarmEngine:
                             latest = state.measured.get(param)
                             if latest is None:
                                 state.measured[param] = _Latest(measurement.value, measured_at)
-                            elif measured_at >= latest.at:  # not sent late: keep it
+                            elif measured_at >= latest.at:  # _Latest.keep, inline
                                 latest.value = measurement.value
                                 latest.at = measured_at
                     if state is not None:
