@@ -226,6 +226,9 @@ class ClientAddress:
 
     def __init__(self, trusted: Iterable[str]) -> None:
         self._trusted = parse_networks(trusted)
+        # Whether any proxy is trusted: when none is, the client is the peer, whatever the
+        # request's X-Forwarded-For says (the receiver then does not even read the header).
+        self.trusted = bool(self._trusted)
 
     def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(address.version == net.version and address in net for net in self._trusted)
