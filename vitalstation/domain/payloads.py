@@ -951,6 +951,11 @@ _PLAIN_SYSTOLIC = _PLAIN_INHEALTH[VitalKind.SYSTOLIC_BP._value_][0]
 _PLAIN_DIASTOLIC = _PLAIN_INHEALTH[VitalKind.DIASTOLIC_BP._value_][0]
 
 
+_MANUAL_INPUT = InputKind.MANUAL
+_MANUAL_SOURCE = DataSource.MANUAL
+_DEVICE_SOURCE = DataSource.DEVICE
+
+
 def _plain_number(sent: object) -> float | None:
     """A JSON number as a float (as ``_to_number`` gives it), None for anything else."""
     sent_type = type(sent)
@@ -1007,8 +1012,12 @@ def _plain_inhealth(
             return None  # a unit, notes, a field the format does not have: the general path
         if sent is None:  # null: not measured
             continue
-        number = _plain_number(sent)
-        if number is None:
+        sent_type = type(sent)  # _plain_number, inline: it runs for every vital
+        if sent_type is int and -1e15 < sent < 1e15:  # type: ignore[operator]
+            number = float(sent)  # type: ignore[arg-type]
+        elif sent_type is float:
+            number = sent  # type: ignore[assignment]
+        else:
             return None
         order, kind, unit, convert, low, high = vital
         value = number if convert is None else convert(number)
@@ -1027,8 +1036,12 @@ def _plain_inhealth(
             values = {order: m.value for order, m in found}
             if values[_PLAIN_DIASTOLIC] > values[_PLAIN_SYSTOLIC]:
                 return None
-    elif found[0][0] == _PLAIN_SYSTOLIC or found[0][0] == _PLAIN_DIASTOLIC:
-        return None
+        measurements = tuple(m for _, m in found)
+    else:
+        order, only = found[0]
+        if order == _PLAIN_SYSTOLIC or order == _PLAIN_DIASTOLIC:
+            return None
+        measurements = (only,)  # a batch's usual reading: no generator for one vital
     # YYYY-MM-DD[T ]HH:MM:SS, then .fff or .ffffff, then Z or nothing (the zone the device's
     # clock is set to); fromisoformat checks the digits (ASCII only).
     length = len(stamp)
@@ -1056,9 +1069,9 @@ def _plain_inhealth(
     if received_at is None:
         return None
     return _reading(
-        resolved, measured_at, tuple(m for _, m in found), input, received_at,
-        DataSource.MANUAL if input is InputKind.MANUAL else DataSource.DEVICE,
-        signal_quality, battery_level, None, source_ref, raw,
+        resolved, measured_at, measurements, input, received_at,
+        _MANUAL_SOURCE if input is _MANUAL_INPUT else _DEVICE_SOURCE,  # enum members by name
+        signal_quality, battery_level, None, source_ref, raw,  # cost a class look-up each
     )
 
 
