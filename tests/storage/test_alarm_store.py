@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from tests.alarms.support import T0, Ward
-from vitalstation.alarms import AlarmEngine
+from vitalstation.alarms import (
+    Alarm,
+    AlarmEngine,
+    AlarmKind,
+    AlarmState,
+    AlarmTransition,
+    ChainStage,
+    ChainState,
+    Priority,
+    TransitionKind,
+)
+from vitalstation.domain.vitals import VitalKind
 from vitalstation.storage.alarms import AlarmStore
+from vitalstation.storage.schema import alarms
 from vitalstation.storage.store import Store
 
 
@@ -153,3 +167,53 @@ def test_new_alarm_rows_get_their_ids_one_by_one_when_the_next_ids_are_not_free(
         assert ids != list(range(ids[0], ids[0] + len(ids)))
     finally:
         store.close()
+
+
+def _alarm_rows(store: Store) -> dict[int, dict]:
+    with store.engine.connect() as connection:
+        return {row["id"]: dict(row) for row in
+                connection.execute(select(alarms).order_by(alarms.c.id)).mappings()}
+
+
+def test_an_updated_row_is_the_row_its_last_transition_would_insert(store: Store) -> None:
+    # An update sets only the columns a later transition can change; every column the engine
+    # can change changes here (priority, state, value, limit, message, times, snapshot, chain),
+    # so an update that misses or mixes up one leaves a row unlike a fresh insert of the same
+    # final state (one per step, its key the same: RAISED always makes a row of its own).
+    store.registry.add_patient("P1", "Ada", actor="test", at=T0)
+    store.registry.add_bed("12", None, actor="test", at=T0)
+    alarm_store = AlarmStore(store.engine)
+    key = "bed:12|limit.heart_rate.high"
+    raised = Alarm(
+        key=key, kind=AlarmKind.LIMIT, condition="heart_rate.high", priority=Priority.MEDIUM,
+        state=AlarmState.ACTIVE, raised_at=T0, updated_at=T0, message="HR 125 (limit 121)",
+        bed_label="12", patient_id="P1", device_id="DEV1", vital=VitalKind.HEART_RATE,
+        value=125.0, limit_value=121.0,
+    )
+    chain = ChainState(key, Priority.MEDIUM, ChainStage.ASKING_PATIENT, T0,
+                       T0 + timedelta(minutes=2), message=raised.message)
+    later = T0 + timedelta(seconds=5)
+    worse = raised._replace(
+        priority=Priority.HIGH, state=AlarmState.ACKNOWLEDGED, updated_at=later,
+        message="HR 150 (limit 131)", value=150.0, limit_value=131.0, update_count=4,
+    )
+    end = T0 + timedelta(seconds=9)
+    over = worse._replace(state=AlarmState.RESOLVED, updated_at=end, resolved_at=end,
+                          value=None, limit_value=None, message="")
+    ended = chain._replace(stage=ChainStage.ENDED, ended_at=end, end_reason="resolved")
+
+    def step(kind, alarm, at, escalation=None) -> AlarmTransition:
+        return AlarmTransition(kind, alarm, at, "system", "engine", None, alarm.state,
+                               escalation=escalation)
+
+    ids = alarm_store.write([step(TransitionKind.RAISED, raised, T0, chain)], {})
+    for alarm, at, escalation, final_chain in ((worse, later, None, chain),
+                                               (over, end, ended, ended)):
+        alarm_store.write([step(TransitionKind.UPDATED, alarm, at, escalation)], ids)
+        (fresh_id,) = alarm_store.write(
+            [step(TransitionKind.RAISED, alarm, at, final_chain)], {}).values()
+        rows = _alarm_rows(store)
+        updated, fresh = rows[ids[key]], rows[fresh_id]
+        assert updated.pop("id") != fresh.pop("id")
+        assert updated == fresh
+        assert updated["message"] == alarm.message and updated["escalation"] is not None
