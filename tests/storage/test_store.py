@@ -91,6 +91,26 @@ def test_upgrading_from_the_first_schema_keeps_the_readings_and_reorders_their_i
         store.close()
 
 
+def _alarm_indexes(engine) -> dict[str, tuple[str, ...]]:
+    return {
+        index["name"]: tuple(index["column_names"])
+        for index in inspect(engine).get_indexes("alarms")
+    }
+
+
+def test_schema_0006_drops_the_alarm_key_index_and_its_downgrade_puts_it_back(
+    store: Store,
+) -> None:
+    assert "ix_alarms_alarm_key" not in _alarm_indexes(store.engine)
+    config = migrate._alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert _alarm_indexes(store.engine)["ix_alarms_alarm_key"] == ("alarm_key",)
+    assert migrate.upgrade(store.engine) == ("0005", migrate.head_revision())
+    assert "ix_alarms_alarm_key" not in _alarm_indexes(store.engine)
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
     with store.engine.connect() as connection:

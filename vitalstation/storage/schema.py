@@ -272,12 +272,12 @@ alarms = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("resolved_at", UTCDateTime),
     # 0002: the engine's condition key, the alarm as the engine holds it (JSON, to resume after
-    # a restart) and its escalation chain (JSON, or NULL).
+    # a restart) and its escalation chain (JSON, or NULL). 0006 dropped 0002's index on the key:
+    # no query looks an alarm up by it.
     Column("alarm_key", String(200)),
     Column("snapshot", Text),
     Column("escalation", Text),
     Index("ix_alarms_state", "state"),
-    Index("ix_alarms_alarm_key", "alarm_key"),
     Index("ix_alarms_bed_raised", "bed_ref", "raised_at"),
 )
 
