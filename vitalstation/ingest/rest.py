@@ -424,7 +424,11 @@ class _Exchange:
         if not close and not body.consumed:
             close = not await self._drain(body)
         self._send(response, close)
-        await self.writer.drain()
+        transport = self.writer.transport
+        # drain() waits only while the transport's buffer is over its high-water mark, or sees a
+        # lost connection: with the answer sent whole (the usual case), nothing to wait for.
+        if transport.is_closing() or transport.get_write_buffer_size():
+            await self.writer.drain()
         return not close
 
     async def _read_head(self) -> bytes:
