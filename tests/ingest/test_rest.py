@@ -980,6 +980,35 @@ def test_a_failed_commit_or_a_full_queue_is_503_with_retry_after(station: Statio
             vital_signs.c.device_id == device)).scalar_one() == 0
 
 
+class _KeysDown:
+    """A key directory whose database is gone: every verification raises."""
+
+    def verify(self, key, *, now):
+        raise RuntimeError("database is locked")
+
+    def device_status(self, device_id, *, now):
+        raise RuntimeError("database is locked")
+
+
+def test_a_key_the_store_cannot_check_is_a_503_with_retry_after(station: Station) -> None:
+    device = station.device()
+    key = station.key(device).key
+    body = {"device_id": device, "timestamp": now_iso(), "heart_rate": 70}
+    rest = RestInput(RestConfig(port=0), station.pipeline, _KeysDown())
+    rest.start()
+    try:
+        client = station.client(rest)
+        for path in (VITALS, BATCH):  # not cached: each request asks the store again
+            reply = client.post(path, body, key=key)
+            assert reply.status == 503 and reply.headers["retry-after"] == "5"
+            assert "cannot check API keys" in reply.json["error"]
+            assert reply.json["success"] is False
+        assert rest.keys.lookups == 0  # a failed check is not remembered
+    finally:
+        rest.stop(5)
+    assert records(station, device) == []
+
+
 def test_a_commit_that_never_comes_is_a_503_after_the_store_timeout(station: Station) -> None:
     device = station.device()
     key = station.key(device).key
