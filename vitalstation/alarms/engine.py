@@ -58,6 +58,7 @@ from vitalstation.alarms.model import (
     AlarmKind,
     AlarmState,
     AlarmTransition,
+    Notification,
     Priority,
     Role,
     TransitionKind,
@@ -335,9 +336,10 @@ class _Pending:
 class _VitalTrack:
     """The latest value of one vital in one scope, and its pending breaches."""
 
-    __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "checks", "device_id",
-                 "high_key", "key", "keys", "kind", "low_key", "measured_at", "message",
-                 "message_of", "news2_parameter", "patient_id", "pending", "scope", "value")
+    __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "checks", "conditions",
+                 "device_id", "high_key", "key", "keys", "kind", "low_key", "measured_at",
+                 "message", "message_of", "news2_parameter", "patient_id", "pending", "scope",
+                 "value")
 
     def __init__(self, scope: str, kind: VitalKind) -> None:
         self.scope = scope
@@ -347,6 +349,8 @@ class _VitalTrack:
         self.keys = {d: _limit_key(scope, kind, d) for d in Direction}
         self.low_key = self.keys[Direction.LOW]
         self.high_key = self.keys[Direction.HIGH]
+        # Each side's alarm condition, e.g. "heart_rate.high".
+        self.conditions = {d: f"{kind.value}.{d.value}" for d in Direction}
         # The limits last applied and the open interval where no limit of theirs is breached.
         self.calm_limits: VitalLimits | None | object = _UNSET
         self.calm_low = self.calm_high = 0.0
@@ -1177,26 +1181,30 @@ class AlarmEngine:
         out: list[AlarmTransition] = []
         # The side no longer breached first, so that an ended condition is logged before a
         # new one on the other side (HR 150 then 35: high latched, then low raised).
-        if breach is not None and breach.direction is Direction.LOW:
-            directions = (Direction.HIGH, Direction.LOW)
+        if breach is not None and breach.direction is _LOW:
+            directions = _HIGH_THEN_LOW
         else:
-            directions = (Direction.LOW, Direction.HIGH)
+            directions = _LOW_THEN_HIGH
+        open_ = self._open
         for direction in directions:
             here = breach if breach is not None and breach.direction is direction else None
-            record = self._open.get(track.keys[direction])
+            record = open_.get(track.keys[direction])
             if record is not None:
                 if here is not None:
+                    message = track.breach_message(direction, here)
+                    if record.hold(value, here.priority, now, track.measured_at, message):
+                        continue  # counted, nothing to report (observe would make no event)
                     events = record.observe(
                         value, priority_now=here.priority, at=now,
-                        latching_for=self._latching_for[AlarmKind.LIMIT],
+                        latching_for=self._latching_for[_LIMIT],
                         limit_value=here.limit.value, measured_at=track.measured_at,
-                        message=track.breach_message(direction, here),
+                        message=message,
                     )
                 elif (record.condition_present and limits is not None
                       and limits.still_breached(direction, value)):
                     events = record.observe(
                         value, priority_now=None, at=now,
-                        latching_for=self._latching_for[AlarmKind.LIMIT],
+                        latching_for=self._latching_for[_LIMIT],
                         measured_at=track.measured_at,
                     )
                 elif record.condition_present:
@@ -1267,11 +1275,11 @@ class AlarmEngine:
         events = self._raise(
             now,
             key=track.keys[direction],
-            kind=AlarmKind.LIMIT,
-            condition=f"{track.kind.value}.{direction.value}",
+            kind=_LIMIT,
+            condition=track.conditions[direction],
             priority=priority,
             message=message,
-            higher_is_worse=direction is Direction.HIGH,
+            higher_is_worse=direction is _HIGH,
             bed_label=track.bed_label,
             patient_id=track.patient_id,
             device_id=track.device_id,
@@ -1573,8 +1581,8 @@ class AlarmEngine:
         details: Mapping[str, Any] | None = None,
     ) -> list[AlarmTransition]:
         """Open a new alarm (paused from the start if a station pause covers its priority)."""
-        state, paused_until = AlarmState.ACTIVE, None
-        extra = dict(details or {})
+        state, paused_until = _ACTIVE, None
+        extra = dict(details) if details else {}
         pause = self._audio_pause
         held = None if pause is None else pause.holds(_scope_of(key), priority, now)
         if held is True:
@@ -1583,22 +1591,23 @@ class AlarmEngine:
             extra["audio_pause"] = "held"
         elif held is False:
             extra["audio_pause"] = "broke through"
+        # AlarmRecord's parameters in order (key, kind, condition, priority, at, message,
+        # latching, higher_is_worse, bed_label, patient_id, device_id, vital, value,
+        # limit_value, measured_at, state, audio_paused_until): a class called with 17
+        # keywords gets them as a dict, at several times the cost.
         record = AlarmRecord(
-            key=key, kind=kind, condition=condition, priority=priority, at=now,
-            message=message, latching=self._latching_for[kind][priority],
-            higher_is_worse=higher_is_worse, bed_label=bed_label, patient_id=patient_id,
-            device_id=device_id, vital=vital, value=value, limit_value=limit_value,
-            measured_at=measured_at, state=state, audio_paused_until=paused_until,
+            key, kind, condition, priority, now, message, self._latching_for[kind][priority],
+            higher_is_worse, bed_label, patient_id, device_id, vital, value, limit_value,
+            measured_at, state, paused_until,
         )
         if worst_value is not None:
             record.worst_value = worst_value
-        if current_priority is not None or kind is AlarmKind.LIMIT:
+        if current_priority is not None or kind is _LIMIT:
             record.current_priority = current_priority
         self._open[key] = record
-        self._count_open(key, 1)
-        raised = record.raised_event()
-        if extra:
-            raised = raised._replace(details={**raised.details, **extra})
+        if key.startswith(_DEVICE_SCOPE):
+            self._count_open(key, 1)
+        raised = record.raised_event(extra)
         # The escalation's first step carries the same snapshot: nothing changed in between.
         return [raised, *self._start_escalation(record, now, raised.alarm)]
 
@@ -1609,8 +1618,10 @@ class AlarmEngine:
         and keep its chain in step with a raised priority."""
         if not events:
             return events
-        if not record.is_open:
-            if self._open.pop(record.key, None) is not None:
+        if record.state is _RESOLVED:  # not record.is_open
+            if self._open.pop(record.key, None) is not None and record.key.startswith(
+                _DEVICE_SCOPE
+            ):
                 self._count_open(record.key, -1)
             if record.alarm_id is not None:
                 self._by_id.pop(record.alarm_id, None)
@@ -1624,7 +1635,7 @@ class AlarmEngine:
             return events
         out = list(events)
         for index, event in enumerate(events):
-            if event.kind is not TransitionKind.PRIORITY_RAISED:
+            if event.kind is not _PRIORITY_RAISED:
                 continue
             chain = self._escalator.priority_changed(record.key, record.priority, now=now)
             if chain is None:
@@ -1654,16 +1665,17 @@ class AlarmEngine:
             return []
         if isinstance(alarm, AlarmRecord):
             alarm = alarm.snapshot()
+        alarm_id = alarm.alarm_id
+        state = alarm.state
         out = []
-        for event in events:
-            notifications = event.notifications
-            if alarm.alarm_id is not None:
+        for kind, chain, at, actor, origin, details, notifications in events:
+            if notifications and alarm_id is not None:
                 notifications = tuple(
-                    n._replace(alarm_id=alarm.alarm_id) for n in notifications
+                    _new_tuple(Notification, (*n[:-1], alarm_id))  # _replace(alarm_id=)
+                    for n in notifications
                 )
             out.append(_new_tuple(AlarmTransition, (  # every field, in order: see model.py
-                event.kind, alarm, event.at, event.actor, event.origin, alarm.state,
-                alarm.state, event.details, notifications, event.chain,
+                kind, alarm, at, actor, origin, state, state, details, notifications, chain,
             )))
         return out
 
@@ -1697,7 +1709,10 @@ class AlarmEngine:
 
 def _count_raised(raised_by: dict[int, int], index: int, made: list[AlarmTransition]) -> None:
     """Add the alarms ``made`` raised to row ``index``'s count (none: no entry)."""
-    count = sum(1 for transition in made if transition.kind is TransitionKind.RAISED)
+    count = 0
+    for transition in made:
+        if transition.kind is _RAISED:
+            count += 1
     if count:
         raised_by[index] = raised_by.get(index, 0) + count
 
@@ -1823,6 +1838,19 @@ _MESSAGE_PARTS_MAX = 4096
 
 # A named tuple from every value, without its __new__'s Python frame (the hot paths above).
 _new_tuple = tuple.__new__
+# Members read once (on Python 3.11 ``Direction.HIGH`` goes through the enum class's
+# ``__getattr__`` hook, ~1,000 instructions each time).
+_LOW = Direction.LOW
+_HIGH = Direction.HIGH
+_LIMIT = AlarmKind.LIMIT
+_ACTIVE = AlarmState.ACTIVE
+_PRIORITY_RAISED = TransitionKind.PRIORITY_RAISED
+_LOW_THEN_HIGH = (Direction.LOW, Direction.HIGH)
+_HIGH_THEN_LOW = (Direction.HIGH, Direction.LOW)
+_RESOLVED = AlarmState.RESOLVED
+_RAISED = TransitionKind.RAISED
+_DEVICE_SCOPE = "device:"  # the keys _count_open counts
+assert Notification._fields[-1] == "alarm_id"  # _wrap replaces the last value
 
 _Check = tuple[bool, float, bool, LimitBreach]
 """One limit as :func:`_first_breach` tests it: high side?, threshold, inclusive, its breach."""

@@ -257,6 +257,9 @@ class Escalator:
         self.policy = policy or EscalationPolicy()
         self._clock = clock
         self._chains: dict[str, ChainState] = {}
+        # (now, priority, policy, due time, its ISO text) of the last chain started: the
+        # chains a batch starts share its ``now``, and most their priority (see start).
+        self._last_due: tuple[Any, ...] = (None, None, None, None, None)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -287,20 +290,29 @@ class Escalator:
         now: datetime | None = None,
     ) -> list[EscalationEvent]:
         """Stage 1 for a newly raised alarm: ask the patient. Nothing if below the level."""
-        if not self.policy.applies_to(priority) or alarm_key in self._chains:
+        policy = self.policy
+        # policy.applies_to(priority) and policy.timeout(priority), without their calls (a
+        # chain per alarm raised)
+        if priority._rank < policy.min_priority._rank or alarm_key in self._chains:
             return []
         now = now or self._clock()
-        chain = _tuple_new(ChainState, (  # every field, in order: a chain per alarm raised
-            alarm_key, priority, ChainStage.ASKING_PATIENT, now,
-            now + self.policy.timeout(priority), message, patient_id, bed_label,
+        last = self._last_due
+        if last[0] is now and last[1] is priority and last[2] is policy:
+            due_at, due_text = last[3], last[4]  # the same values as below, made once
+        else:
+            due_at = now + policy.answer_timeout[priority]
+            due_text = due_at.isoformat()
+            self._last_due = (now, priority, policy, due_at, due_text)
+        chain = _tuple_new(ChainState, (  # every field, in order
+            alarm_key, priority, _ASKING_PATIENT, now, due_at, message, patient_id, bed_label,
             (), None, None, None, None, None, None,
         ))
         self._chains[alarm_key] = chain
-        return [self._event(
-            TransitionKind.PATIENT_ASKED, chain, now, SYSTEM_ACTOR, SYSTEM_ORIGIN,
-            {"stage": [None, chain.stage.value], "due_at": _iso(chain.due_at)},
-            self._notify(chain, (Role.PATIENT,), "ask"),
-        )]
+        return [_tuple_new(EscalationEvent, (  # every field, in order
+            _PATIENT_ASKED, chain, now, SYSTEM_ACTOR, SYSTEM_ORIGIN,
+            {"stage": [None, _ASKING_PATIENT_VALUE], "due_at": due_text},
+            self._notify(chain, _ASK_ROLES, "ask"),
+        ))]
 
     def adopt(
         self,
@@ -404,13 +416,13 @@ class Escalator:
         if chain is None:
             return []
         now = now or self._clock()
-        ended = chain._replace(
-            stage=ChainStage.ENDED, due_at=None, ended_at=now, end_reason=reason, ended_by=actor,
-        )
-        return [self._event(
-            TransitionKind.ESCALATION_ENDED, ended, now, actor, origin,
-            {"reason": reason, "stage": [chain.stage.value, ChainStage.ENDED.value]},
-        )]
+        ended = _tuple_new(ChainState, (  # chain._replace(stage=ENDED, due_at=None, ended_*)
+            chain[0], chain[1], _ENDED, chain[3], None, *chain[5:12], now, reason, actor,
+        ))
+        return [_tuple_new(EscalationEvent, (  # every field, in order
+            _ESCALATION_ENDED, ended, now, actor, origin,
+            {"reason": reason, "stage": [chain.stage._value_, _ENDED_VALUE]}, (),
+        ))]
 
     def priority_changed(
         self, alarm_key: str, priority: Priority, *, now: datetime | None = None
@@ -506,14 +518,15 @@ class Escalator:
     def _notify(
         self, chain: ChainState, roles: Iterable[Role], reason: str
     ) -> tuple[Notification, ...]:
-        return tuple(
-            _tuple_new(Notification, (  # every field, in order
-                role, channel, chain.alarm_key, chain.priority, reason, chain.message,
-                chain.patient_id, chain.bed_label, None,
-            ))
-            for role in roles
-            for channel in self.policy.channels.get(role, ())
-        )
+        channels = self.policy.channels
+        made = []
+        for role in roles:
+            for channel in channels.get(role, ()):
+                made.append(_tuple_new(Notification, (  # every field, in order
+                    role, channel, chain.alarm_key, chain.priority, reason, chain.message,
+                    chain.patient_id, chain.bed_label, None,
+                )))
+        return tuple(made)
 
     @staticmethod
     def _event(
@@ -530,6 +543,19 @@ class Escalator:
 
 # A named tuple from all its values, without its __new__'s Python frame (hot paths above).
 _tuple_new = tuple.__new__
+# Members read once (on Python 3.11 an enum class's members are found through its
+# ``__getattr__`` hook, ~1,000 instructions each time).
+_PATIENT_ASKED = TransitionKind.PATIENT_ASKED
+_ESCALATION_ENDED = TransitionKind.ESCALATION_ENDED
+_ASKING_PATIENT = ChainStage.ASKING_PATIENT
+_ASKING_PATIENT_VALUE = ChainStage.ASKING_PATIENT._value_
+_ENDED = ChainStage.ENDED
+_ENDED_VALUE = ChainStage.ENDED._value_
+_ASK_ROLES = (Role.PATIENT,)
+# The positions the hot paths above build these values by.
+assert ChainState._fields[:5] == ("alarm_key", "priority", "stage", "started_at", "due_at")
+assert ChainState._fields[12:] == ("ended_at", "end_reason", "ended_by")
+assert len(ChainState._fields) == 15 and len(EscalationEvent._fields) == 7
 
 
 def _iso(value: datetime | None) -> str | None:

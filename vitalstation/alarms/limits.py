@@ -143,10 +143,15 @@ class VitalLimits:
         A high alarm holds while ``value + hysteresis`` still breaches a high limit; a low alarm
         while ``value - hysteresis`` still breaches a low one.
         """
-        probe = value + self.hysteresis if direction is Direction.HIGH else value - self.hysteresis
-        return any(
-            lim.direction is direction and lim.breached(probe) for lim in self.limits
-        )
+        high = direction is Direction.HIGH
+        probe = value + self.hysteresis if high else value - self.hysteresis
+        for lim in self.limits:  # Limit.breached inline (an open alarm's every calm reading)
+            if lim.direction is direction and (
+                (probe > lim.value if high else probe < lim.value)
+                or (lim.inclusive and probe == lim.value)
+            ):
+                return True
+        return False
 
     def edge(self, direction: Direction) -> Limit | None:
         """The least severe limit on one side: where the normal band ends."""

@@ -38,12 +38,22 @@ from vitalstation.alarms.model import (
     AlarmTransition,
     Priority,
     TransitionKind,
-    alarm_of_values,
 )
 from vitalstation.domain.vitals import VitalKind
 
 _SNAPSHOT_VALUES = operator.attrgetter(*ALARM_FIELDS)
 _tuple_new = tuple.__new__
+# The members the engine's own transitions use, read once: on Python 3.11 every
+# ``AlarmState.ACTIVE`` goes through the enum class's ``__getattr__`` hook (~1,000 instructions).
+_ACTIVE = AlarmState.ACTIVE
+_ACKNOWLEDGED = AlarmState.ACKNOWLEDGED
+_RESOLVED = AlarmState.RESOLVED
+_RESOLVED_VALUE = AlarmState.RESOLVED._value_
+_RAISED = TransitionKind.RAISED
+_UPDATED = TransitionKind.UPDATED
+_PRIORITY_RAISED = TransitionKind.PRIORITY_RAISED
+_LATCHED = TransitionKind.LATCHED
+_RESOLVED_EVENT = TransitionKind.RESOLVED
 
 
 class AlarmRecord:
@@ -61,9 +71,8 @@ class AlarmRecord:
         "update_count", "updated_at", "value", "vital", "worst_value",
     )
 
-    def __init__(
+    def __init__(  # positional too: the engine opens each alarm with positional values
         self,
-        *,
         key: str,
         kind: AlarmKind,
         condition: str,
@@ -113,8 +122,8 @@ class AlarmRecord:
 
     def snapshot(self) -> Alarm:
         """The alarm as it stands now, as an immutable value (the record holds every field
-        of :class:`Alarm` under the same name)."""
-        return alarm_of_values(_SNAPSHOT_VALUES(self))
+        of :class:`Alarm` under the same name, so the getter gives every value in order)."""
+        return _tuple_new(Alarm, _SNAPSHOT_VALUES(self))
 
     @classmethod
     def from_alarm(cls, alarm: Alarm, *, higher_is_worse: bool | None = None) -> AlarmRecord:
@@ -142,7 +151,7 @@ class AlarmRecord:
     @property
     def is_open(self) -> bool:
         """True until resolved."""
-        return self.state is not AlarmState.RESOLVED
+        return self.state is not _RESOLVED
 
     def event(
         self,
@@ -156,18 +165,60 @@ class AlarmRecord:
     ) -> AlarmTransition:
         """An event of this alarm, with the snapshot after it."""
         return _tuple_new(AlarmTransition, (  # every field, in order: see model.py
-            kind, self.snapshot(), at, actor, origin, from_state, self.state,
-            dict(details) if details else {}, (), None,
+            kind, _tuple_new(Alarm, _SNAPSHOT_VALUES(self)), at, actor, origin, from_state,
+            self.state, dict(details) if details else {}, (), None,
         ))
 
-    def raised_event(self) -> AlarmTransition:
-        """The RAISED event (call once, right after construction)."""
-        return self.event(TransitionKind.RAISED, self.raised_at, None, {
-            "priority": self.priority.value, "value": self.value,
+    def _system_event(
+        self, kind: TransitionKind, at: datetime, from_state: AlarmState | None,
+        details: dict[str, Any],
+    ) -> AlarmTransition:
+        """:meth:`event` by the system, with ``details`` a new dict made for it (kept, not
+        copied): the events the engine makes by itself (raised, updated, latched, resolved)."""
+        return _tuple_new(AlarmTransition, (  # every field, in order: see model.py
+            kind, _tuple_new(Alarm, _SNAPSHOT_VALUES(self)), at, SYSTEM_ACTOR, SYSTEM_ORIGIN,
+            from_state, self.state, details, (), None,
+        ))
+
+    def raised_event(self, extra: Mapping[str, Any] | None = None) -> AlarmTransition:
+        """The RAISED event (call once, right after construction); ``extra`` details follow
+        the usual ones."""
+        details = {
+            "priority": self.priority._value_, "value": self.value,
             "limit_value": self.limit_value, "message": self.message,
-        })
+        }
+        if extra:
+            details.update(extra)
+        return self._system_event(_RAISED, self.raised_at, None, details)
 
     # -- the condition -----------------------------------------------------------------------
+
+    def hold(
+        self, value: float, priority_now: Priority | None, at: datetime,
+        measured_at: datetime | None, message: str | None,
+    ) -> bool:
+        """:meth:`observe` of a reading that changes nothing worth an event (the condition
+        present, ``value`` no worse than the worst, ``priority_now`` not above the alarm's):
+        counts the update and returns True; returns False, changing nothing, for any other
+        reading (call :meth:`observe` then). An open alarm's every abnormal reading comes here.
+        """
+        worst = self.worst_value
+        higher_is_worse = self.higher_is_worse
+        if (
+            not self.condition_present or worst is None or higher_is_worse is None
+            or (value > worst if higher_is_worse else value < worst)
+            or (priority_now is not None and priority_now._rank > self.priority._rank)
+        ):
+            return False
+        self.update_count += 1
+        self.updated_at = at
+        self.current_priority = priority_now
+        if measured_at is not None:
+            self.measured_at = measured_at
+        if message is not None:
+            self.message = message
+        self.value = value
+        return True
 
     def observe(
         self,
@@ -204,39 +255,39 @@ class AlarmRecord:
             self.condition_present = True
             details["condition_returned"] = True
         from_state = self.state
-        if priority_now is not None and priority_now > self.priority:
-            details["priority"] = [self.priority.value, priority_now.value]
+        if priority_now is not None and priority_now._rank > self.priority._rank:
+            details["priority"] = [self.priority._value_, priority_now._value_]
             self.priority = priority_now
             self.latching = latching_for[priority_now]
             if limit_value is not None:
                 details["limit_value"] = [self.limit_value, limit_value]
                 self.limit_value = limit_value
-            if self.state is not AlarmState.ACTIVE:
-                details["state"] = [self.state.value, AlarmState.ACTIVE.value]
-                self.state = AlarmState.ACTIVE
+            if self.state is not _ACTIVE:
+                details["state"] = [self.state._value_, _ACTIVE._value_]
+                self.state = _ACTIVE
                 self.audio_paused_until = None
                 self.acknowledged_at = None
                 self.acknowledged_by = None
             details["value"] = value
-            return [self.event(TransitionKind.PRIORITY_RAISED, at, from_state, details)]
+            return [self._system_event(_PRIORITY_RAISED, at, from_state, details)]
         if details:
             details["value"] = value
-            return [self.event(TransitionKind.UPDATED, at, from_state, details)]
+            return [self._system_event(_UPDATED, at, from_state, details)]
         return []
 
     def condition_ended(
         self, at: datetime, *, reason: str = "condition ended", value: float | None = None
     ) -> list[AlarmTransition]:
         """The condition is over: resolve, or latch when latching and not yet acknowledged."""
-        if not self.condition_present or not self.is_open:
+        if not self.condition_present or self.state is _RESOLVED:
             return []
         if value is not None:
             self.value = value
         self.current_priority = None
         self.updated_at = at
-        if self.latching and self.state is not AlarmState.ACKNOWLEDGED:
+        if self.latching and self.state is not _ACKNOWLEDGED:
             self.condition_present = False
-            return [self.event(TransitionKind.LATCHED, at, self.state, {
+            return [self._system_event(_LATCHED, at, self.state, {
                 "reason": reason, "value": self.value,
             })]
         return self._resolve(at, reason)
@@ -246,15 +297,15 @@ class AlarmRecord:
     ) -> list[AlarmTransition]:
         from_state = self.state
         self.condition_present = False
-        self.state = AlarmState.RESOLVED
+        self.state = _RESOLVED
         self.resolved_at = at
         self.updated_at = at
         self.audio_paused_until = None
-        return [self.event(
-            TransitionKind.RESOLVED, at, from_state,
-            {"reason": reason, "state": [from_state.value, AlarmState.RESOLVED.value]},
-            actor=actor, origin=origin,
-        )]
+        return [_tuple_new(AlarmTransition, (  # every field, in order: see model.py
+            _RESOLVED_EVENT, _tuple_new(Alarm, _SNAPSHOT_VALUES(self)), at, actor,
+            origin, from_state, _RESOLVED,
+            {"reason": reason, "state": [from_state._value_, _RESOLVED_VALUE]}, (), None,
+        ))]
 
     def force_resolve(
         self, at: datetime, reason: str, *, actor: str = SYSTEM_ACTOR, origin: str = SYSTEM_ORIGIN
