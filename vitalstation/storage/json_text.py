@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -65,14 +66,27 @@ def record_text_writer(record_type: type[NamedTuple]) -> Callable[[Any], str]:
     times = tuple(
         index for index, name in enumerate(fields) if "datetime" in str(annotations.get(name))
     )
+    # The dict is built with its keys in sorted order, so orjson need not sort them (an alarm
+    # snapshot 45.7k -> 40.4k instructions): the same text, as long as no field holds a mapping
+    # of its own (whose keys only sorting would order); a record type that may still sorts.
+    order = sorted(range(len(fields)), key=fields.__getitem__)
+    sorted_fields = tuple(fields[index] for index in order)
+    in_order = itemgetter(*order) if len(order) > 1 else tuple
+    nested = any(
+        word in str(annotations.get(name)) for name in fields
+        for word in ("dict", "Mapping", "Any", "object")
+    )
+    options = _RECORD_OPTIONS if nested else 0
+    time_values = itemgetter(*times) if len(times) > 1 else None
 
     def record_text(record: Any) -> str:
-        for index in times:
-            value = record[index]
+        for value in (time_values(record) if time_values is not None
+                      else [record[index] for index in times]):
             if value is not None and value.tzinfo is not UTC:
                 return json_text(record.to_dict())
         try:
-            return _dumps(dict(zip(fields, record, strict=True)), None, _RECORD_OPTIONS).decode()
+            return _dumps(dict(zip(sorted_fields, in_order(record), strict=True)), None,
+                          options).decode()
         except TypeError:  # orjson.JSONEncodeError included
             return json_text(record.to_dict())
 
