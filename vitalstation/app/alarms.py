@@ -50,6 +50,7 @@ from vitalstation.alarms import (
     AlarmActionError,
     AlarmEngine,
     AlarmRef,
+    AlarmState,
     AlarmTransition,
     AudioPause,
     ChainState,
@@ -100,6 +101,8 @@ TICK_INTERVAL_S = 1.0
 # latency needs; at 5,000 readings/s batches are ~50 and never split. Readings stay in order;
 # NEWS2 is scored per part.
 EVALUATE_CHUNK_READINGS = 500
+_RAISED = TransitionKind.RAISED
+_RESOLVED = AlarmState.RESOLVED
 # The CLI waits this long for a running station to take its request, then applies it itself.
 REQUEST_PICKUP_S = 3.0
 # ... and, once a station has claimed it, this long for the outcome.
@@ -608,7 +611,10 @@ class AlarmService:
     def _handle(self, transitions: list[AlarmTransition]) -> list[AlarmTransition]:
         """Store (with whatever is left unsaved), then publish; under the lock. Returns
         ``transitions``."""
-        self.raised_total += sum(1 for t in transitions if t.kind is TransitionKind.RAISED)
+        raised = _RAISED  # a module constant: an enum member read from its class costs more
+        for transition in transitions:
+            if transition.kind is raised:
+                self.raised_total += 1
         saved = self._save(transitions) if transitions or self._unsaved else []
         listeners = self._listeners
         for transition in transitions if listeners else ():
@@ -623,7 +629,7 @@ class AlarmService:
                 except Exception:  # noqa: BLE001 - one broken listener must not silence others
                     _LOGGER.exception("alarm listener %r failed", listener)
         for transition in saved:
-            if not transition.alarm.is_open:
+            if transition.alarm.state is _RESOLVED:  # Alarm.is_open, without the property
                 self._ids.pop(transition.alarm.key, None)
         return transitions
 
