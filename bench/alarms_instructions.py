@@ -51,18 +51,20 @@ def count(tree: Path, mix: str, readings: int, mode: str) -> int:
 
 
 def callgrind_instructions(
-    child_source: str, args: list[str], env: dict[str, str], what: str
+    child_source: str, args: list[str], env: dict[str, str], what: str,
+    valgrind_options: tuple[str, ...] = (),
 ) -> int:
     """User-space instructions of ``child_source`` run as a script with ``args`` under
-    valgrind's callgrind (``env`` added to this process's); raises with its output if it fails.
-    Shared with bench/alarms_service_instructions.py."""
+    valgrind's callgrind (``env`` added to this process's; ``valgrind_options`` e.g. to count
+    inside one function only); raises with its output if it fails. Shared with
+    bench/alarms_service_instructions.py and bench/rest_api_instructions.py."""
     with tempfile.TemporaryDirectory(prefix="vs-bench-instr-") as tmp:
         child = Path(tmp) / "child.py"
         child.write_text(child_source)
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, str(child), *args],
-            capture_output=True, text=True, env={**os.environ, **env}, check=False,
+             *valgrind_options, sys.executable, str(child), *args],
+            capture_output=True, text=True, env={**os.environ, **env}, check=False, cwd=tmp,
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:

@@ -21,15 +21,13 @@ requests are built first, outside the counted call); the figure is the differenc
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from alarms_instructions import callgrind_instructions  # noqa: E402 - a sibling script
 
 _CHILD = """
 import asyncio, json, operator, sys, threading
@@ -105,20 +103,11 @@ assert len(rows) == count
 
 def count(tree: Path, shape: str, requests: int) -> int:
     """Instructions callgrind counts inside ``operator.call`` (the requests' handling)."""
-    with tempfile.TemporaryDirectory(prefix="vs-bench-restapi-") as tmp:
-        child = Path(tmp) / "child.py"
-        child.write_text(_CHILD)
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             "--collect-atstart=no", "--toggle-collect=_operator_call",
-             sys.executable, str(child), shape, str(requests)],
-            capture_output=True, text=True, check=False, cwd=tmp,
-            env={**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"},
-        )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"valgrind run failed ({shape}, {requests}):\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind_instructions(
+        _CHILD, [shape, str(requests)], {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"},
+        f"{shape}, {requests}",
+        valgrind_options=("--collect-atstart=no", "--toggle-collect=_operator_call"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
