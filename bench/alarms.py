@@ -29,14 +29,17 @@ one reading in 1,000. ``ward`` is that: a cycle of 1,000 readings, 970 normal an
 alarm-heavy figure is the engine's cost when it does the most work per reading; the ward
 figure is what a station pays.
 
-    python bench/alarms.py                   # 10 s paced at 5,000/s, 100,000 unpaced
-    python bench/alarms.py --quick
+    python bench/alarms.py                   # 10 s paced at 5,000/s, 5 pairs of 100,000 unpaced
+    python bench/alarms.py --quick           # 3 s paced, 5 pairs of 30,000
     python bench/alarms.py --quick --mix ward
-    python bench/alarms.py --quick --repeat 3   # three alternated pairs, the median's overhead
+    python bench/alarms.py --repeat 9        # nine pairs, the median pair's overhead
 
 On a shared machine one pair can be far off (two runs of the same code a minute apart gave
-28 % and 84 %): ``--repeat`` alternates pairs and prints each; bench/alarms_instructions.py
-counts instructions instead, which load does not move.
+28 % and 84 %), so the overhead is the median of ``--repeat`` pairs (5 by default), each
+printed. Every run starts after ``os.sync()`` (an earlier run's database is not being written
+back by the kernel meanwhile), and every other pair runs with alarms first, so whatever falls
+on the second run of a pair is shared by both sides. bench/alarms_instructions.py counts
+instructions instead, which load does not move.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -255,6 +259,30 @@ def unpaced(
     return figures
 
 
+def settle_disk() -> None:
+    """Write the earlier runs' dirty pages out now, so that the kernel's writeback of one run's
+    database (tens of MB, flushed 30 s after it was written) does not land in a later timed
+    run and slow that side of a pair alone."""
+    os.sync()
+
+
+def unpaced_pair(
+    folder: Path, count: int, *, alarms_first: bool, gc_freeze: bool = True
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One unpaced run without and one with the alarm service, fresh databases, each after a
+    ``settle_disk``; (bare, with alarms). ``alarms_first`` swaps the order they run in: the
+    pairs of a ``--repeat`` alternate it, so a cost that falls on whichever run comes second
+    (or first) does not always land on the same side. Each run's database is deleted after it."""
+    figures: dict[bool, dict[str, float]] = {}
+    for alarms in ((True, False) if alarms_first else (False, True)):
+        run = folder / ("alarms" if alarms else "bare")
+        run.mkdir(parents=True)
+        settle_disk()
+        figures[alarms] = unpaced(run, count, alarms=alarms, gc_freeze=gc_freeze)
+        shutil.rmtree(run, ignore_errors=True)
+    return figures[False], figures[True]
+
+
 def _load_average() -> str:
     try:
         return "/".join(f"{value:.1f}" for value in os.getloadavg())
@@ -286,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
                         help="leave the start-up objects in the collector's passes")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="unpaced pairs (without, with alarms), alternated; the overhead "
-                             "is the median pair's (each pair is printed)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="unpaced pairs (without, with alarms; every other pair in the "
+                             "other order); the overhead is the median pair's (each pair is "
+                             "printed)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.readings = 3.0, 30_000
@@ -297,11 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vs-bench-alarms-") as tmp:
         folder = Path(tmp)
         pairs = []
-        for n in range(max(1, args.repeat)):  # alternated: a slow minute hits both sides
-            run = Path(folder) / f"pair-{n}"
-            run.mkdir()
-            pairs.append((unpaced(run, args.readings, alarms=False, gc_freeze=args.gc_freeze),
-                          unpaced(run, args.readings, alarms=True, gc_freeze=args.gc_freeze)))
+        for n in range(max(1, args.repeat)):
+            pairs.append(unpaced_pair(folder / f"pair-{n}", args.readings,
+                                      alarms_first=n % 2 == 1, gc_freeze=args.gc_freeze))
+        settle_disk()
         latency = paced(folder, args.rate, args.seconds, gc_freeze=args.gc_freeze)
     ratios = [b["readings_per_s"] / a["readings_per_s"] - 1 for b, a in pairs]
     bare, with_alarms = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]
