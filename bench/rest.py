@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         null_rest.stop(10)
         null_pipeline.stop(10)
 
+        os.sync()  # no earlier writes being flushed by the kernel during a timed run
         station = single(rest.port, devices, base)
         rest.flush_activity()
         time.sleep(1.0)
@@ -385,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         close_station(store, pipeline, rest)
 
         store, pipeline, keys, rest, devices = open_station(folder, "batch.db")
+        for done in folder.glob("station.db*"):  # the single run's: not written back now
+            done.unlink()
+        os.sync()
         batch = run_python(rest.port, devices, args.seconds, args.batch_connections,
                            base - 86400 * 3, batch=args.batch)
         batch_rows, _ = stored_readings(store)
