@@ -949,6 +949,7 @@ def _plain_inhealth_fields() -> dict[str, _PlainField]:
 _PLAIN_INHEALTH: dict[str, _PlainField] = _plain_inhealth_fields()
 _PLAIN_SYSTOLIC = _PLAIN_INHEALTH[VitalKind.SYSTOLIC_BP._value_][0]
 _PLAIN_DIASTOLIC = _PLAIN_INHEALTH[VitalKind.DIASTOLIC_BP._value_][0]
+_PLAIN_PAIR = tuple(sorted((_PLAIN_SYSTOLIC, _PLAIN_DIASTOLIC)))
 
 
 _MANUAL_INPUT = InputKind.MANUAL
@@ -977,7 +978,12 @@ def _plain_inhealth(
     raw: str | None,
     source_ref: str | None,
 ) -> Reading | None:
-    """What :func:`parse_inhealth_reading` returns for the plain case, else None."""
+    """What :func:`parse_inhealth_reading` returns for the plain case, else None.
+
+    Written out for the usual cases (one or two vitals, a device id already found valid):
+    no list or sort for up to two vitals, and the Measurement and Reading set slot by slot
+    here rather than through ``_measurement``/``_reading``.
+    """
     if type(obj) is not dict:
         return None
     stamp = obj.get("timestamp")
@@ -988,10 +994,16 @@ def _plain_inhealth(
         own = device_id
     elif device_id is not None and own != device_id:
         return None
-    resolved = _fast_device_id(own)
-    if resolved is None:
-        return None
-    found: list[tuple[int, Measurement]] = []
+    if type(own) is str and own in _VALID_DEVICE_IDS:  # _fast_device_id's usual answer
+        resolved = own
+    else:
+        resolved = _fast_device_id(own)
+        if resolved is None:
+            return None
+    first: Measurement | None = None
+    second: Measurement | None = None
+    first_order = second_order = 0
+    more: list[tuple[int, Measurement]] | None = None
     signal_quality = battery_level = None
     for field, sent in obj.items():
         vital = _PLAIN_INHEALTH.get(field)
@@ -1023,35 +1035,61 @@ def _plain_inhealth(
         value = number if convert is None else convert(number)
         if not low <= value <= high:  # False for NaN, and infinities are out of range
             return None
-        found.append((order, _measurement(kind, value, number, unit)))
-    if not found:
+        made = _new(Measurement)  # _measurement(kind, value, number, unit), inline
+        _m_kind(made, kind)
+        _m_value(made, value)
+        _m_original_value(made, number)
+        _m_original_unit(made, unit)
+        if first is None:
+            first, first_order = made, order
+        elif second is None:
+            second, second_order = made, order
+        elif more is None:
+            more = [(first_order, first), (second_order, second), (order, made)]
+        else:
+            more.append((order, made))
+    if first is None:
         return None
-    if len(found) > 1:
-        found.sort(key=_first)
-        orders = [order for order, _ in found]
+    if second is not None and more is None:  # two vitals, in VitalKind order
+        if second_order < first_order:
+            first, second, first_order, second_order = second, first, second_order, first_order
+        if first_order == _PLAIN_SYSTOLIC or first_order == _PLAIN_DIASTOLIC or (
+            second_order == _PLAIN_SYSTOLIC or second_order == _PLAIN_DIASTOLIC
+        ):
+            # Only the pair itself, diastolic not above systolic.
+            if (first_order, second_order) != _PLAIN_PAIR:
+                return None
+            systolic, diastolic = (
+                (first, second) if first_order == _PLAIN_SYSTOLIC else (second, first)
+            )
+            if diastolic.value > systolic.value:
+                return None
+        measurements: tuple[Measurement, ...] = (first, second)
+    elif more is not None:
+        more.sort(key=_first)
+        orders = [order for order, _ in more]
         has_systolic = _PLAIN_SYSTOLIC in orders
         if has_systolic != (_PLAIN_DIASTOLIC in orders):
             return None
         if has_systolic:
-            values = {order: m.value for order, m in found}
+            values = {order: m.value for order, m in more}
             if values[_PLAIN_DIASTOLIC] > values[_PLAIN_SYSTOLIC]:
                 return None
-        measurements = tuple(m for _, m in found)
+        measurements = tuple([m for _, m in more])
     else:
-        order, only = found[0]
-        if order == _PLAIN_SYSTOLIC or order == _PLAIN_DIASTOLIC:
+        if first_order == _PLAIN_SYSTOLIC or first_order == _PLAIN_DIASTOLIC:
             return None
-        measurements = (only,)  # a batch's usual reading: no generator for one vital
+        measurements = (first,)  # a batch's usual reading
     # YYYY-MM-DD[T ]HH:MM:SS, then .fff or .ffffff, then Z or nothing (the zone the device's
     # clock is set to); fromisoformat checks the digits (ASCII only).
     length = len(stamp)
     if length < 19:
         return None
     body = length - 1 if stamp[-1] == "Z" else length
+    marks = stamp[4:17:3]  # the characters at 4, 7, 10, 13 and 16
     if not (
-        (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
-        and stamp[4] == "-" and stamp[7] == "-" and stamp[13] == ":" and stamp[16] == ":"
-        and (stamp[10] == "T" or stamp[10] == " ")
+        (marks == "--T::" or marks == "-- ::")
+        and (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
     ):
         return None
     try:
@@ -1068,11 +1106,19 @@ def _plain_inhealth(
     received_at = _plain_received_at(measured_at, received_at, now, max_future_skew)
     if received_at is None:
         return None
-    return _reading(
-        resolved, measured_at, measurements, input, received_at,
-        _MANUAL_SOURCE if input is _MANUAL_INPUT else _DEVICE_SOURCE,  # enum members by name
-        signal_quality, battery_level, None, source_ref, raw,  # cost a class look-up each
-    )
+    made = _new(Reading)  # _reading(...), inline
+    _r_device_id(made, resolved)
+    _r_measured_at(made, measured_at)
+    _r_measurements(made, measurements)
+    _r_input(made, input)
+    _r_received_at(made, received_at)
+    _r_data_source(made, _MANUAL_SOURCE if input is _MANUAL_INPUT else _DEVICE_SOURCE)
+    _r_signal_quality(made, signal_quality)
+    _r_battery_level(made, battery_level)
+    _r_notes(made, None)
+    _r_source_ref(made, source_ref)
+    _r_raw(made, raw)
+    return made  # type: ignore[no-any-return]
 
 
 def _plain_received_at(
