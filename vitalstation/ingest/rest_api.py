@@ -68,6 +68,10 @@ RETRY_STOPPING_S = 10
 # How often a request waiting for room in a full pipeline queue tries again.
 BUSY_POLL_S = 0.01
 
+# Outcomes read once (an Enum member read from its class goes through EnumType.__getattr__).
+_FAILED = Outcome.FAILED
+_REJECTED = Outcome.REJECTED
+
 # Device states whose readings the receiver refuses (403); "maintenance" is still accepted.
 _REFUSED_STATES = ("retired", "inactive")
 
@@ -147,6 +151,8 @@ class _Call:
     key_prefix: str | None = None
     key_used: bool = False
     error: str | None = None
+    received: int = 0  # readings durable (stored now or before)
+    rejected: int = 0  # readings refused
 
 
 @dataclass(slots=True)
@@ -179,6 +185,8 @@ def dumps(obj: Any) -> bytes:
 
 def iso(value: datetime) -> str:
     """UTC ISO-8601 with ``Z``, as the seed answered."""
+    if value.tzinfo is UTC:  # a reading's time: its isoformat ends "+00:00"
+        return value.isoformat()[:-6] + "Z"
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -323,7 +331,9 @@ class RestApi:
     ) -> Response:
         """Answer one request; never raises (an unexpected error is a logged 500)."""
         started = time.perf_counter()
-        path = target.split("?", 1)[0].split("#", 1)[0]
+        path = target
+        if "?" in path or "#" in path:  # most targets have neither: no lists made
+            path = path.split("?", 1)[0].split("#", 1)[0]
         if path.startswith(("http://", "https://")):  # absolute form, as sent to proxies
             path = "/" + path.split("://", 1)[1].partition("/")[2]
         addresses = self._addresses
@@ -354,10 +364,12 @@ class RestApi:
             action = call.action
         else:
             action = "error"
-        with self._lock:
+        with self._lock:  # the request's readings counted with it: one lock per request
             counters = self.counters
             counters.requests += 1
             counters.by_status[status] = counters.by_status.get(status, 0) + 1
+            counters.received += call.received
+            counters.rejected += call.rejected
         # Positional, in the fields' order: twelve keyword arguments cost more than the
         # entry's own making (5.2 against 3.0 µs here).
         self._activity(ActivityEntry(
@@ -365,11 +377,6 @@ class RestApi:
             call.key_used, call.peer, call.path[:200], call.method[:10],
             (time.perf_counter() - started) * 1000, call.error,
         ))
-
-    def _count(self, received: int, rejected: int) -> None:
-        with self._lock:
-            self.counters.received += received
-            self.counters.rejected += rejected
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -631,15 +638,15 @@ class RestApi:
                 raw=text, source_ref=source,
             )
         except PayloadError as exc:
-            self._count(0, 1)
+            call.rejected = 1
             raise _Refusal(400, exc.message, exc.errors) from None
         self._check_assigned(grant)
         (result,) = await self._store([reading])
-        if result.outcome is Outcome.REJECTED:
-            self._count(0, 1)
+        if result.outcome is _REJECTED:
+            call.rejected = 1
             raise _Refusal(400, "Invalid reading: " + "; ".join(
                 f"{k}: {v}" for k, v in result.errors.items()), result.errors)
-        self._count(1, 0)
+        call.received = 1
         record_id = next(iter(result.record_ids.values()), None)  # first_record_id
         counter = self._alerts_triggered
         alerts = result.alarms_raised if counter is alarms_raised else counter([result])
@@ -687,7 +694,7 @@ class RestApi:
             raise _Refusal(400, exc.message, exc.errors) from None
         errors: dict[str, Any] = {str(index): problems for index, problems in parsed.errors.items()}
         if not parsed.readings:
-            self._count(0, parsed.total)
+            call.rejected = parsed.total
             raise _Refusal(
                 400, f"No valid reading in the batch ({parsed.total} refused; see errors)",
                 errors,
@@ -710,7 +717,7 @@ class RestApi:
             else:
                 errors[str(index)] = dict(result.errors)
         rejected = parsed.total - len(durable)
-        self._count(len(durable), rejected)
+        call.received, call.rejected = len(durable), rejected
         if not durable:
             raise _Refusal(
                 400, f"No valid reading in the batch ({parsed.total} refused; see errors)",
@@ -763,15 +770,19 @@ class RestApi:
                 "(a reading already stored is recognised, not duplicated)",
                 headers=(("Retry-After", str(RETRY_STORE_S)),),
             ) from None
-        if any(result.outcome is Outcome.FAILED for result in results):
-            reason = next(
-                (r.errors.get("store") or r.errors.get("pipeline") or "not committed")
-                for r in results if r.outcome is Outcome.FAILED
-            )
-            _LOGGER.warning("REST readings not stored: %s", reason)
-            raise _Refusal(
-                503, "The station's database did not store the readings; send them again "
-                "shortly (nothing was acknowledged)",
-                headers=(("Retry-After", str(RETRY_STORE_S)),),
-            )
-        return results
+        failed = _FAILED  # a module constant: Outcome.FAILED is a class look-up per use
+        for result in results:
+            if result.outcome is failed:
+                break
+        else:
+            return results
+        reason = next(
+            (r.errors.get("store") or r.errors.get("pipeline") or "not committed")
+            for r in results if r.outcome is failed
+        )
+        _LOGGER.warning("REST readings not stored: %s", reason)
+        raise _Refusal(
+            503, "The station's database did not store the readings; send them again "
+            "shortly (nothing was acknowledged)",
+            headers=(("Retry-After", str(RETRY_STORE_S)),),
+        )
