@@ -59,11 +59,13 @@ __all__ = [
     "MAX_NOTES_CHARS",
     "VITAL_FIELDS",
     "BatchParse",
+    "BatchReadings",
     "PayloadError",
     "decode_json",
     "parse_bedside_message",
     "parse_inhealth_batch",
     "parse_inhealth_reading",
+    "parse_inhealth_readings",
     "parse_payload",
     "parse_plain_bedside",
     "validate_reading",
@@ -621,29 +623,11 @@ def parse_inhealth_reading(
     return reading
 
 
-def parse_inhealth_batch(
-    obj: object,
-    *,
-    input: InputKind,
-    received_at: datetime,
-    now: datetime | None = None,
-    device_id: str | None = None,
-    naive_zone: tzinfo = UTC,
-    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
-    max_readings: int = DEFAULT_MAX_BATCH,
-    raw: str | None = None,
-    source_ref: str | None = None,
-) -> BatchParse:
-    """Parse ``{"device_id": ..., "readings": [...]}`` with per-reading partial success.
-
-    Raises ``PayloadError`` only for the request as a whole (not an object, ``readings``
-    missing, not a list, empty or over ``max_readings``, no device id anywhere). Each reading
-    inherits the top-level ``device_id`` (or the context's ``device_id``, which the top-level
-    one must equal); a reading naming a different device is an error for that reading.
-    ``raw`` and ``source_ref`` are attached to every reading; the index in the result says
-    which element of ``readings`` it was.
-    """
-    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+def _batch_items(
+    obj: object, device_id: str | None, max_readings: int
+) -> tuple[list[object], str | None]:
+    """A batch's ``readings`` and the device id they inherit; ``PayloadError`` for the batch
+    as a whole (see :func:`parse_inhealth_batch`)."""
     if not isinstance(obj, dict):
         raise _not_an_object(obj, 'with "device_id" and "readings"')
     whole: dict[str, str] = {}
@@ -682,6 +666,33 @@ def parse_inhealth_batch(
             whole = {"device_id": reason}
             raise PayloadError(whole, summarize(whole, "batch"))
 
+    return readings, context_id
+
+
+def parse_inhealth_batch(
+    obj: object,
+    *,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    max_readings: int = DEFAULT_MAX_BATCH,
+    raw: str | None = None,
+    source_ref: str | None = None,
+) -> BatchParse:
+    """Parse ``{"device_id": ..., "readings": [...]}`` with per-reading partial success.
+
+    Raises ``PayloadError`` only for the request as a whole (not an object, ``readings``
+    missing, not a list, empty or over ``max_readings``, no device id anywhere). Each reading
+    inherits the top-level ``device_id`` (or the context's ``device_id``, which the top-level
+    one must equal); a reading naming a different device is an error for that reading.
+    ``raw`` and ``source_ref`` are attached to every reading; the index in the result says
+    which element of ``readings`` it was.
+    """
+    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+    readings, context_id = _batch_items(obj, device_id, max_readings)
     parsed: list[tuple[int, Reading]] = []
     errors: dict[int, dict[str, str]] = {}
     for index, item in enumerate(readings):
@@ -704,6 +715,89 @@ def parse_inhealth_batch(
         ids = {reading.device_id for _, reading in parsed}
         context_id = ids.pop() if len(ids) == 1 else None
     return BatchParse(device_id=context_id, readings=parsed, errors=errors, total=len(readings))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReadings:
+    """A batch as :func:`parse_inhealth_readings` gives it: the readings that parsed as one
+    list, in order, and by index why the others did not.
+
+    ``indexes[i]`` is the place in the payload's ``readings`` of ``readings[i]``; None when
+    every reading parsed (then it is ``i``). ``total`` is the number of readings the payload
+    held.
+    """
+
+    device_id: str | None
+    readings: list[Reading]
+    indexes: list[int] | None
+    errors: dict[int, dict[str, str]]
+    total: int
+
+
+def parse_inhealth_readings(
+    obj: object,
+    *,
+    input: InputKind,
+    received_at: datetime,
+    now: datetime | None = None,
+    device_id: str | None = None,
+    naive_zone: tzinfo = UTC,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    max_readings: int = DEFAULT_MAX_BATCH,
+    raw: str | None = None,
+    source_ref: str | None = None,
+) -> BatchReadings:
+    """:func:`parse_inhealth_batch` with the readings as one list, for the REST receiver,
+    which hands them to the pipeline as they are: the same readings, errors and refusals,
+    without an ``(index, reading)`` pair per reading.
+
+    A batch's readings share their device, clocks and source, so the usual reading (one
+    vital, a timestamp, at most the batch's own device_id) is built by
+    ``_plain_one_vital`` with those worked out once per batch; anything else goes the way
+    :func:`parse_inhealth_batch` takes.
+    """
+    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
+    items, context_id = _batch_items(obj, device_id, max_readings)
+    fast = (
+        context_id if context_id is not None and naive_zone is UTC
+        and _fast_device_id(context_id) is not None else None
+    )
+    received = ctx.received_at
+    latest = ctx.now + max_future_skew
+    source = _MANUAL_SOURCE if input is _MANUAL_INPUT else _DEVICE_SOURCE
+    parsed: list[Reading] = []
+    indexes: list[int] | None = None
+    errors: dict[int, dict[str, str]] = {}
+    for index, item in enumerate(items):
+        reading = None
+        if fast is not None and type(item) is dict:
+            reading = _plain_one_vital(
+                item, fast, latest, received, input, source, raw, source_ref
+            )
+        if reading is None:
+            if not isinstance(item, dict):
+                problems = {
+                    "body": f"expected a JSON object (a reading), not {describe_json_type(item)}"
+                }
+            else:
+                reading = _plain_inhealth(
+                    item, input, received_at, now, context_id, naive_zone, max_future_skew,
+                    raw, source_ref,
+                )
+                if reading is None:
+                    reading, problems = _inhealth(item, ctx, context_id, "batch's")
+            if reading is None:
+                errors[index] = problems
+                if indexes is None:
+                    indexes = list(range(index))  # every reading before this one parsed
+                continue
+        parsed.append(reading)
+        if indexes is not None:
+            indexes.append(index)
+    if context_id is None:
+        ids = {reading.device_id for reading in parsed}
+        context_id = ids.pop() if len(ids) == 1 else None
+    return BatchReadings(context_id, parsed, indexes, errors, len(items))
 
 
 # --- Bedside monitor message --------------------------------------------------------------------
@@ -950,6 +1044,97 @@ _PLAIN_INHEALTH: dict[str, _PlainField] = _plain_inhealth_fields()
 _PLAIN_SYSTOLIC = _PLAIN_INHEALTH[VitalKind.SYSTOLIC_BP._value_][0]
 _PLAIN_DIASTOLIC = _PLAIN_INHEALTH[VitalKind.DIASTOLIC_BP._value_][0]
 _PLAIN_PAIR = tuple(sorted((_PLAIN_SYSTOLIC, _PLAIN_DIASTOLIC)))
+
+
+# The vitals a reading of one vital may carry on _plain_one_vital's way: not the blood
+# pressure pair, which must come together.
+_PLAIN_ONE: dict[str, _PlainField] = {
+    field: entry for field, entry in _PLAIN_INHEALTH.items()
+    if entry[0] != _PLAIN_SYSTOLIC and entry[0] != _PLAIN_DIASTOLIC
+}
+
+
+def _plain_one_vital(
+    item: dict[str, object],
+    device_id: str,
+    latest: datetime,
+    received_at: datetime,
+    input: InputKind,
+    data_source: DataSource,
+    raw: str | None,
+    source_ref: str | None,
+) -> Reading | None:
+    """What :func:`_plain_inhealth` returns for a batch's usual reading - one vital, a
+    timestamp, at most the batch's own ``device_id`` - when the batch's invariants are known:
+    ``device_id`` valid, ``received_at`` in UTC, a time without offset read as UTC,
+    ``latest`` the latest plausible time. None for anything else."""
+    vital = sent = None
+    for field, value in item.items():
+        entry = _PLAIN_ONE.get(field)
+        if entry is None:
+            if field == "timestamp" or (field == "device_id" and value == device_id):
+                continue
+            return None  # a pressure, a unit, a level, notes: _plain_inhealth decides
+        if value is None:  # null: not measured
+            continue
+        if vital is not None:
+            return None  # a second vital
+        vital, sent = entry, value
+    if vital is None:
+        return None
+    sent_type = type(sent)
+    if sent_type is int and -1e15 < sent < 1e15:  # type: ignore[operator]
+        number = float(sent)  # type: ignore[arg-type]
+    elif sent_type is float:
+        number = sent  # type: ignore[assignment]
+    else:
+        return None
+    _, kind, unit, convert, low, high = vital
+    value = number if convert is None else convert(number)
+    if not low <= value <= high:  # False for NaN, and infinities are out of range
+        return None
+    stamp = item.get("timestamp")
+    if type(stamp) is not str:
+        return None
+    length = len(stamp)  # the shape _plain_inhealth asks for
+    if length < 19:
+        return None
+    body = length - 1 if stamp[-1] == "Z" else length
+    marks = stamp[4:17:3]  # the characters at 4, 7, 10, 13 and 16
+    if not (
+        (marks == "--T::" or marks == "-- ::")
+        and (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
+    ):
+        return None
+    try:
+        measured_at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    zone = measured_at.tzinfo
+    if zone is None:
+        measured_at = measured_at.replace(tzinfo=UTC)
+    elif zone is not UTC:
+        return None
+    if measured_at > latest or measured_at < EARLIEST_PLAUSIBLE:
+        return None
+    made = _new(Measurement)
+    _m_kind(made, kind)
+    _m_value(made, value)
+    _m_original_value(made, number)
+    _m_original_unit(made, unit)
+    reading = _new(Reading)
+    _r_device_id(reading, device_id)
+    _r_measured_at(reading, measured_at)
+    _r_measurements(reading, (made,))
+    _r_input(reading, input)
+    _r_received_at(reading, received_at)
+    _r_data_source(reading, data_source)
+    _r_signal_quality(reading, None)
+    _r_battery_level(reading, None)
+    _r_notes(reading, None)
+    _r_source_ref(reading, source_ref)
+    _r_raw(reading, raw)
+    return reading  # type: ignore[no-any-return]
 
 
 _MANUAL_INPUT = InputKind.MANUAL

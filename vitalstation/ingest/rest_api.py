@@ -30,10 +30,10 @@ from typing import Any, Protocol
 from vitalstation.domain.clock import Clock, utc_now
 from vitalstation.domain.errors import PayloadError, quote
 from vitalstation.domain.payloads import (
-    BatchParse,
+    BatchReadings,
     decode_json,
-    parse_inhealth_batch,
     parse_inhealth_reading,
+    parse_inhealth_readings,
 )
 from vitalstation.domain.readings import InputKind, Reading
 from vitalstation.ingest.rest_auth import (
@@ -69,6 +69,8 @@ RETRY_STOPPING_S = 10
 BUSY_POLL_S = 0.01
 
 # Outcomes read once (an Enum member read from its class goes through EnumType.__getattr__).
+_STORED = Outcome.STORED
+_DUPLICATE = Outcome.DUPLICATE
 _FAILED = Outcome.FAILED
 _REJECTED = Outcome.REJECTED
 
@@ -456,7 +458,11 @@ class RestApi:
         source = f"{method} {path[:100]} key={grant.prefix} peer={call.peer}"
         if endpoint == "vitals":
             return await self._vitals(call, grant, obj, text, source, received_at)
-        return await self._batch(call, grant, obj, text, source, received_at)
+        parsed = self._parse_batch(grant, obj, text, source, received_at)
+        # The decoded body is not needed while the readings are stored: its objects (a dict
+        # per reading) freed now are not in the collector's count while the request waits.
+        obj = None
+        return await self._batch(call, grant, parsed)
 
     def _content_length(self, headers: Headers) -> int:
         if headers.get("transfer-encoding") is not None:
@@ -658,16 +664,12 @@ class RestApi:
             f'{int(alerts)},"timestamp":"{iso(reading.measured_at)}"}}'
         ).encode("ascii"))
 
-    async def _batch(
-        self,
-        call: _Call,
-        grant: KeyGrant,
-        obj: object,
-        text: str,
-        source: str,
-        received_at: datetime,
-    ) -> Response:
-        top_given = False
+    def _parse_batch(
+        self, grant: KeyGrant, obj: object, text: str, source: str, received_at: datetime
+    ) -> BatchReadings:
+        """The batch's readings, or the refusal (403, 413, 400) the request gets first."""
+        top_given = deferred = False
+        readings: object = None
         if isinstance(obj, dict):
             readings = obj.get("readings")
             if isinstance(readings, list) and len(readings) > self.max_batch_readings:
@@ -679,19 +681,33 @@ class RestApi:
             top = obj.get("device_id")
             top_given = top is not None
             self._check_device(top, grant)
-            if isinstance(readings, list):
-                own = grant.device_id
-                for index, item in enumerate(readings):
-                    if isinstance(item, dict) and item.get("device_id", own) != own:
-                        self._check_device(item["device_id"], grant, f" (reading {index})")
+            # With the key's own device_id at the top, a reading naming another device is an
+            # error of the parse (device_id does not match): its items are looked at only
+            # when the parse found errors, and then the 403 comes before anything else.
+            deferred = top == grant.device_id
+            if not deferred:
+                self._check_items(readings, grant)
         try:
-            parsed: BatchParse = parse_inhealth_batch(
+            parsed = parse_inhealth_readings(
                 obj, input=InputKind.REST, received_at=received_at,
                 device_id=grant.device_id if top_given else None,
                 max_readings=self.max_batch_readings, raw=text, source_ref=source,
             )
         except PayloadError as exc:
             raise _Refusal(400, exc.message, exc.errors) from None
+        if deferred and parsed.errors:
+            self._check_items(readings, grant)
+        return parsed
+
+    def _check_items(self, readings: object, grant: KeyGrant) -> None:
+        """403 for the first reading whose device_id is another device's."""
+        if isinstance(readings, list):
+            own = grant.device_id
+            for index, item in enumerate(readings):
+                if isinstance(item, dict) and item.get("device_id", own) != own:
+                    self._check_device(item["device_id"], grant, f" (reading {index})")
+
+    async def _batch(self, call: _Call, grant: KeyGrant, parsed: BatchReadings) -> Response:
         errors: dict[str, Any] = {str(index): problems for index, problems in parsed.errors.items()}
         if not parsed.readings:
             call.rejected = parsed.total
@@ -700,21 +716,32 @@ class RestApi:
                 errors,
             )
         self._check_assigned(grant)
-        readings = [reading for _, reading in parsed.readings]
+        readings = parsed.readings
         results = await self._store(readings)
+        if len(results) != len(readings):
+            raise ValueError(f"{len(results)} results for {len(readings)} readings")
+        indexes = parsed.indexes
         created: list[int] = []
         durable: list[ReadingResult] = []
         duplicates = 0
-        stored, duplicate = Outcome.STORED, Outcome.DUPLICATE  # enum lookups once, not per reading
-        for (index, _), result in zip(parsed.readings, results, strict=True):
+        alerts = 0
+        counted = self._alerts_triggered is alarms_raised  # summed here, not by a second pass
+        stored, duplicate = _STORED, _DUPLICATE
+        add_created, add_durable = created.append, durable.append
+        for position, result in enumerate(results):
             outcome = result.outcome
             if outcome is stored or outcome is duplicate:
-                durable.append(result)
-                record_id = next(iter(result.record_ids.values()), None)  # first_record_id
-                if record_id is not None:
-                    created.append(record_id)
-                duplicates += outcome is duplicate
+                add_durable(result)
+                for record_id in result.record_ids.values():  # first_record_id
+                    if record_id is not None:
+                        add_created(record_id)
+                    break
+                if outcome is duplicate:
+                    duplicates += 1
+                if counted:
+                    alerts += result.alarms_raised
             else:
+                index = position if indexes is None else indexes[position]
                 errors[str(index)] = dict(result.errors)
         rejected = parsed.total - len(durable)
         call.received, call.rejected = len(durable), rejected
@@ -731,7 +758,7 @@ class RestApi:
             "failed": rejected,
             "duplicates": duplicates,
             "vitals_created": created,
-            "alerts_triggered": self._alerts_triggered(durable),
+            "alerts_triggered": alerts if counted else self._alerts_triggered(durable),
             "errors": dict(sorted(errors.items(), key=lambda item: int(item[0]))),
         }))
 
