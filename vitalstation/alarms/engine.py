@@ -501,6 +501,7 @@ class AlarmEngine:
         self._tech_open: dict[str, int] = {}
         self._inputs: dict[str, _InputHealth] = {}
         self._overrides = _OverrideBook()
+        self._profile_limits_of: tuple[object, dict[VitalKind, VitalLimits]] = (None, {})
         self._news2: dict[str, _PatientNews2] = {}
         self._audio_pause: AudioPause | None = None
         self._escalator = (
@@ -583,23 +584,24 @@ class AlarmEngine:
         tech_open = self._tech_open
         open_ = self._open
         tracks_by_key = self._tracks
+        pending_tracks = self._pending_tracks
         by_patient = self._overrides.by_patient
-        profile_limits = self.profile.limits
+        profile_limits = self._profile_limits()
         news2_states = self._news2
         out: list[AlarmTransition] = []
         # patient -> the row that last brought a value (its device is named in the alarm)
         rescore: dict[str, int] = {}
         for index, (source, attribution, patient_id, bed_label, kinds) in enumerate(rows):
-            if attribution.__class__ is not Attribution:
-                attribution = _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
             device_id = source.device_id
             lane = lanes.get(device_id) if fast else None
             measured_at = source.measured_at
+            # The lane's attribution is compared by value: the pipeline's own Attribution, a
+            # plain string or this module's member, all convert by value (below, if needed).
             if (
-                lane is not None and lane.attribution is attribution
+                lane is not None and lane.attribution == attribution
                 and lane.patient_id == patient_id and lane.bed_label == bed_label
                 and live_from <= measured_at <= source.received_at
-                and source.data_source is _FROM_DEVICE and not tech_open.get(device_id)
+                and source.data_source is _FROM_DEVICE and device_id not in tech_open
                 and ((level := source.battery_level) is None or not level < low_battery)
                 and ((quality := source.signal_quality) is None or not quality < poor_signal)
             ):
@@ -630,10 +632,11 @@ class AlarmEngine:
                             track.patient_id = patient_id
                             track.bed_label = bed_label
                             track.device_id = device_id
-                            per_patient = by_patient.get(patient_id) if by_patient else None
-                            override = per_patient.get(kind) if per_patient else None
-                            limits = (override.limits if override is not None
-                                      else profile_limits.get(kind))
+                            if (by_patient and (per_patient := by_patient.get(patient_id))
+                                    and (override := per_patient.get(kind)) is not None):
+                                limits = override.limits
+                            else:
+                                limits = profile_limits.get(kind)
                             if limits is not track.calm_limits:
                                 track.calm_limits = limits
                                 track.calm_low, track.calm_high = _calm_band(limits)
@@ -641,7 +644,33 @@ class AlarmEngine:
                             if not (track.calm_low < value < track.calm_high
                                     and not track.pending and track.low_key not in open_
                                     and track.high_key not in open_):
-                                made = self._evaluate(track, limits, now)
+                                # An open alarm's next abnormal reading: what _evaluate does
+                                # for it when it only counts an update (nothing pending, the
+                                # other side closed), without the call; anything else is
+                                # left to _evaluate (hold changes nothing when it refuses).
+                                if (
+                                    not track.pending and limits is not None
+                                    and (breach := _first_breach(track.checks, value))
+                                    is not None
+                                ):
+                                    if breach.direction is _HIGH:
+                                        side, other = track.high_key, track.low_key
+                                    else:
+                                        side, other = track.low_key, track.high_key
+                                    record = open_.get(side)
+                                    if (
+                                        record is not None and other not in open_
+                                        and record.hold(
+                                            value, breach.priority, now, measured_at,
+                                            track.breach_message(breach.direction, breach),
+                                        )
+                                    ):
+                                        pending_tracks.discard(track.key)
+                                        made = None
+                                    else:
+                                        made = self._evaluate(track, limits, now)
+                                else:
+                                    made = self._evaluate(track, limits, now)
                                 if made:
                                     out += made
                                     if raised_by is not None:
@@ -666,6 +695,8 @@ class AlarmEngine:
                         rescore[patient_id] = index  # type: ignore[index]
                     continue
             # The full path.
+            if attribution.__class__ is not Attribution:
+                attribution = _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
             if kinds is None and isinstance(source, AttributedReading):
                 reading = source
             else:
@@ -685,9 +716,13 @@ class AlarmEngine:
                 if watch is not None:
                     lanes[device_id] = _Lane(attribution, patient_id, bed_label,
                                              reading.scope, watch)
+        complete = len(MEASURED)
         for patient_id, index in rescore.items():
+            state = news2_states[patient_id]
+            if len(state.measured) < complete:
+                continue  # _evaluate_news2's first test, without the call: nothing to score
             made = self._evaluate_news2(
-                patient_id, self._news2[patient_id], now, device_id=rows[index][0].device_id
+                patient_id, state, now, device_id=rows[index][0].device_id
             )
             if made:
                 out += made
@@ -1680,6 +1715,15 @@ class AlarmEngine:
         return out
 
     # == internals: lookups ===================================================================
+
+    def _profile_limits(self) -> dict[VitalKind, VitalLimits]:
+        """The profile's limits as a plain dict (read once per batch; a mapping proxy's
+        ``get`` costs more), remade when the profile is replaced."""
+        profile = self.profile
+        cached = self._profile_limits_of
+        if cached[0] is not profile:
+            cached = self._profile_limits_of = (profile, dict(profile.limits))
+        return cached[1]
 
     def _limits_for(self, patient_id: str | None, kind: VitalKind) -> VitalLimits | None:
         per_patient = self._overrides.by_patient.get(patient_id) if patient_id else None
