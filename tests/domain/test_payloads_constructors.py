@@ -33,4 +33,4 @@ def test_measurement_and_reading_equal_the_classes_own() -> None:
 
 def test_a_class_with_other_fields_is_refused_at_import() -> None:
     with pytest.raises(RuntimeError, match="fields"):
-        payloads._slot_setters(Measurement, ("kind", "value", "original_value"))
+        payloads._check_layout(Measurement, ("kind", "value", "original_value"))
