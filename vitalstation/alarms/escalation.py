@@ -283,13 +283,13 @@ class Escalator:
         self,
         alarm_key: str,
         priority: Priority,
-        *,
         message: str,
         patient_id: str | None = None,
         bed_label: str | None = None,
         now: datetime | None = None,
     ) -> list[EscalationEvent]:
-        """Stage 1 for a newly raised alarm: ask the patient. Nothing if below the level."""
+        """Stage 1 for a newly raised alarm: ask the patient. Nothing if below the level.
+        (Every parameter may be given by position: the engine does, once per alarm raised.)"""
         policy = self.policy
         # policy.applies_to(priority) and policy.timeout(priority), without their calls (a
         # chain per alarm raised)
@@ -405,13 +405,13 @@ class Escalator:
     def end(
         self,
         alarm_key: str,
-        *,
         reason: str,
         actor: str = SYSTEM_ACTOR,
         origin: str = SYSTEM_ORIGIN,
         now: datetime | None = None,
     ) -> list[EscalationEvent]:
-        """End the chain (a clinician acknowledged, or the alarm resolved); nothing if none."""
+        """End the chain (a clinician acknowledged, or the alarm resolved); nothing if none.
+        (Every parameter may be given by position: the engine does, once per alarm resolved.)"""
         chain = self._chains.pop(alarm_key, None)
         if chain is None:
             return []

@@ -85,6 +85,11 @@ class Priority(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Members are equal only to themselves (Enum defines no __eq__), so the identity hash
+    # agrees with equality; Enum's own __hash__ (the name's) is a Python call on every dict
+    # or set lookup of a priority (latching, timeouts, the store's and window's tables).
+    __hash__ = object.__hash__
+
 
 for _member, _rank in ((Priority.LOW, 1), (Priority.MEDIUM, 2), (Priority.HIGH, 3)):
     _member._rank = _rank

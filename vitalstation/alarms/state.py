@@ -276,9 +276,10 @@ class AlarmRecord:
         return []
 
     def condition_ended(
-        self, at: datetime, *, reason: str = "condition ended", value: float | None = None
+        self, at: datetime, reason: str = "condition ended", value: float | None = None
     ) -> list[AlarmTransition]:
-        """The condition is over: resolve, or latch when latching and not yet acknowledged."""
+        """The condition is over: resolve, or latch when latching and not yet acknowledged.
+        (``reason`` and ``value`` may be given by position: the engine does, per alarm.)"""
         if not self.condition_present or self.state is _RESOLVED:
             return []
         if value is not None:
