@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from vitalstation.domain.clock import Clock, utc_now
@@ -111,7 +112,7 @@ class BodyError(Exception):
     """The client did not send the body it announced (closed, or too slow)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Response:
     """An answer: status, JSON body, extra headers; ``close`` ends the connection after it."""
 
@@ -119,6 +120,26 @@ class Response:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: tuple[tuple[str, str], ...] = (),
+        close: bool = False,
+    ) -> None:
+        # Through the slots' own setters: the frozen dataclass's __init__ sets each field
+        # with object.__setattr__ (~1,600 instructions a field, one answer per request).
+        _set_status(self, status)
+        _set_body(self, body)
+        _set_headers(self, headers)
+        _set_close(self, close)
+
+
+_set_status = Response.__dict__["status"].__set__
+_set_body = Response.__dict__["body"].__set__
+_set_headers = Response.__dict__["headers"].__set__
+_set_close = Response.__dict__["close"].__set__
 
 
 class _Refusal(Exception):
@@ -767,19 +788,22 @@ class RestApi:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[ReadingResult]] = loop.create_future()
         wake = self._waker(loop)
-        deadline = loop.time() + self._submit_wait_s
+        # wake(future, results) on the pipeline thread: a partial, not a closure (no cells in
+        # this frame, one Python call fewer per request).
+        on_done = partial(wake, future)
+        now = loop.time()
+        deadline = now + self._submit_wait_s
         try:
             while True:
                 try:
-                    self._pipeline.submit(
-                        readings, on_done=lambda results: wake(future, results), timeout=0.0
-                    )
+                    self._pipeline.submit(readings, on_done=on_done, timeout=0.0)
                     break
                 except PipelineBusy:
                     if loop.time() >= deadline:
                         raise
                     await asyncio.sleep(BUSY_POLL_S)  # the loop serves others meanwhile
-            wake.watch(future, loop.time() + self._store_timeout_s)
+                    now = loop.time()
+            wake.watch(future, now + self._store_timeout_s)
             results = await future
         except PipelineBusy:
             raise _Refusal(
