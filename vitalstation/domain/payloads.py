@@ -1099,11 +1099,14 @@ def _plain_one_vital(
     timestamp, at most the batch's own ``device_id`` - when the batch's invariants are known:
     ``device_id`` valid, ``received_at`` in UTC, a time without offset read as UTC,
     ``latest`` the latest plausible time. None for anything else."""
-    vital = sent = None
+    vital = sent = stamp = None
     for field, value in item.items():
         entry = _PLAIN_ONE.get(field)
         if entry is None:
-            if field == "timestamp" or (field == "device_id" and value == device_id):
+            if field == "timestamp":
+                stamp = value
+                continue
+            if field == "device_id" and value == device_id:
                 continue
             return None  # a pressure, a unit, a level, notes: _plain_inhealth decides
         if value is None:  # null: not measured
@@ -1124,7 +1127,6 @@ def _plain_one_vital(
     value = number if convert is None else convert(number)
     if not low <= value <= high:  # False for NaN, and infinities are out of range
         return None
-    stamp = item.get("timestamp")
     if type(stamp) is not str:
         return None
     length = len(stamp)  # the shape _plain_inhealth asks for
