@@ -637,7 +637,7 @@ class AlarmService:
         """Store what is unsaved, then ``transitions``; return what was stored."""
         pending = self._unsaved + transitions
         try:
-            messages = [self._messages(t) for t in pending] if self._router else []
+            messages = self._route(pending)
             inserted = self._store.write(pending, self._ids, messages)
         except Exception as exc:  # noqa: BLE001 - kept and retried, never dropped
             self._unsaved = pending
@@ -656,6 +656,18 @@ class AlarmService:
                 pass  # raised and resolved within the same call
         return pending
 
+
+    def _route(self, transitions: list[AlarmTransition]) -> list[list[OutboxMessage]]:
+        """The outbox messages of each transition (none without a router). The router is
+        called directly; only when it raises is each transition routed again on its own, so
+        that the one that failed is logged and the others keep their messages."""
+        router = self._router
+        if router is None:
+            return []
+        try:
+            return [router(transition) for transition in transitions]
+        except Exception:  # noqa: BLE001 - routed one by one below, each failure logged
+            return [self._messages(transition) for transition in transitions]
 
     def _messages(self, transition: AlarmTransition) -> list[OutboxMessage]:
         assert self._router is not None
