@@ -407,23 +407,26 @@ class _Lane:
     (a reading for someone else takes the full path), the scope of their alarms, the device's
     watch and its vitals' tracks (filled as they are met)."""
 
-    __slots__ = ("attribution", "bed_label", "news2", "patient_id", "scope", "tracks", "watch")
+    __slots__ = ("latest", "news2", "scope", "tracks", "watch", "whom")
 
     def __init__(self, attribution: Attribution, patient_id: str | None,
                  bed_label: str | None, scope: str, watch: _DeviceWatch) -> None:
-        self.attribution = attribution
-        self.patient_id = patient_id
-        self.bed_label = bed_label
+        # Attribution, patient and bed, compared with each reading's in one step (a tuple
+        # compares item by item).
+        self.whom = (attribution, patient_id, bed_label)
         self.scope = scope
         self.watch = watch
         self.tracks: dict[VitalKind, _VitalTrack] = {}
         # The patient's NEWS2 values (found at its first reading; lanes are dropped whenever
-        # a patient's values are: discharge, restore).
+        # a patient's values are: discharge, restore), and each vital's value among them by
+        # vital (the same objects as in ``news2.measured``, which are never replaced).
         self.news2: _PatientNews2 | None = None
+        self.latest: dict[VitalKind, _Latest] = {}
 
 
 # The fast path on (tests compare it with the full path by switching it off).
 _FAST_LANES = True
+_NO_LANES: dict[str, _Lane] = {}  # the lanes looked in when the fast path is off
 _FROM_DEVICE = DataSource.DEVICE
 _IN_A_BED = frozenset({Attribution.PATIENT, Attribution.BED})
 
@@ -591,15 +594,15 @@ class AlarmEngine:
         out: list[AlarmTransition] = []
         # patient -> the row that last brought a value (its device is named in the alarm)
         rescore: dict[str, int] = {}
+        lane_of = lanes.get if fast else _NO_LANES.get
         for index, (source, attribution, patient_id, bed_label, kinds) in enumerate(rows):
             device_id = source.device_id
-            lane = lanes.get(device_id) if fast else None
+            lane = lane_of(device_id)
             measured_at = source.measured_at
             # The lane's attribution is compared by value: the pipeline's own Attribution, a
             # plain string or this module's member, all convert by value (below, if needed).
             if (
-                lane is not None and lane.attribution == attribution
-                and lane.patient_id == patient_id and lane.bed_label == bed_label
+                lane is not None and lane.whom == (attribution, patient_id, bed_label)
                 and live_from <= measured_at <= source.received_at
                 and source.data_source is _FROM_DEVICE and device_id not in tech_open
                 and ((level := source.battery_level) is None or not level < low_battery)
@@ -675,8 +678,14 @@ class AlarmEngine:
                                     out += made
                                     if raised_by is not None:
                                         _count_raised(raised_by, index, made)
-                        param = track.news2_parameter
-                        if param is not None and news2 and patient_id is not None:
+                        latest = lane.latest.get(kind)
+                        if latest is not None:  # a NEWS2 value met before on this lane
+                            state = lane.news2
+                            if measured_at >= latest.at:  # _Latest.keep, inline
+                                latest.value = measurement.value
+                                latest.at = measured_at
+                        elif ((param := track.news2_parameter) is not None and news2
+                              and patient_id is not None):
                             if state is None:
                                 state = lane.news2
                                 if state is None:  # the patient's, kept while the lane lives
@@ -686,10 +695,13 @@ class AlarmEngine:
                                     lane.news2 = state
                             latest = state.measured.get(param)
                             if latest is None:
-                                state.measured[param] = _Latest(measurement.value, measured_at)
+                                latest = state.measured[param] = _Latest(
+                                    measurement.value, measured_at
+                                )
                             elif measured_at >= latest.at:  # _Latest.keep, inline
                                 latest.value = measurement.value
                                 latest.at = measured_at
+                            lane.latest[kind] = latest
                     if state is not None:
                         state.bed_label = bed_label or state.bed_label
                         rescore[patient_id] = index  # type: ignore[index]
