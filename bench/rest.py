@@ -22,6 +22,7 @@ reads (PLATFORM.md). The server runs in this process, as in the station.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import http.client
 import json
@@ -246,6 +247,7 @@ def register_bench_ward(store) -> list[str]:
 
 
 def open_station(folder: Path, name: str, *, alarms: bool = True):
+    from vitalstation.app.memory import freeze_long_lived_objects
     from vitalstation.ingest.rest import RestConfig, RestInput
     from vitalstation.pipeline.core import Pipeline
     from vitalstation.storage.keys import KeyStore
@@ -261,6 +263,7 @@ def open_station(folder: Path, name: str, *, alarms: bool = True):
     pipeline.start()
     rest = RestInput(RestConfig(port=0, rate_limit=0, max_batch_readings=1000), pipeline, keys)
     rest.start()
+    freeze_long_lived_objects()  # as serve and the window do once the station is up
     return store, pipeline, keys, rest, devices
 
 
@@ -281,6 +284,7 @@ class NullStore:
 
 
 def start_null_station(keys):
+    from vitalstation.app.memory import freeze_long_lived_objects
     from vitalstation.ingest.rest import RestConfig, RestInput
     from vitalstation.pipeline.core import Pipeline
 
@@ -288,6 +292,7 @@ def start_null_station(keys):
     pipeline.start()
     rest = RestInput(RestConfig(port=0, rate_limit=0), pipeline, keys)
     rest.start()
+    freeze_long_lived_objects()
     return pipeline, rest
 
 
@@ -297,6 +302,7 @@ def close_station(store, pipeline, rest) -> None:
     if store.bench_alarms is not None:
         store.bench_alarms.stop()
     store.close()
+    gc.unfreeze()  # the next station is frozen anew
 
 
 def stored_readings(store, device_prefix: str = "BENCH_") -> int:
