@@ -236,6 +236,18 @@ def test_database_id_names_the_alarm_once_assigned(ward: Ward) -> None:
         ward.engine.acknowledge(42, actor="kim", origin="cli")
 
 
+def test_record_id_names_the_alarm_as_assign_id_does(ward: Ward) -> None:
+    ward.send(heart_rate=120)
+    assert ward.engine.record_id(HR_KEY, 41) is None  # no snapshot made for the service
+    ward.engine.record_id(HR_KEY, 43)  # the store's id taken again: the old one is forgotten
+    [ack] = ward.engine.acknowledge(43, actor="kim", origin="cli")
+    assert ack.alarm.alarm_id == 43 and ack.alarm.key == HR_KEY
+    with pytest.raises(UnknownAlarm):
+        ward.engine.acknowledge(41, actor="kim", origin="cli")
+    with pytest.raises(UnknownAlarm):
+        ward.engine.record_id("no such alarm", 44)
+
+
 def test_transitions_serialise_to_json(ward: Ward) -> None:
     events = ward.send(heart_rate=150) + ward.send(heart_rate=80)
     events += ward.engine.acknowledge(HR_KEY, actor="kim", origin="cli")

@@ -1135,7 +1135,16 @@ class AlarmEngine:
         return self._audio_pause
 
     def assign_id(self, key: str, alarm_id: int) -> Alarm:
-        """Record the database id the store gave an alarm; later transitions carry it."""
+        """Record the database id the store gave an alarm; later transitions carry it.
+        Returns the alarm as it now is."""
+        return self._record_id(key, alarm_id).snapshot()
+
+    def record_id(self, key: str, alarm_id: int) -> None:
+        """:meth:`assign_id` without making the alarm's snapshot: what the alarm service
+        calls for every alarm it has just stored, which needs no snapshot back."""
+        self._record_id(key, alarm_id)
+
+    def _record_id(self, key: str, alarm_id: int) -> AlarmRecord:
         record = self._open.get(key)
         if record is None:
             raise UnknownAlarm(f"no open alarm {key!r}")
@@ -1143,7 +1152,7 @@ class AlarmEngine:
             self._by_id.pop(record.alarm_id, None)
         record.alarm_id = alarm_id
         self._by_id[alarm_id] = key
-        return record.snapshot()
+        return record
 
     def snapshot(self) -> EngineSnapshot:
         """Open alarms, escalation chains and the audio pause, as plain values."""

@@ -651,11 +651,10 @@ class AlarmService:
         self._ids.update(inserted)
         for key, alarm_id in inserted.items():
             try:
-                self.engine.assign_id(key, alarm_id)
+                self.engine.record_id(key, alarm_id)
             except UnknownAlarm:
                 pass  # raised and resolved within the same call
         return pending
-
 
     def _route(self, transitions: list[AlarmTransition]) -> list[list[OutboxMessage]]:
         """The outbox messages of each transition (none without a router). The router is
