@@ -1129,19 +1129,8 @@ def _plain_one_vital(
         return None
     if type(stamp) is not str:
         return None
-    length = len(stamp)  # the shape _plain_inhealth asks for
-    if length < 19:
-        return None
-    body = length - 1 if stamp[-1] == "Z" else length
-    marks = stamp[4:17:3]  # the characters at 4, 7, 10, 13 and 16
-    if not (
-        (marks == "--T::" or marks == "-- ::")
-        and (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
-    ):
-        return None
-    try:
-        measured_at = datetime.fromisoformat(stamp)
-    except ValueError:
+    measured_at = _plain_time(stamp)
+    if measured_at is None:
         return None
     zone = measured_at.tzinfo
     if zone is None:
@@ -1175,6 +1164,27 @@ def _plain_one_vital(
 _MANUAL_INPUT = InputKind.MANUAL
 _MANUAL_SOURCE = DataSource.MANUAL
 _DEVICE_SOURCE = DataSource.DEVICE
+
+
+def _plain_time(stamp: str) -> datetime | None:
+    """A plain reading's timestamp, as the fast paths take it: YYYY-MM-DD[T ]HH:MM:SS, then
+    .fff or .ffffff, then Z or nothing (the zone the device's clock is set to); naive, or in
+    UTC for a Z. None for any other shape (the general parser then decides and explains);
+    fromisoformat checks the digits (ASCII only)."""
+    length = len(stamp)
+    if length < 19:
+        return None
+    body = length - 1 if stamp[-1] == "Z" else length
+    marks = stamp[4:17:3]  # the characters at 4, 7, 10, 13 and 16
+    if not (
+        (marks == "--T::" or marks == "-- ::")
+        and (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
+    ):
+        return None
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
 
 
 def _plain_number(sent: object) -> float | None:
@@ -1301,21 +1311,8 @@ def _plain_inhealth(
         if first_order == _PLAIN_SYSTOLIC or first_order == _PLAIN_DIASTOLIC:
             return None
         measurements = (first,)  # a batch's usual reading
-    # YYYY-MM-DD[T ]HH:MM:SS, then .fff or .ffffff, then Z or nothing (the zone the device's
-    # clock is set to); fromisoformat checks the digits (ASCII only).
-    length = len(stamp)
-    if length < 19:
-        return None
-    body = length - 1 if stamp[-1] == "Z" else length
-    marks = stamp[4:17:3]  # the characters at 4, 7, 10, 13 and 16
-    if not (
-        (marks == "--T::" or marks == "-- ::")
-        and (body == 19 or ((body == 23 or body == 26) and stamp[19] == "."))
-    ):
-        return None
-    try:
-        measured_at = datetime.fromisoformat(stamp)
-    except ValueError:
+    measured_at = _plain_time(stamp)
+    if measured_at is None:
         return None
     zone = measured_at.tzinfo
     if zone is None:
