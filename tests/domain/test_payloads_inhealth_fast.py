@@ -260,20 +260,24 @@ def test_a_batch_parses_the_same_with_and_without_the_fast_path(
             return ("refused", exc.errors)
 
     taken: list[Reading] = []
-    plain = payloads._plain_inhealth
+    fast_ways = ("_plain_one_vital", "_plain_inhealth")  # a batch's one-vital way, then any
 
-    def watched(*args: Any) -> Reading | None:
-        found = plain(*args)
-        if found is not None:
-            taken.append(found)
-        return found
+    def watched(way: Any) -> Any:
+        def watching(*args: Any) -> Reading | None:
+            found = way(*args)
+            if found is not None:
+                taken.append(found)
+            return found
+        return watching
 
-    monkeypatch.setattr(payloads, "_plain_inhealth", watched)
+    for name in fast_ways:
+        monkeypatch.setattr(payloads, name, watched(getattr(payloads, name)))
     fast = parse()
-    monkeypatch.setattr(payloads, "_plain_inhealth", lambda *args: None)
+    for name in fast_ways:
+        monkeypatch.setattr(payloads, name, lambda *args: None)
     general = parse()
     assert fast == general
     if top_id is not None or context_id is not None:
-        # The plain items (0, 1: inheriting the id, 5, 7) took the fast path.
+        # The plain items (0, 1: inheriting the id, 5, 7) took a fast way.
         assert len(taken) == 4
         assert {r for _, r in fast.readings} >= set(taken)

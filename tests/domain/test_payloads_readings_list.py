@@ -1,14 +1,18 @@
-"""``parse_inhealth_readings`` (the REST batch's parser) against ``parse_inhealth_batch``.
+"""``parse_inhealth_readings`` (every batch's parser) against the general way of each reading.
 
-The REST receiver takes a batch's readings as one list; its parser builds the usual reading
-(one vital, a timestamp, at most the batch's own device id) on a way of its own
-(``_plain_one_vital``). Whatever the batch, it must give what ``parse_inhealth_batch``
-gives: the same readings field for field (``raw`` included) at the same indexes, the same
-errors, the same refusals.
+The batch parser builds the usual reading (one vital, a timestamp, at most the batch's own
+device id) on a way of its own (``_plain_one_vital``), and other plain readings on another
+(``_plain_inhealth``). Whatever the batch, it must give what the general way (``_inhealth``
+for every reading, both fast ways turned off) gives: the same readings field for field
+(``raw`` included) at the same indexes, the same errors, the same refusals. And
+``parse_inhealth_batch`` (MQTT, Kinesis, the file drop) gives the same readings, each paired
+with its index.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,17 +42,34 @@ def item(**fields: Any) -> Any:
     return {key: value for key, value in obj.items() if value is not ...}
 
 
+@contextmanager
+def fast_ways_off() -> Iterator[None]:
+    """The batch parsers with neither fast way: every reading goes the general way."""
+    saved = payloads._plain_one_vital, payloads._plain_inhealth
+    payloads._plain_one_vital = payloads._plain_inhealth = lambda *args: None
+    try:
+        yield
+    finally:
+        payloads._plain_one_vital, payloads._plain_inhealth = saved
+
+
 def both(body: object, **options: Any) -> tuple[Any, Any]:
-    """(parse_inhealth_batch's answer, parse_inhealth_readings'), a refusal as its errors."""
+    """(the general way's answer as ``parse_inhealth_batch`` gives it, parse_inhealth_readings'
+    answer), a refusal as its errors; ``parse_inhealth_batch`` with the fast ways on is checked
+    to answer as the general way."""
     options = {"input": InputKind.REST, "received_at": NOW, "raw": "raw",
                "source_ref": "POST b", **options}
-    answers = []
-    for parse in (parse_inhealth_batch, parse_inhealth_readings):
+
+    def answer(parse: Callable[..., Any]) -> Any:
         try:
-            answers.append(parse(body, **options))
+            return parse(body, **options)
         except PayloadError as exc:
-            answers.append(("refused", exc.errors, exc.message))
-    return answers[0], answers[1]
+            return ("refused", exc.errors, exc.message)
+
+    with fast_ways_off():
+        general = answer(parse_inhealth_batch)
+    assert answer(parse_inhealth_batch) == general
+    return general, answer(parse_inhealth_readings)
 
 
 def assert_same(

@@ -690,32 +690,18 @@ def parse_inhealth_batch(
     inherits the top-level ``device_id`` (or the context's ``device_id``, which the top-level
     one must equal); a reading naming a different device is an error for that reading.
     ``raw`` and ``source_ref`` are attached to every reading; the index in the result says
-    which element of ``readings`` it was.
+    which element of ``readings`` it was. (:func:`parse_inhealth_readings`' readings, each
+    paired with its index: MQTT, Kinesis and the file drop take the same fast ways as REST.)
     """
-    ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
-    readings, context_id = _batch_items(obj, device_id, max_readings)
-    parsed: list[tuple[int, Reading]] = []
-    errors: dict[int, dict[str, str]] = {}
-    for index, item in enumerate(readings):
-        if not isinstance(item, dict):
-            errors[index] = {
-                "body": f"expected a JSON object (a reading), not {describe_json_type(item)}"
-            }
-            continue
-        reading = _plain_inhealth(  # the plain case first, as parse_inhealth_reading
-            item, input, received_at, now, context_id, naive_zone, max_future_skew, raw,
-            source_ref,
-        )
-        if reading is None:
-            reading, problems = _inhealth(item, ctx, context_id, "batch's")
-        if reading is None:
-            errors[index] = problems
-        else:
-            parsed.append((index, reading))
-    if context_id is None:
-        ids = {reading.device_id for _, reading in parsed}
-        context_id = ids.pop() if len(ids) == 1 else None
-    return BatchParse(device_id=context_id, readings=parsed, errors=errors, total=len(readings))
+    batch = parse_inhealth_readings(
+        obj, input=input, received_at=received_at, now=now, device_id=device_id,
+        naive_zone=naive_zone, max_future_skew=max_future_skew, max_readings=max_readings,
+        raw=raw, source_ref=source_ref,
+    )
+    indexes = range(len(batch.readings)) if batch.indexes is None else batch.indexes
+    return BatchParse(device_id=batch.device_id,
+                      readings=list(zip(indexes, batch.readings, strict=True)),
+                      errors=batch.errors, total=batch.total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -748,14 +734,14 @@ def parse_inhealth_readings(
     raw: str | None = None,
     source_ref: str | None = None,
 ) -> BatchReadings:
-    """:func:`parse_inhealth_batch` with the readings as one list, for the REST receiver,
-    which hands them to the pipeline as they are: the same readings, errors and refusals,
-    without an ``(index, reading)`` pair per reading.
+    """:func:`parse_inhealth_batch`'s readings as one list, for the REST receiver, which hands
+    them to the pipeline as they are: the same readings, errors and refusals, without an
+    ``(index, reading)`` pair per reading.
 
     A batch's readings share their device, clocks and source, so the usual reading (one
     vital, a timestamp, at most the batch's own device_id) is built by
     ``_plain_one_vital`` with those worked out once per batch; anything else goes the way
-    :func:`parse_inhealth_batch` takes.
+    :func:`parse_inhealth_reading` takes (``_plain_inhealth``, then ``_inhealth``).
     """
     ctx = _context(input, received_at, now, naive_zone, max_future_skew, raw, source_ref)
     items, context_id = _batch_items(obj, device_id, max_readings)
