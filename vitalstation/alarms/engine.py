@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from vitalstation.alarms.escalation import (
     ChainState,
@@ -435,6 +435,53 @@ StoredRow = tuple[Any, Any, str | None, str | None, Collection[VitalKind] | None
 patient_id, bed_label, kinds)``; the reading a domain ``Reading`` or an AttributedReading."""
 
 
+class StoredWhom(Protocol):
+    """Whom a stored reading belongs to, as the pipeline's ``ReadingResult`` says it (no
+    attribution: an unknown device), and the vitals stored new."""
+
+    @property
+    def attribution(self) -> Any: ...
+    @property
+    def patient_id(self) -> str | None: ...
+    @property
+    def bed_label(self) -> str | None: ...
+    @property
+    def new_kinds(self) -> Collection[VitalKind] | None: ...
+
+
+class StoredItem(Protocol):
+    """A stored reading as the pipeline hands it to subscribers (its ``StoredReading``)."""
+
+    @property
+    def reading(self) -> Any: ...
+    @property
+    def result(self) -> StoredWhom: ...
+
+
+class _Whom:
+    """:class:`StoredWhom` of a row given as a tuple (tests and benches) or of an
+    AttributedReading."""
+
+    __slots__ = ("attribution", "bed_label", "new_kinds", "patient_id")
+
+    def __init__(self, attribution: Any, patient_id: str | None, bed_label: str | None,
+                 new_kinds: Collection[VitalKind] | None) -> None:
+        self.attribution = attribution
+        self.patient_id = patient_id
+        self.bed_label = bed_label
+        self.new_kinds = new_kinds
+
+
+class _Stored:
+    """:class:`StoredItem` of a row given as a tuple, or of an AttributedReading."""
+
+    __slots__ = ("reading", "result")
+
+    def __init__(self, reading: Any, result: _Whom) -> None:
+        self.reading = reading
+        self.result = result
+
+
 class _Latest:
     """A measured NEWS2 parameter's latest value and time, updated in place: a patient's
     every reading of it changes these two slots instead of making a new value."""
@@ -544,25 +591,35 @@ class AlarmEngine:
         NEWS2 is scored once per patient per batch, after the batch's limit and technical
         transitions, from the latest values the batch brought.
         """
-        return self._process(
-            [(r, r.attribution, r.patient_id, r.bed_label, None) for r in readings]
-        )
+        return self._process([
+            _Stored(r, _Whom(r.attribution, r.patient_id, r.bed_label, None)) for r in readings
+        ])
+
+    def process_stored(
+        self, stored: Sequence[StoredItem], raised_by: dict[int, int] | None = None
+    ) -> list[AlarmTransition]:
+        """:meth:`process` for the pipeline's stored readings as it hands them over (each its
+        ``reading`` and its ``result``: attribution, patient, bed, vitals stored new): a calm
+        reading is evaluated without anything made for it (no row, no
+        :class:`AttributedReading`). A vital not stored new (a re-sent one) is left out.
+
+        ``raised_by``, when given, is filled with ``{index: alarms that reading raised}`` (a
+        NEWS2 alarm counts for the last reading that brought the patient a value): the REST
+        receiver's ``alerts_triggered`` of each reading.
+        """
+        return self._process(stored, raised_by)
 
     def process_readings(
         self, rows: Sequence[StoredRow], raised_by: dict[int, int] | None = None
     ) -> list[AlarmTransition]:
-        """:meth:`process` for the pipeline's stored readings, given as ``(reading,
-        attribution, patient_id, bed_label, kinds)`` (see :meth:`AttributedReading.from_reading`):
-        a calm reading is evaluated without an :class:`AttributedReading` made for it.
-
-        ``raised_by``, when given, is filled with ``{row index: alarms that row raised}`` (a
-        NEWS2 alarm counts for the last row that brought the patient a value): the REST
-        receiver's ``alerts_triggered`` of each reading.
-        """
-        return self._process(rows, raised_by)
+        """:meth:`process_stored` for readings given as ``(reading, attribution, patient_id,
+        bed_label, kinds)`` rows (see :meth:`AttributedReading.from_reading`)."""
+        return self._process(
+            [_Stored(row[0], _Whom(row[1], row[2], row[3], row[4])) for row in rows], raised_by
+        )
 
     def _process(
-        self, rows: Sequence[StoredRow], raised_by: dict[int, int] | None = None
+        self, stored: Sequence[StoredItem], raised_by: dict[int, int] | None = None
     ) -> list[AlarmTransition]:
         """The readings of a batch, in order.
 
@@ -595,7 +652,13 @@ class AlarmEngine:
         # patient -> the row that last brought a value (its device is named in the alarm)
         rescore: dict[str, int] = {}
         lane_of = lanes.get if fast else _NO_LANES.get
-        for index, (source, attribution, patient_id, bed_label, kinds) in enumerate(rows):
+        for index, item in enumerate(stored):
+            source = item.reading
+            result = item.result
+            attribution = result.attribution
+            patient_id = result.patient_id
+            bed_label = result.bed_label
+            kinds = result.new_kinds
             device_id = source.device_id
             lane = lane_of(device_id)
             measured_at = source.measured_at
@@ -708,7 +771,10 @@ class AlarmEngine:
                     continue
             # The full path.
             if attribution.__class__ is not Attribution:
-                attribution = _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
+                attribution = (
+                    _ATTRIBUTIONS.get(attribution) or Attribution(str(attribution))
+                    if attribution else Attribution.UNKNOWN_DEVICE  # none: nobody registered it
+                )
             if kinds is None and isinstance(source, AttributedReading):
                 reading = source
             else:
@@ -734,7 +800,7 @@ class AlarmEngine:
             if len(state.measured) < complete:
                 continue  # _evaluate_news2's first test, without the call: nothing to score
             made = self._evaluate_news2(
-                patient_id, state, now, device_id=rows[index][0].device_id
+                patient_id, state, now, device_id=stored[index].reading.device_id
             )
             if made:
                 out += made

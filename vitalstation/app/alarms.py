@@ -246,22 +246,18 @@ class AlarmService:
 
     def __call__(self, stored: Sequence[StoredReading]) -> dict[int, int]:
         """A committed batch: evaluate it; return ``{index: alarms raised}`` for the pipeline."""
-        rows = [
-            (item.reading, (result := item.result).attribution or "unknown_device",
-             result.patient_id, result.bed_label, result.new_kinds)
-            for item in stored
-        ]
+        # Handed to the engine as they are: no row is made per reading.
         size = EVALUATE_CHUNK_READINGS
         raised: dict[int, int] = {}
-        if len(rows) <= size:
+        if len(stored) <= size:
             with self._lock:
-                transitions = self.engine.process_readings(rows, raised)
+                transitions = self.engine.process_stored(stored, raised)
                 self._handle(transitions)
             return raised
-        for start in range(0, len(rows), size):
+        for start in range(0, len(stored), size):
             in_chunk: dict[int, int] = {}
             with self._lock:
-                transitions = self.engine.process_readings(rows[start:start + size], in_chunk)
+                transitions = self.engine.process_stored(stored[start:start + size], in_chunk)
                 self._handle(transitions)
             for index, count in in_chunk.items():
                 raised[start + index] = count
