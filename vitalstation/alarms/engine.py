@@ -338,8 +338,8 @@ class _VitalTrack:
 
     __slots__ = ("bed_label", "calm_high", "calm_limits", "calm_low", "checks", "conditions",
                  "device_id", "high_key", "key", "keys", "kind", "low_key", "measured_at",
-                 "message", "message_of", "news2_parameter", "patient_id", "pending", "scope",
-                 "value")
+                 "message", "message_of", "news2_parameter", "open_sides", "patient_id", "pending",
+                 "scope", "value")
 
     def __init__(self, scope: str, kind: VitalKind) -> None:
         self.scope = scope
@@ -349,6 +349,9 @@ class _VitalTrack:
         self.keys = {d: _limit_key(scope, kind, d) for d in Direction}
         self.low_key = self.keys[Direction.LOW]
         self.high_key = self.keys[Direction.HIGH]
+        # How many of its two limit alarms are open (AlarmEngine._sync_sides keeps it): a calm
+        # reading is told by this and the band, without looking both keys up.
+        self.open_sides = 0
         # Each side's alarm condition, e.g. "heart_rate.high".
         self.conditions = {d: f"{kind.value}.{d.value}" for d in Direction}
         # The limits last applied and the open interval where no limit of theirs is breached.
@@ -542,6 +545,7 @@ class AlarmEngine:
         self._open: dict[str, AlarmRecord] = {}
         self._by_id: dict[int, str] = {}
         self._tracks: dict[tuple[str, VitalKind], _VitalTrack] = {}
+        self._track_of_key: dict[str, _VitalTrack] = {}  # limit alarm key -> its vital's track
         self._pending_tracks: set[tuple[str, VitalKind]] = set()
         self._devices: dict[str, _DeviceWatch] = {}
         self._device_keys: dict[str, _DeviceKeys] = {}
@@ -708,8 +712,7 @@ class AlarmEngine:
                                 track.calm_low, track.calm_high = _calm_band(limits)
                                 track.checks = _checks_of(limits)
                             if not (track.calm_low < value < track.calm_high
-                                    and not track.pending and track.low_key not in open_
-                                    and track.high_key not in open_):
+                                    and not track.pending and not track.open_sides):
                                 # An open alarm's next abnormal reading: what _evaluate does
                                 # for it when it only counts an update (nothing pending, the
                                 # other side closed), without the call; anything else is
@@ -1091,7 +1094,8 @@ class AlarmEngine:
         self._news2.pop(patient_id, None)
         self._lanes.clear()  # they hold tracks
         for key in [k for k, t in self._tracks.items() if t.patient_id == patient_id]:
-            del self._tracks[key]
+            track = self._tracks.pop(key)
+            del self._track_of_key[track.low_key], self._track_of_key[track.high_key]
             self._pending_tracks.discard(key)
         out: list[AlarmTransition] = []
         for record in [r for r in self._open.values()
@@ -1243,6 +1247,7 @@ class AlarmEngine:
             )
             self._open[alarm.key] = record
             self._count_open(alarm.key, 1)
+            self._sync_sides(alarm.key)
             if alarm.alarm_id is not None:
                 self._by_id[alarm.alarm_id] = alarm.key
         if self._escalator is not None:
@@ -1270,6 +1275,8 @@ class AlarmEngine:
         track = self._tracks.get(track_key)
         if track is None:
             track = self._tracks[track_key] = _VitalTrack(scope, measurement.kind)
+            self._track_of_key[track.low_key] = self._track_of_key[track.high_key] = track
+            self._sync_sides(track.low_key)  # an alarm of the scope may be open (restored)
         elif track.measured_at is not None and reading.measured_at < track.measured_at:
             return []  # older than what we have: history, not the present
         value = track.value = measurement.value
@@ -1284,8 +1291,8 @@ class AlarmEngine:
             track.checks = _checks_of(limits)
         # The common reading, inside every limit with nothing pending and no alarm open on
         # either side: _evaluate would change nothing, so it is not called.
-        if (track.calm_low < value < track.calm_high and not track.pending
-                and track.low_key not in self._open and track.high_key not in self._open):
+        if track.calm_low < value < track.calm_high and not track.pending \
+                and not track.open_sides:
             return []
         return self._evaluate(track, limits, now)
 
@@ -1412,6 +1419,14 @@ class AlarmEngine:
             self._tech_open[device_id] = count
         else:
             self._tech_open.pop(device_id, None)
+
+    def _sync_sides(self, key: str) -> None:
+        """Count again the open limit alarms of the vital track that alarm ``key`` (opened or
+        closed) belongs to, if the track exists (a new track counts its own)."""
+        track = self._track_of_key.get(key)
+        if track is not None:
+            open_ = self._open
+            track.open_sides = (track.low_key in open_) + (track.high_key in open_)
 
     # == internals: technical =================================================================
 
@@ -1747,6 +1762,8 @@ class AlarmEngine:
         self._open[key] = record
         if key.startswith(_DEVICE_SCOPE):
             self._count_open(key, 1)
+        if kind is _LIMIT:
+            self._sync_sides(key)
         raised = record.raised_event(extra)
         # The escalation's first step carries the same snapshot: nothing changed in between.
         return [raised, *self._start_escalation(record, now, raised.alarm)]
@@ -1759,10 +1776,11 @@ class AlarmEngine:
         if not events:
             return events
         if record.state is _RESOLVED:  # not record.is_open
-            if self._open.pop(record.key, None) is not None and record.key.startswith(
-                _DEVICE_SCOPE
-            ):
-                self._count_open(record.key, -1)
+            if self._open.pop(record.key, None) is not None:
+                if record.key.startswith(_DEVICE_SCOPE):
+                    self._count_open(record.key, -1)
+                if record.kind is _LIMIT:
+                    self._sync_sides(record.key)
             if record.alarm_id is not None:
                 self._by_id.pop(record.alarm_id, None)
             if self._escalator is not None:  # the chain ends with the resolved snapshot
