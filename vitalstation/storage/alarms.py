@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Engine, bindparam, select
 
 from vitalstation.alarms import (
     Alarm,
-    AlarmState,
     AlarmTransition,
     ChainState,
     EngineSnapshot,
@@ -41,6 +40,7 @@ from vitalstation.storage.outbox import (
     write_audit,
 )
 from vitalstation.storage.schema import (
+    ALARM_OPEN,
     admissions,
     alarm_events,
     alarm_requests,
@@ -415,8 +415,8 @@ class AlarmStore:
             .order_by(alarms.c.raised_at.desc(), alarms.c.id.desc())
             .limit(limit)
         )
-        if active_only:
-            query = query.where(alarms.c.state != AlarmState.RESOLVED.value)
+        if active_only:  # ix_alarms_open, newest first (ALARM_OPEN: the index's own term)
+            query = query.where(ALARM_OPEN)
         if bed_label is not None:
             query = query.where(beds.c.label == bed_label)
         with self._engine.connect() as connection:
@@ -485,15 +485,18 @@ class AlarmStore:
         return entries
 
     def load_snapshot(self) -> EngineSnapshot:
-        """The open alarms and their escalation chains, for ``AlarmEngine.restore``."""
+        """The open alarms and their escalation chains, for ``AlarmEngine.restore``.
+
+        From ``ix_alarms_open`` (``ALARM_OPEN``: the index's own term), sorted by id here: an
+        ``ORDER BY id`` would have SQLite walk the whole table in id order instead.
+        """
         query = (
             select(alarms.c.id, alarms.c.snapshot, alarms.c.escalation)
-            .where(alarms.c.state != AlarmState.RESOLVED.value)
+            .where(ALARM_OPEN)
             .where(alarms.c.snapshot.is_not(None))
-            .order_by(alarms.c.id)
         )
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = sorted(connection.execute(query).all(), key=lambda row: row.id)
         found: dict[str, Alarm] = {}
         chains: dict[str, ChainState] = {}
         for row in rows:

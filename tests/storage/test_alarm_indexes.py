@@ -1,0 +1,248 @@
+"""The alarms table's indexes (schema 0007) and the queries they serve.
+
+On SQLite each query's plan names its index (the plan SQLite makes without statistics, as on
+a station's database: the same on a 200,000-alarm table as here); the results are those the
+queries gave before; the migration goes up and down on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, event, insert, inspect, select, update
+
+from tests.alarms.support import T0, Ward
+from vitalstation.alarms import AlarmState
+from vitalstation.storage import migrate
+from vitalstation.storage.alarms import AlarmStore
+from vitalstation.storage.history import HistoryQueries
+from vitalstation.storage.schema import ALARM_OPEN, alarms
+from vitalstation.storage.store import Store
+
+_ALARMS = re.compile(r"\balarms\b")
+
+
+def _plans(engine: Engine, call: Callable[[], object]) -> list[tuple[str, str]]:
+    """Each SELECT on ``alarms`` that ``call`` runs, and SQLite's plan of it as it ran."""
+    statements: list[tuple[str, object]] = []
+
+    def capture(connection, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and _ALARMS.search(statement):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    with engine.connect() as connection:
+        return [
+            (statement, " | ".join(row[3] for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters)))
+            for statement, parameters in statements
+        ]
+
+
+def _ward_with_alarms(store: Store) -> tuple[AlarmStore, Ward, dict[str, int]]:
+    """Beds B0-B2 (patients P0-P2): B0's and B1's alarms raised in one write (the same time),
+    B2's a minute later; B1's resolved."""
+    for n in range(3):
+        store.registry.add_patient(f"P{n}", f"Patient {n}", actor="test", at=T0)
+        store.registry.add_bed(f"B{n}", None, actor="test", at=T0)
+    alarm_store = AlarmStore(store.engine)
+    ward = Ward()
+    ids: dict[str, int] = {}
+
+    def persist(transitions) -> None:
+        inserted = alarm_store.write(transitions, ids)
+        for key, alarm_id in inserted.items():
+            ward.engine.assign_id(key, alarm_id)
+        ids.update(inserted)
+
+    persist([t for n in range(2) for t in ward.send(
+        heart_rate=160, device=f"DEV{n}", bed=f"B{n}", patient=f"P{n}")])
+    ward.clock.advance(timedelta(minutes=1))
+    persist(ward.send(heart_rate=160, device="DEV2", bed="B2", patient="P2"))
+    ward.clock.advance(timedelta(minutes=1))
+    persist(ward.send(heart_rate=70, device="DEV1", bed="B1", patient="P1"))
+    persist(ward.engine.acknowledge(ids[_key(ids, "B1")], actor="nurse:jo", origin="cli"))
+    return alarm_store, ward, ids
+
+
+def _key(ids: dict[str, int], bed: str) -> str:
+    return next(key for key in ids if key.startswith(f"bed:{bed}|"))
+
+
+def test_each_alarm_query_is_planned_on_its_index(tmp_path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'station.db'}")
+    try:
+        alarm_store, ward, _ = _ward_with_alarms(store)
+        history = HistoryQueries(store.engine)
+        scope = history.bed_scope("B0")
+        now = ward.clock()
+        expected = {
+            "newest first": (lambda: alarm_store.list_alarms(limit=500), "ix_alarms_raised"),
+            "open, newest first": (
+                lambda: alarm_store.list_alarms(active_only=True), "ix_alarms_open"),
+            "one bed": (lambda: alarm_store.list_alarms(bed_label="B0"),
+                        "ix_alarms_bed_raised (bed_ref=?)"),
+            "start-up snapshot": (alarm_store.load_snapshot, "ix_alarms_open"),
+            "trend markers": (
+                lambda: history.alarm_markers(scope, now - timedelta(hours=1), now),
+                "ix_alarms_bed_raised (bed_ref=? AND raised_at<?)"),
+            "bed trail": (
+                lambda: history.trail(scope, now - timedelta(hours=1), now),
+                "ix_alarms_bed_raised (bed_ref=?)"),
+        }
+        for name, (call, index) in expected.items():
+            ((statement, plan),) = _plans(store.engine, call)
+            assert f"alarms USING INDEX {index}" in plan, (name, plan)
+            if index == "ix_alarms_open":
+                # The index's term in the text: SQLite also matches ``state <> ?`` while the
+                # bound value is 'resolved' (it re-prepares when the value changes), but
+                # PostgreSQL's plan of a prepared statement (psycopg prepares those run 5
+                # times) holds for any value, so it may not use the partial index for it.
+                assert "alarms.state <> 'resolved'" in statement, (name, statement)
+            # Never every alarm row; alarms come in the index's order, the trail's steps are
+            # sorted (the range's only).
+            assert not re.search(r"SCAN alarms(?! USING)", plan), (name, plan)
+            assert name == "bed trail" or "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_plans_the_open_alarm_queries_on_the_partial_index_for_any_value(
+    pg_url: str,
+) -> None:
+    # A statement psycopg has prepared (run 5 times) may get PostgreSQL's generic plan, made
+    # for any value of its parameters: only the literal term lets it use the partial index.
+    store = Store.open(pg_url)
+    try:
+        alarm_store, _, _ = _ward_with_alarms(store)
+        statements: list[tuple[str, dict]] = []
+
+        def capture(connection, cursor, statement, parameters, context, executemany) -> None:
+            if _ALARMS.search(statement) and statement.lstrip().upper().startswith("SELECT"):
+                statements.append((statement, parameters or {}))
+
+        event.listen(store.engine, "before_cursor_execute", capture)
+        try:
+            alarm_store.load_snapshot()
+            alarm_store.list_alarms(active_only=True)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", capture)
+        assert len(statements) == 2
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            for n, (statement, parameters) in enumerate(statements):
+                names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+                numbered = statement
+                for number, name in enumerate(names, start=1):  # psycopg's names as $1, $2...
+                    numbered = numbered.replace(f"%({name})s", f"${number}")
+                connection.exec_driver_sql(f"PREPARE open_{n} AS {numbered}")
+                values = ", ".join(str(int(parameters[name])) for name in names)
+                plan = "\n".join(row[0] for row in connection.exec_driver_sql(
+                    f"EXPLAIN EXECUTE open_{n}" + (f"({values})" if values else "")))
+                assert "ix_alarms_open" in plan, (statement, plan)
+    finally:
+        store.close()
+
+
+def test_the_open_alarms_term_is_the_resolved_state_written_as_a_literal() -> None:
+    text = str(ALARM_OPEN.compile(compile_kwargs={"literal_binds": False}))
+    assert text == f"alarms.state <> '{AlarmState.RESOLVED.value}'"
+
+
+def test_alarm_lists_are_newest_first_with_ties_by_id_and_only_what_was_asked(
+    store: Store,
+) -> None:
+    alarm_store, _, ids = _ward_with_alarms(store)
+    b0, b1, b2 = (ids[_key(ids, f"B{n}")] for n in range(3))
+    assert b0 < b1 < b2
+    # B0's and B1's were raised at the same time: the larger id first.
+    assert [row.id for row in alarm_store.list_alarms()] == [b2, b1, b0]
+    assert [row.id for row in alarm_store.list_alarms(limit=2)] == [b2, b1]
+    assert [row.id for row in alarm_store.list_alarms(active_only=True)] == [b2, b0]
+    assert [row.id for row in alarm_store.list_alarms(bed_label="B1")] == [b1]
+    assert alarm_store.list_alarms(bed_label="B1", active_only=True) == []
+    assert [row.bed for row in alarm_store.list_alarms(bed_label="B2")] == ["B2"]
+
+
+def test_the_snapshot_takes_the_newest_row_of_a_key_left_open_twice(store: Store) -> None:
+    alarm_store, _, ids = _ward_with_alarms(store)
+    old = ids[_key(ids, "B0")]
+    # A second open row of B0's key, with a larger id but raised earlier: the index's order
+    # (time) is not the snapshot's (id).
+    columns = [column for column in alarms.c if column.name != "id"]
+    with store.engine.begin() as connection:
+        new = connection.execute(
+            insert(alarms).from_select(
+                [column.name for column in columns],
+                select(*columns).where(alarms.c.id == old),
+            ).returning(alarms.c.id)
+        ).scalar_one()
+        connection.execute(update(alarms).where(alarms.c.id == new).values(
+            raised_at=T0 - timedelta(days=1)))
+    snapshot = alarm_store.load_snapshot()
+    by_key = {alarm.key: alarm.alarm_id for alarm in snapshot.alarms}
+    assert new > old and by_key[_key(ids, "B0")] == new
+    assert by_key[_key(ids, "B2")] == ids[_key(ids, "B2")]
+    assert _key(ids, "B1") not in by_key  # resolved
+
+
+def test_a_bed_trail_keeps_the_steps_of_alarms_raised_before_the_range(store: Store) -> None:
+    alarm_store, ward, ids = _ward_with_alarms(store)
+    history = HistoryQueries(store.engine)
+    scope = history.bed_scope("B1")
+    raised = alarm_store.get(ids[_key(ids, "B1")]).raised_at
+    # From after B1's alarm was raised: its resolution and acknowledgement, not its raising.
+    since = raised + timedelta(seconds=30)
+    steps = history.trail(scope, since, ward.clock() + timedelta(seconds=1))
+    assert steps and {step.alarm_id for step in steps} == {ids[_key(ids, "B1")]}
+    assert "raised" not in {step.event for step in steps}
+    assert "acknowledged" in {step.event for step in steps}
+    # Up to the time it was raised (the end excluded): nothing.
+    assert history.trail(scope, raised - timedelta(hours=1), raised) == []
+    (marker,) = history.alarm_markers(scope, since, ward.clock())
+    assert marker.alarm_id == ids[_key(ids, "B1")] and marker.state == "resolved"
+    assert history.alarm_markers(scope, ward.clock() + timedelta(seconds=1),
+                                 ward.clock() + timedelta(hours=1)) == []
+
+
+def _alarm_indexes(engine: Engine) -> dict[str, tuple[str, ...]]:
+    return {index["name"]: tuple(index["column_names"])
+            for index in inspect(engine).get_indexes("alarms")}
+
+
+def _open_index_condition(engine: Engine) -> str:
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            return connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_alarms_open'").scalar_one()
+        return connection.exec_driver_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_alarms_open'").scalar_one()
+
+
+def test_schema_0007_adds_the_open_and_time_indexes_and_drops_state_and_back(
+    store: Store,
+) -> None:
+    indexes = _alarm_indexes(store.engine)
+    assert indexes == {"ix_alarms_open": ("raised_at",), "ix_alarms_raised": ("raised_at",),
+                       "ix_alarms_bed_raised": ("bed_ref", "raised_at")}
+    assert re.search(r"WHERE \(*\(?state\)?(::text)? <> 'resolved'",
+                     _open_index_condition(store.engine))
+    config = migrate._alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+    assert _alarm_indexes(store.engine) == {
+        "ix_alarms_state": ("state",), "ix_alarms_bed_raised": ("bed_ref", "raised_at")}
+    assert migrate.upgrade(store.engine) == ("0006", migrate.head_revision())
+    assert set(_alarm_indexes(store.engine)) == {
+        "ix_alarms_open", "ix_alarms_raised", "ix_alarms_bed_raised"}
