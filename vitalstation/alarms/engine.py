@@ -1,6 +1,6 @@
 """The alarm engine: stored readings and operator actions in, alarm transitions out.
 
-One engine per station, fed on one thread (the pipeline's): :meth:`AlarmEngine.process` with
+One engine per station, fed on one thread (the pipeline's): :meth:`AlarmEngine.process_stored` with
 each committed batch, :meth:`AlarmEngine.tick` about once a second (pause expiry, alarm delays,
 no-data, inputs down, escalation timeouts), and the operator actions from the window, the CLI
 and the REST receiver. Every call returns the :class:`AlarmTransition` events it caused, in
