@@ -27,11 +27,12 @@ def test_a_batch_larger_than_a_part_is_evaluated_in_order_part_by_part(store: St
             )
 
     service.add_listener(listen)
-    pipeline = Pipeline(store.writer)
-    pipeline.subscribe(service)
     # Two unregistered devices: BSM_A in the first part and into the second, BSM_B only in
-    # the second. One submission, so one batch of 2.4 parts.
+    # the second. One submission to a pipeline whose batches take it whole: one batch of 2.4
+    # parts.
     count = int(EVALUATE_CHUNK_READINGS * 2.4)
+    pipeline = Pipeline(store.writer, batch_max=count)
+    pipeline.subscribe(service)
     first_b = EVALUATE_CHUNK_READINGS + 50
     start = datetime.now(UTC) - timedelta(seconds=count)
     readings = [

@@ -93,14 +93,16 @@ from vitalstation.storage.store import Store
 _LOGGER = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
-# Readings of a pipeline batch evaluated, stored and published at a time. A batch grows to
-# 1,000 readings when the station falls behind, and its first alarm would wait for the whole
-# batch to be evaluated and stored (~10 ms at the alarm-heavy bench's cost, bench/alarms.py);
-# in parts of 500 it waits for one part. Each part is a transaction of its own (~0.5 ms of
-# commit on SQLite: parts of 250 cost 2 µs more per reading), so parts are only as small as the
-# latency needs; at 5,000 readings/s batches are ~50 and never split. Readings stay in order;
-# NEWS2 is scored per part.
-EVALUATE_CHUNK_READINGS = 500
+# Readings of a pipeline batch evaluated, stored and published at a time: a batch larger than
+# this (a pipeline with a larger ``batch_max``) goes in parts, so that its first alarm does not
+# wait for the whole batch. Each part is a transaction of its own, and a part costs a commit
+# and a write of the alarm tables' pages whatever its size: parts of 500 wrote 106 WAL pages
+# per 1,000 readings where one part writes 70 (the alarm-heavy bench), and the time goes to
+# the pipeline thread, which is what a station that has fallen behind (the only time a batch
+# reaches 1,000) needs least; a batch of 1,000 is evaluated and stored in ~6 ms
+# (bench/alarms.py). At 5,000 readings/s batches are ~50 and never split. Readings stay in
+# order; NEWS2 is scored per part.
+EVALUATE_CHUNK_READINGS = 1_000
 _RAISED = TransitionKind.RAISED
 _RESOLVED = AlarmState.RESOLVED
 # The CLI waits this long for a running station to take its request, then applies it itself.
