@@ -8,10 +8,25 @@ commit hands the batch to the alarm service to the moment a listener receives th
 RESOLVED transition (evaluation, the alarm rows' transaction, publication). Also given:
 submit → alarm event, which adds the pipeline's batching.
 
-Cost: the same readings, unpaced, through the pipeline with and without the alarm service
-(fresh databases, same ward); overhead = rate without / rate with - 1. And the time spent in
-the alarm service per reading, measured inside it: its thread CPU time is the figure to compare
-on a loaded machine (wall-clock rates are not).
+Cost: the same readings, unpaced, through the pipeline with and without the alarm service;
+overhead = time per reading with / without - 1, over all blocks. The two pipelines run side
+by side, each in a process of its own (its own garbage collector, threads and fresh database),
+fed in alternating blocks of 2,000 readings (bare, alarms; alarms, bare; ...; 100 pairs, 200,000
+readings a side), each block timed on its own after ``os.sync()`` and its write-ahead log
+checkpointed untimed after it, so nothing of one side's block is left for the other's. A pair
+of neighbouring blocks ran within a fraction of a second of each other, so a change in the
+machine's speed falls on both of its sides; the pairs' median is printed beside the overall
+figure, in wall-clock time and in the process's CPU time (all its threads). The alarm
+service's once-a-second thread (tick, discharges, requests) also runs between its side's
+blocks, where no block counts it: its CPU per second is printed (~2 ms). Also given: the time
+spent in the alarm service per reading, measured inside it.
+
+Why blocks (session 10): ``--method pairs`` (sessions 8-9) times whole runs of 100,000
+readings one after the other, ``--repeat`` pairs of them. Each such run queues tens of
+thousands of readings at once, and every full collection of the garbage collector walks
+them: 2.8-4.6 µs per reading of full collections on both sides, against 0.12-0.26 µs with
+blocks of 2,000, and the slower side (with alarms) has one more of them; and with 5 pairs,
+a machine whose speed moves by a fifth within a second cannot show a 3-point margin.
 
 The garbage collector's pauses during the paced run are printed: a full pass stops every
 thread, and a batch it lands in (and the larger batch that queues up behind it) makes the tail
@@ -29,17 +44,16 @@ one reading in 1,000. ``ward`` is that: a cycle of 1,000 readings, 970 normal an
 alarm-heavy figure is the engine's cost when it does the most work per reading; the ward
 figure is what a station pays.
 
-    python bench/alarms.py                   # 10 s paced at 5,000/s, 5 pairs of 100,000 unpaced
-    python bench/alarms.py --quick           # 3 s paced, 5 pairs of 30,000
+    python bench/alarms.py                   # 10 s paced at 5,000/s; 100 block pairs of 2,000
+    python bench/alarms.py --quick           # 3 s paced; 15 block pairs
     python bench/alarms.py --quick --mix ward
-    python bench/alarms.py --repeat 9        # nine pairs, the median pair's overhead
+    python bench/alarms.py --method pairs --repeat 9   # nine pairs of whole runs
 
-On a shared machine one pair can be far off (two runs of the same code a minute apart gave
-28 % and 84 %), so the overhead is the median of ``--repeat`` pairs (5 by default), each
-printed. Every run starts after ``os.sync()`` (an earlier run's database is not being written
-back by the kernel meanwhile), and every other pair runs with alarms first, so whatever falls
-on the second run of a pair is shared by both sides. bench/alarms_instructions.py counts
-instructions instead, which load does not move.
+On this shared machine, whole runs a minute apart differed by up to a half (28 % and 84 % for
+the same code; the pairs of one run from -1 % to 61 %), and blocks of 2,000 readings vary by
+a sixth to a fifth from one to the next (standard deviation over mean), so one figure takes
+many pairs. bench/alarms_instructions.py counts instructions instead, which load does not
+move.
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -56,7 +71,9 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from vitalstation.alarms import AlarmEngine, AlarmTransition, TransitionKind
 from vitalstation.app.alarms import AlarmService
@@ -259,6 +276,147 @@ def unpaced(
     return figures
 
 
+class _Side:
+    """One pipeline on a fresh database of its own, bare or with the alarm service, fed in
+    blocks (``interleaved``): each block's readings continue the side's sequence, and the
+    block ends when the pipeline has answered every one of them."""
+
+    def __init__(self, folder: Path, *, alarms: bool) -> None:
+        folder.mkdir(parents=True)
+        self.store = fresh(folder, "station.db")
+        self.pipeline = Pipeline(self.store.writer)
+        self.service: AlarmService | None = None
+        self.timed: TimedService | None = None
+        if alarms:
+            self.service = alarm_service(self.store, folder)
+            self.timed = TimedService(self.service)
+            self.pipeline.subscribe(self.timed)
+            self.service.start()
+        self.pipeline.start()
+        self._born = time.perf_counter()
+        # The alarm service's once-a-second thread (tick, discharges, requests) runs between
+        # this side's blocks too, where no block counts it: its CPU is reported on its own.
+        self._tick_clock = next((time.pthread_getcpuclockid(thread.ident)
+                                 for thread in threading.enumerate()
+                                 if thread.name == "vitalstation-alarm-tick" and thread.ident),
+                                None)
+        self.next = 0
+        self.tick_ms_per_s = 0.0
+        self.elapsed: list[float] = []
+        self.cpu: list[float] = []
+        self._left = 0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def _on_done(self, results: Sequence[object]) -> None:
+        with self._lock:
+            self._left -= len(results)
+            if self._left <= 0:
+                self._done.set()
+
+    def block(self, count: int, start: datetime, received: datetime,
+              interval: timedelta) -> None:
+        """``count`` readings as fast as the pipeline takes them, timed (wall and process CPU);
+        then the block's write-ahead log checkpointed, untimed, so that none of this side's
+        work is left for the other side's next block."""
+        self._left = count
+        self._done.clear()
+        began, cpu_began = time.perf_counter(), time.process_time()
+        submit, on_done = self.pipeline.submit, self._on_done
+        for n in range(self.next, self.next + count):
+            submit([reading(n, start, received, interval)], on_done=on_done, timeout=None)
+        self._done.wait()
+        self.elapsed.append(time.perf_counter() - began)
+        self.cpu.append(time.process_time() - cpu_began)
+        self.next += count
+        with self.store.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        if self._tick_clock is not None:
+            self.tick_ms_per_s = (time.clock_gettime(self._tick_clock) * 1000
+                                  / (time.perf_counter() - self._born))
+        self.pipeline.stop()
+        if self.service is not None:
+            self.service.stop()
+        self.store.close()
+
+    def figures(self) -> dict[str, float]:
+        count = self.next
+        elapsed, cpu = sum(self.elapsed), sum(self.cpu)
+        figures = {"readings_per_s": count / elapsed, "us_per_reading": elapsed / count * 1e6,
+                   "cpu_us_per_reading": cpu / count * 1e6}
+        if self.timed is not None:
+            timed = self.timed
+            figures["service_us_per_reading"] = timed.busy_s / max(1, timed.readings) * 1e6
+            figures["service_cpu_us_per_reading"] = timed.cpu_s / max(1, timed.readings) * 1e6
+            figures["batch_p50"] = _percentiles([float(n) for n in timed.sizes])["p50"]
+            figures["tick_cpu_ms_per_s"] = self.tick_ms_per_s
+        return figures
+
+
+def _side_process(connection: Connection, folder: Path, alarms: bool, gc_freeze: bool,
+                  count: int) -> None:
+    """A side of ``interleaved``, in a process of its own: runs a block each time it is told
+    to, answers each with (wall seconds, CPU seconds), and at the end with its figures."""
+    side = _Side(folder, alarms=alarms)
+    if gc_freeze:
+        freeze_long_lived_objects()
+    interval = timedelta(milliseconds=200)
+    start = datetime.now(UTC) - interval * (count // DEVICES + 1)
+    received = datetime.now(UTC)
+    try:
+        connection.send("ready")
+        while (size := connection.recv()) is not None:
+            side.block(size, start, received, interval)
+            connection.send((side.elapsed[-1], side.cpu[-1]))
+    finally:
+        side.close()
+    connection.send(side.figures())
+
+
+def interleaved(
+    folder: Path, count: int, block: int, *, gc_freeze: bool = True
+) -> tuple[dict[str, object], dict[str, object]]:
+    """``count`` readings through a bare pipeline and as many through one with the alarm
+    service, each in a process of its own (its own garbage collector, threads and database),
+    both alive side by side and fed in alternating blocks of ``block``: bare then alarms,
+    alarms then bare, and so on, each block after ``settle_disk``. Neighbouring blocks ran
+    within a second of each other, so a change in the machine's speed (on this shared machine
+    it moves by a fifth from one minute to the next) falls on both sides of a pair alike.
+    Returns each side's figures (bare, with alarms) with its blocks' times."""
+    context = multiprocessing.get_context("fork")  # the mix chosen in main() comes along
+    sides = []
+    for alarms in (False, True):
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_side_process, args=(theirs, folder / ("alarms" if alarms else "bare"),
+                                        alarms, gc_freeze, count), daemon=True)
+        process.start()
+        sides.append((ours, process, {"elapsed": [], "cpu": []}))
+    try:
+        for ours, _, _ in sides:
+            if ours.recv() != "ready":
+                raise RuntimeError("a side did not start")
+        for pair in range(max(1, count // block)):
+            for ours, _, times in sides if pair % 2 == 0 else reversed(sides):
+                settle_disk()
+                ours.send(block)
+                elapsed, cpu = ours.recv()
+                times["elapsed"].append(elapsed)
+                times["cpu"].append(cpu)
+        results = []
+        for ours, process, times in sides:
+            ours.send(None)
+            results.append({**ours.recv(), **times})
+            process.join(30)
+    finally:
+        for _, process, _ in sides:
+            if process.is_alive():
+                process.kill()
+    return results[0], results[1]
+
+
 def settle_disk() -> None:
     """Write the earlier runs' dirty pages out now, so that the kernel's writeback of one run's
     database (tens of MB, flushed 30 s after it was written) does not land in a later timed
@@ -281,6 +439,40 @@ def unpaced_pair(
         figures[alarms] = unpaced(run, count, alarms=alarms, gc_freeze=gc_freeze)
         shutil.rmtree(run, ignore_errors=True)
     return figures[False], figures[True]
+
+
+def _interleaved_figures(
+    bare: dict[str, Any], with_alarms: dict[str, Any]
+) -> dict[str, object]:
+    """The overhead over all blocks (time per reading with alarms / without - 1), on wall-clock
+    time and on the process's CPU time; and each pair of neighbouring blocks' (same readings,
+    both sides), with their median."""
+    ratios = [a / b - 1 for a, b in zip(with_alarms["elapsed"], bare["elapsed"], strict=True)]
+    cpu_ratios = [a / b - 1 for a, b in zip(with_alarms["cpu"], bare["cpu"], strict=True)]
+    return {
+        "bare": bare, "with_alarms": with_alarms,
+        "overhead": sum(with_alarms["elapsed"]) / sum(bare["elapsed"]) - 1,
+        "overhead_median_pair": statistics.median(ratios),
+        "cpu_overhead": sum(with_alarms["cpu"]) / sum(bare["cpu"]) - 1,
+        "cpu_overhead_median_pair": statistics.median(cpu_ratios),
+        "pair_overheads": ratios, "pair_cpu_overheads": cpu_ratios,
+    }
+
+
+def _pairs_figures(pairs: list[tuple[dict[str, float], dict[str, float]]]) -> dict[str, object]:
+    """The median pair of whole runs (``--method pairs``)."""
+    ratios = [b["readings_per_s"] / a["readings_per_s"] - 1 for b, a in pairs]
+    bare, with_alarms = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]
+    # The same ratio on the process's CPU time (every thread: the submitting one, the pipeline,
+    # SQLite's checkpointer).
+    return {
+        "bare": bare, "with_alarms": with_alarms,
+        "overhead": bare["readings_per_s"] / with_alarms["readings_per_s"] - 1,
+        "cpu_overhead": with_alarms["cpu_us_per_reading"] / bare["cpu_us_per_reading"] - 1,
+        "pair_overheads": ratios,
+        "pair_cpu_overheads": [a["cpu_us_per_reading"] / b["cpu_us_per_reading"] - 1
+                               for b, a in pairs],
+    }
 
 
 def _load_average() -> str:
@@ -306,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--readings", type=int, default=100_000, help="unpaced runs")
+    parser.add_argument("--readings", type=int, default=None,
+                        help="unpaced readings per side (default 200,000 interleaved, "
+                             "100,000 per run with --method pairs)")
     parser.add_argument("--quick", action="store_true", help="3 s paced, 30,000 unpaced")
     parser.add_argument("--mix", choices=sorted(MIXES), default="alarm-heavy",
                         help="alarm-heavy: one reading in 30 raises an alarm (default); "
@@ -314,35 +508,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
                         help="leave the start-up objects in the collector's passes")
+    parser.add_argument("--method", choices=("interleaved", "pairs"), default="interleaved",
+                        help="interleaved (default): both pipelines side by side, alternating "
+                             "blocks of --block readings; pairs: whole runs one after the "
+                             "other, --repeat pairs (sessions 8-9)")
+    parser.add_argument("--block", type=int, default=2_000,
+                        help="readings per block (interleaved)")
     parser.add_argument("--repeat", type=int, default=5,
-                        help="unpaced pairs (without, with alarms; every other pair in the "
-                             "other order); the overhead is the median pair's (each pair is "
-                             "printed)")
+                        help="pairs of whole runs (--method pairs; without, with alarms; every "
+                             "other pair in the other order); the overhead is the median "
+                             "pair's (each pair is printed)")
     args = parser.parse_args(argv)
+    if args.readings is None:
+        args.readings = 200_000 if args.method == "interleaved" else 100_000
     if args.quick:
         args.seconds, args.readings = 3.0, 30_000
     global CYCLE, ABNORMAL_FROM  # noqa: PLW0603 - value_of reads the mix chosen here
     CYCLE, ABNORMAL_FROM = MIXES[args.mix]
     with tempfile.TemporaryDirectory(prefix="vs-bench-alarms-") as tmp:
         folder = Path(tmp)
-        pairs = []
-        for n in range(max(1, args.repeat)):
-            pairs.append(unpaced_pair(folder / f"pair-{n}", args.readings,
-                                      alarms_first=n % 2 == 1, gc_freeze=args.gc_freeze))
+        if args.method == "interleaved":
+            sides = interleaved(folder / "interleaved", args.readings, args.block,
+                                gc_freeze=args.gc_freeze)
+            shutil.rmtree(folder / "interleaved", ignore_errors=True)
+        else:
+            pairs = [unpaced_pair(folder / f"pair-{n}", args.readings, alarms_first=n % 2 == 1,
+                                  gc_freeze=args.gc_freeze)
+                     for n in range(max(1, args.repeat))]
         settle_disk()
         latency = paced(folder, args.rate, args.seconds, gc_freeze=args.gc_freeze)
-    ratios = [b["readings_per_s"] / a["readings_per_s"] - 1 for b, a in pairs]
-    bare, with_alarms = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]
-    overhead = bare["readings_per_s"] / with_alarms["readings_per_s"] - 1
-    # The same ratio on the process's CPU time (every thread: the submitting one, the pipeline,
-    # SQLite's checkpointer), which other work on the machine does not inflate as it does
-    # wall-clock rates. The target is judged on the wall-clock ratio, as before.
-    cpu_overhead = with_alarms["cpu_us_per_reading"] / bare["cpu_us_per_reading"] - 1
-    figures = {"mix": args.mix, "bare": bare, "with_alarms": with_alarms, "overhead": overhead,
-               "cpu_overhead": cpu_overhead, "paced": latency,
-               "pair_overheads": ratios,
-               "pair_cpu_overheads": [a["cpu_us_per_reading"] / b["cpu_us_per_reading"] - 1
-                                      for b, a in pairs]}
+    if args.method == "interleaved":
+        figures = _interleaved_figures(*sides)
+    else:
+        figures = _pairs_figures(pairs)
+    figures.update(mix=args.mix, method=args.method, paced=latency)
+    bare, with_alarms = figures["bare"], figures["with_alarms"]
+    overhead, cpu_overhead = figures["overhead"], figures["cpu_overhead"]
+    ratios = figures["pair_overheads"]
     p99 = latency["stored_to_event_ms"].get("p99", float("inf"))
     if args.json:
         print(json.dumps(figures))
@@ -356,14 +558,29 @@ def main(argv: list[str] | None = None) -> int:
               f"{with_alarms['service_us_per_reading']:.1f} µs wall, "
               f"{with_alarms['service_cpu_us_per_reading']:.1f} µs CPU; batches of "
               f"{with_alarms['batch_p50']:.0f} readings, p50)")
-        if len(pairs) > 1:
-            print("pairs (overhead, CPU):     " + ", ".join(
-                f"{r * 100:.0f} % / {c * 100:.0f} %"
-                for r, c in zip(ratios, figures["pair_cpu_overheads"], strict=True))
-                + "; the median pair below")
-        print(f"overhead:                  {overhead * 100:.1f} %  (target ≤ 25 %); in process "
-              f"CPU time {cpu_overhead * 100:.1f} % ({bare['cpu_us_per_reading']:.1f} -> "
-              f"{with_alarms['cpu_us_per_reading']:.1f} µs per reading)")
+        if args.method == "interleaved":
+            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+            print(f"blocks:                    {len(ratios)} pairs of {args.block:,} readings "
+                  "each side, alternating; the pairs' overhead: quartiles "
+                  + " / ".join(f"{q * 100:.0f} %" for q in quartiles))
+            print(f"overhead:                  {overhead * 100:.1f} % over all blocks "
+                  f"(target ≤ 25 %); median pair {figures['overhead_median_pair'] * 100:.1f} %; "
+                  f"in process CPU time {cpu_overhead * 100:.1f} % "
+                  f"({bare['cpu_us_per_reading']:.1f} -> {with_alarms['cpu_us_per_reading']:.1f}"
+                  f" µs per reading), median pair "
+                  f"{figures['cpu_overhead_median_pair'] * 100:.1f} %")
+            print(f"alarm tick thread:         {with_alarms['tick_cpu_ms_per_s']:.2f} ms CPU "
+                  "per second (between blocks too; not in the blocks' figures)")
+        else:
+            if len(ratios) > 1:
+                print("pairs (overhead, CPU):     " + ", ".join(
+                    f"{r * 100:.0f} % / {c * 100:.0f} %"
+                    for r, c in zip(ratios, figures["pair_cpu_overheads"], strict=True))
+                    + "; the median pair below")
+            print(f"overhead:                  {overhead * 100:.1f} %  (target ≤ 25 %); in "
+                  f"process CPU time {cpu_overhead * 100:.1f} % "
+                  f"({bare['cpu_us_per_reading']:.1f} -> "
+                  f"{with_alarms['cpu_us_per_reading']:.1f} µs per reading)")
         print(f"paced:                     {latency['achieved_rate']:,.0f} readings/s for "
               f"{args.seconds:g} s; events {latency['events']}")
         s2e = latency["stored_to_event_ms"]
