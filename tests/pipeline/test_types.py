@@ -55,6 +55,21 @@ def test_reading_result_is_frozen_and_replace_works() -> None:
     assert result.alarms_raised == 0
 
 
+def test_with_alarms_raised_keeps_every_other_field() -> None:
+    """Each field set to a value of its own (a field added later included): the copy keeps it
+    and adds to ``alarms_raised``, as ``dataclasses.replace`` does."""
+    result = ReadingResult(Outcome.STORED, alarms_raised=1)
+    for field in dataclasses.fields(ReadingResult):
+        if field.name != "alarms_raised":
+            result = dataclasses.replace(result, **{field.name: object()})
+    counted = result.with_alarms_raised(2)
+    assert counted == dataclasses.replace(result, alarms_raised=3)
+    for field in dataclasses.fields(ReadingResult):
+        if field.name != "alarms_raised":
+            assert getattr(counted, field.name) is getattr(result, field.name)
+    assert result.alarms_raised == 1
+
+
 def test_stored_reading_and_activity_entry_are_frozen_dataclasses() -> None:
     result = ReadingResult(Outcome.STORED)
     stored = StoredReading("a reading", result)  # type: ignore[arg-type]

@@ -458,10 +458,7 @@ class Pipeline:
             for index, count in raised.items():
                 if count and 0 <= index < len(stored):
                     at = index if stored_at is None else stored_at[index]
-                    slot = written[at]
-                    written[at] = dataclasses.replace(
-                        slot, alarms_raised=slot.alarms_raised + count
-                    )
+                    written[at] = written[at].with_alarms_raised(count)
 
         self._record_batch(
             submissions, problems, to_write, written, stored_at, started, committed, now

@@ -98,6 +98,14 @@ class ReadingResult:
         """The id of the reading's first vital (the seed's single ``vital_sign_id``)."""
         return next(iter(self.record_ids.values()), None)
 
+    def with_alarms_raised(self, more: int) -> ReadingResult:
+        """This result counting ``more`` alarms raised (``dataclasses.replace`` without its
+        cost, ~1.9 µs against ~0.6: the pipeline makes one for each reading that raised one)."""
+        return ReadingResult(
+            self.outcome, self.record_ids, self.new_kinds, self.attribution, self.patient_id,
+            self.bed_label, self.errors, self.alarms_raised + more,
+        )
+
 
 _set_outcome = _setter(ReadingResult, "outcome")
 _set_record_ids = _setter(ReadingResult, "record_ids")
