@@ -9,18 +9,19 @@ RESOLVED transition (evaluation, the alarm rows' transaction, publication). Also
 submit → alarm event, which adds the pipeline's batching.
 
 Cost: the same readings, unpaced, through the pipeline with and without the alarm service;
-overhead = time per reading with / without - 1, over all blocks. The two pipelines run side
-by side, each in a process of its own (its own garbage collector, threads and fresh database),
-fed in alternating blocks of 2,000 readings (bare, alarms; alarms, bare; ...; 300 pairs, 600,000
-readings a side), each block timed on its own after ``os.sync()`` and its write-ahead log
-checkpointed untimed after it, so nothing of one side's block is left for the other's. A pair
-of neighbouring blocks ran within a fraction of a second of each other, so a change in the
-machine's speed falls on both of its sides; the pairs' median is printed beside the overall
-figure, in wall-clock time and in the process's CPU time (all its threads), and a 95 %
-interval of the overall figure (the pairs resampled with replacement, 2,000 times). The alarm
-service's once-a-second thread (tick, discharges, requests) also runs between its side's
-blocks, where no block counts it: its CPU per second is printed (~2 ms). Also given: the time
-spent in the alarm service per reading, measured inside it.
+overhead = time per reading with / without - 1, over all blocks. The two pipelines run side by
+side, each in a process of its own (its own garbage collector, threads and fresh database), fed
+in alternating blocks of 2,000 readings (bare, alarms; alarms, bare; ...; 100 pairs, 200,000
+readings a side; then again with two fresh processes, three rounds in all), each block timed on
+its own after ``os.sync()`` and its write-ahead log checkpointed untimed after it, so nothing
+of one side's block is left for the other's. A pair of neighbouring blocks ran within a
+fraction of a second of each other, so a change in the machine's speed falls on both of its
+sides; the pairs' median is printed beside the overall figure, in wall-clock time and in the
+process's CPU time (all its threads), and a 95 % interval of the overall figure (the pairs
+resampled with replacement, 2,000 times). The alarm service's once-a-second thread (tick,
+discharges, requests) also runs between its side's blocks, where no block counts it: its CPU
+per second is printed (~2 ms). Also given: the time spent in the alarm service per reading,
+measured inside it.
 
 Why blocks (session 10): ``--method pairs`` (sessions 8-9) times whole runs of 100,000
 readings one after the other, ``--repeat`` pairs of them. Each such run queues tens of
@@ -29,11 +30,14 @@ them: 2.8-4.6 µs per reading of full collections on both sides, against 0.12-0.
 blocks of 2,000, and the slower side (with alarms) has one more of them; and with 5 pairs,
 a machine whose speed moves by a fifth within a second cannot show a 3-point margin.
 
-Why 300 pairs (session 11): with 100, runs of the same code gave 16.0-25.8 %. That spread is
-the blocks' own: the four quarters of one run (25 pairs each) differed as much as four runs
-of fresh processes did (12.9-24.8 % against 14.0-23.8 %), and a fixed hash seed did not
-narrow it, so it is not the processes' state but the machine's speed from second to second,
-which only more pairs average out: the mean of n pairs narrows as the square root of n. The
+Why three rounds of 100 pairs (session 11): with one, runs of the same code gave 16.0-25.8 %.
+That spread is the blocks' own: the four quarters of one run (25 pairs each) differed as much
+as four runs of fresh processes did (12.9-24.8 % against 14.0-23.8 %), and a fixed hash seed
+did not narrow it, so it is the machine's speed from second to second, which only more pairs
+average out (the mean of n pairs narrows as the square root of n). More pairs in one process
+would not do: 600,000 readings reach back further than the engine's live window (15 min of
+measured time at 64 beds × 5 a second), and readings older than that raise no alarm, so the
+rounds start afresh instead, each side's readings measured within the last 10.5 minutes. The
 interval says how far a run's figure may be from what more pairs would give.
 
 The garbage collector's pauses during the paced run are printed: a full pass stops every
@@ -52,8 +56,8 @@ one reading in 1,000. ``ward`` is that: a cycle of 1,000 readings, 970 normal an
 alarm-heavy figure is the engine's cost when it does the most work per reading; the ward
 figure is what a station pays.
 
-    python bench/alarms.py                   # 10 s paced at 5,000/s; 300 block pairs of 2,000
-    python bench/alarms.py --quick           # 3 s paced; 15 block pairs
+    python bench/alarms.py                   # 10 s paced at 5,000/s; 3 × 100 block pairs of 2,000
+    python bench/alarms.py --quick           # 3 s paced; 15 block pairs, one round
     python bench/alarms.py --quick --mix ward
     python bench/alarms.py --method pairs --repeat 9   # nine pairs of whole runs
 
@@ -84,7 +88,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from vitalstation.alarms import AlarmEngine, AlarmTransition, TransitionKind
+from vitalstation.alarms import AlarmEngine, AlarmPolicy, AlarmTransition, TransitionKind
 from vitalstation.app.alarms import AlarmService
 from vitalstation.app.memory import freeze_long_lived_objects
 from vitalstation.app.notifications import Notifications
@@ -426,6 +430,39 @@ def interleaved(
     return results[0], results[1]
 
 
+def _joined_rounds(
+    rounds: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rounds of ``interleaved`` as one run: each side's blocks in the order they ran,
+    its per-reading figures averaged over the rounds (each round had as many readings), its
+    alarm batches' sizes together."""
+    joined = []
+    for side in (0, 1):
+        parts = [round_[side] for round_ in rounds]
+        figures: dict[str, Any] = {"elapsed": [], "cpu": []}
+        for part in parts:
+            figures["elapsed"] += part["elapsed"]
+            figures["cpu"] += part["cpu"]
+        for name in parts[0]:
+            if name not in figures:
+                figures[name] = statistics.fmean(part[name] for part in parts)
+        joined.append(figures)
+    return joined[0], joined[1]
+
+
+def check_live(count: int, interval: timedelta) -> None:
+    """Refuse a run whose first readings would be older than the engine's live window when
+    the last are measured: those would raise no alarm, and the cost measured would be of a
+    ward that stays calm."""
+    span = interval * (count // DEVICES + 1)
+    window = AlarmPolicy().live_window
+    if span > window * 0.7:
+        raise SystemExit(
+            f"{count:,} readings per side span {span} of measured time, too near the alarm "
+            f"engine's live window ({window}); use fewer readings per round (--readings)"
+        )
+
+
 def settle_disk() -> None:
     """Write the earlier runs' dirty pages out now, so that the kernel's writeback of one run's
     database (tens of MB, flushed 30 s after it was written) does not land in a later timed
@@ -531,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--readings", type=int, default=None,
-                        help="unpaced readings per side (default 600,000 interleaved, "
+                        help="unpaced readings per side per round (default 200,000 interleaved, "
                              "100,000 per run with --method pairs)")
     parser.add_argument("--quick", action="store_true", help="3 s paced, 30,000 unpaced")
     parser.add_argument("--mix", choices=sorted(MIXES), default="alarm-heavy",
@@ -546,23 +583,30 @@ def main(argv: list[str] | None = None) -> int:
                              "other, --repeat pairs (sessions 8-9)")
     parser.add_argument("--block", type=int, default=2_000,
                         help="readings per block (interleaved)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved: rounds of block pairs, each with two fresh "
+                             "processes and databases (default 3)")
     parser.add_argument("--repeat", type=int, default=5,
                         help="pairs of whole runs (--method pairs; without, with alarms; every "
                              "other pair in the other order); the overhead is the median "
                              "pair's (each pair is printed)")
     args = parser.parse_args(argv)
     if args.readings is None:
-        args.readings = 600_000 if args.method == "interleaved" else 100_000
+        args.readings = 200_000 if args.method == "interleaved" else 100_000
     if args.quick:
-        args.seconds, args.readings = 3.0, 30_000
+        args.seconds, args.readings, args.rounds = 3.0, 30_000, 1
+    check_live(args.readings, timedelta(milliseconds=200))  # as unpaced() and _Side date them
     global CYCLE, ABNORMAL_FROM  # noqa: PLW0603 - value_of reads the mix chosen here
     CYCLE, ABNORMAL_FROM = MIXES[args.mix]
     with tempfile.TemporaryDirectory(prefix="vs-bench-alarms-") as tmp:
         folder = Path(tmp)
         if args.method == "interleaved":
-            sides = interleaved(folder / "interleaved", args.readings, args.block,
-                                gc_freeze=args.gc_freeze)
-            shutil.rmtree(folder / "interleaved", ignore_errors=True)
+            rounds = []
+            for number in range(max(1, args.rounds)):
+                rounds.append(interleaved(folder / f"round-{number}", args.readings,
+                                          args.block, gc_freeze=args.gc_freeze))
+                shutil.rmtree(folder / f"round-{number}", ignore_errors=True)
+            sides = _joined_rounds(rounds)
         else:
             pairs = [unpaced_pair(folder / f"pair-{n}", args.readings, alarms_first=n % 2 == 1,
                                   gc_freeze=args.gc_freeze)
