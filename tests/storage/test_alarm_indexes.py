@@ -1,4 +1,4 @@
-"""The alarms table's indexes (schema 0007) and the queries they serve.
+"""The alarms table's indexes (schema 0007), alarm_events' (0008) and the queries they serve.
 
 On SQLite each query's plan names its index (the plan SQLite makes without statistics, as on
 a station's database: the same on a 200,000-alarm table as here); the results are those the
@@ -20,18 +20,21 @@ from vitalstation.alarms import AlarmState
 from vitalstation.storage import migrate
 from vitalstation.storage.alarms import AlarmStore
 from vitalstation.storage.history import HistoryQueries
-from vitalstation.storage.schema import ALARM_OPEN, alarms
+from vitalstation.storage.schema import ALARM_OPEN, alarm_events, alarms
 from vitalstation.storage.store import Store
 
 _ALARMS = re.compile(r"\balarms\b")
+_EVENTS = re.compile(r"\balarm_events\b")
 
 
-def _plans(engine: Engine, call: Callable[[], object]) -> list[tuple[str, str]]:
-    """Each SELECT on ``alarms`` that ``call`` runs, and SQLite's plan of it as it ran."""
+def _plans(
+    engine: Engine, call: Callable[[], object], table: re.Pattern[str] = _ALARMS
+) -> list[tuple[str, str]]:
+    """Each SELECT on ``table`` that ``call`` runs, and SQLite's plan of it as it ran."""
     statements: list[tuple[str, object]] = []
 
     def capture(connection, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and _ALARMS.search(statement):
+        if statement.lstrip().upper().startswith("SELECT") and table.search(statement):
             statements.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", capture)
@@ -246,3 +249,64 @@ def test_schema_0007_adds_the_open_and_time_indexes_and_drops_state_and_back(
     assert migrate.upgrade(store.engine) == ("0006", migrate.head_revision())
     assert set(_alarm_indexes(store.engine)) == {
         "ix_alarms_open", "ix_alarms_raised", "ix_alarms_bed_raised"}
+
+
+def test_each_alarm_event_query_is_planned_on_the_alarm_index(tmp_path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'station.db'}")
+    try:
+        alarm_store, ward, ids = _ward_with_alarms(store)
+        history = HistoryQueries(store.engine)
+        scope = history.bed_scope("B1")
+        now = ward.clock()
+        alarm_id = ids[_key(ids, "B1")]
+        calls = {
+            "an alarm's steps": lambda: alarm_store.events(alarm_id),
+            "its trail": lambda: history.alarm_trail(alarm_id),
+            "a bed's trail": lambda: history.trail(scope, now - timedelta(hours=1), now),
+        }
+        for name, call in calls.items():
+            ((_, plan),) = _plans(store.engine, call, _EVENTS)
+            assert "alarm_events USING INDEX ix_alarm_events_alarm (alarm_ref=?)" in plan, (
+                name, plan)
+            assert not re.search(r"SCAN alarm_events(?! USING)", plan), (name, plan)
+    finally:
+        store.close()
+
+
+def test_an_alarms_steps_come_oldest_first_with_ties_by_id(store: Store) -> None:
+    alarm_store, ward, ids = _ward_with_alarms(store)
+    alarm_id = ids[_key(ids, "B1")]
+    steps = alarm_store.events(alarm_id)
+    assert [step.event for step in steps][:1] == ["raised"] and len(steps) >= 4
+    # A step stored last but dated first (a late write), and one at the same time as the
+    # first step: the order is by time, then by id.
+    first_at = steps[0].at
+    with store.engine.begin() as connection:
+        for at in (first_at - timedelta(seconds=5), first_at):
+            connection.execute(insert(alarm_events).values(
+                alarm_ref=alarm_id, at=at, event="note", actor="test", origin="test",
+                details=""))
+    again = alarm_store.events(alarm_id)
+    assert [step.at for step in again] == sorted(step.at for step in again)
+    assert again[0].event == "note" and again[0].at == first_at - timedelta(seconds=5)
+    tied = [step for step in again if step.at == first_at]
+    assert [step.id for step in tied] == sorted(step.id for step in tied)
+    assert tied[-1].event == "note"
+    trail = HistoryQueries(store.engine).alarm_trail(alarm_id)
+    assert [step.id for step in trail] == [step.id for step in again]
+
+
+def test_schema_0008_indexes_alarm_events_by_alarm_alone_and_back(store: Store) -> None:
+    assert _event_indexes(store.engine) == {"ix_alarm_events_alarm": ("alarm_ref",)}
+    config = migrate._alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+    assert _event_indexes(store.engine) == {"ix_alarm_events_alarm_at": ("alarm_ref", "at")}
+    assert migrate.upgrade(store.engine) == ("0007", migrate.head_revision())
+    assert _event_indexes(store.engine) == {"ix_alarm_events_alarm": ("alarm_ref",)}
+
+
+def _event_indexes(engine: Engine) -> dict[str, tuple[str, ...]]:
+    return {index["name"]: tuple(index["column_names"])
+            for index in inspect(engine).get_indexes("alarm_events")}

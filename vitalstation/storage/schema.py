@@ -305,7 +305,9 @@ alarm_events = Table(
     Column("actor", String(100), nullable=False),
     Column("origin", String(100), nullable=False, default=""),
     Column("details", Text, nullable=False, default=""),
-    Index("ix_alarm_events_alarm_at", "alarm_ref", "at"),
+    # 0008: one alarm's steps (a handful, sorted by time in the query); the time left out of
+    # the entry, which it made four times as large, for fewer pages written per alarm commit.
+    Index("ix_alarm_events_alarm", "alarm_ref"),
 )
 
 # 0003: per-patient limit overrides (in force while ``removed_at`` is NULL; kept as history).
