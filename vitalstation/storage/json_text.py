@@ -24,7 +24,7 @@ import enum
 import json
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from typing import Any, NamedTuple
 
@@ -61,10 +61,13 @@ def json_text(value: Any) -> str:
         return _FALLBACK.encode(value)
 
 
-def record_text_writer(record_type: type[NamedTuple]) -> Callable[[Any], str]:
+def record_text_writer(
+    record_type: type[NamedTuple], fields: Sequence[str] | None = None
+) -> Callable[[Any], str]:
     """A function giving ``json_text(record.to_dict())`` for records of ``record_type``, a
     named tuple whose ``to_dict`` holds each field under its own name, its times by
-    ``isoformat()``, its enums by value and its tuples as lists.
+    ``isoformat()``, its enums by value and its tuples as lists. With ``fields``, only those
+    of its fields (``json_text`` of ``to_dict()``'s items under those names).
 
     The record's own fields go to orjson as they are, which writes that same text about twice
     as fast. orjson and ``isoformat()`` agree on every time in UTC, naive or at an offset of
@@ -72,13 +75,17 @@ def record_text_writer(record_type: type[NamedTuple]) -> Callable[[Any], str]:
     (a field annotated ``datetime``) not in UTC, or a value orjson refuses, goes through
     ``to_dict`` instead, so the text is always exactly ``to_dict``'s.
     """
-    build = _dict_builder(record_type)
+    written = tuple(record_type._fields if fields is None else fields)
+    unknown = set(written) - set(record_type._fields)
+    if unknown:
+        raise ValueError(f"{record_type.__name__} has no field {', '.join(sorted(unknown))}")
+    build = _dict_builder(record_type, written)
     # The dict has its keys in sorted order, so orjson need not sort them: the same text, as
     # long as no field holds a mapping of its own (whose keys only sorting would order); a
     # record type that may still sorts.
     annotations = record_type.__annotations__
     nested = any(
-        word in str(annotations.get(name)) for name in record_type._fields
+        word in str(annotations.get(name)) for name in written
         for word in ("dict", "Mapping", "Any", "object")
     )
     options = _RECORD_OPTIONS if nested else 0
@@ -90,15 +97,18 @@ def record_text_writer(record_type: type[NamedTuple]) -> Callable[[Any], str]:
                 return _dumps(values, None, options).decode()
         except (AttributeError, TypeError):  # orjson.JSONEncodeError included
             pass
-        return json_text(record.to_dict())
+        data = record.to_dict()
+        return json_text(data if fields is None else {name: data[name] for name in written})
 
     return record_text
 
 
-def _dict_builder(record_type: type[NamedTuple]) -> Callable[[Any], dict[str, Any] | None]:
-    """A function making a record's dict for orjson: its fields under their names, in sorted
-    order, an enum field (by its resolved annotation, ``E`` or ``E | None``) by its value; None
-    when a time (a field annotated ``datetime``) is not in UTC.
+def _dict_builder(
+    record_type: type[NamedTuple], written: Sequence[str]
+) -> Callable[[Any], dict[str, Any] | None]:
+    """A function making a record's dict for orjson: its ``written`` fields under their names,
+    in sorted order, an enum field (by its resolved annotation, ``E`` or ``E | None``) by its
+    value; None when one of those times (a field annotated ``datetime``) is not in UTC.
 
     Written once per record type from its field names (as ``namedtuple`` writes its classes):
     the record unpacked into locals, a dict of its keys copied and its values set. An alarm
@@ -119,12 +129,13 @@ def _dict_builder(record_type: type[NamedTuple]) -> Callable[[Any], dict[str, An
     lines = ["def build(record, _copy=_template.copy, UTC=UTC):", f"    {names}, = record"]
     checks = [
         f"(f{index} is not None and f{index}.tzinfo is not UTC)"
-        for index, name in enumerate(fields) if "datetime" in str(annotations.get(name))
+        for index, name in enumerate(fields)
+        if name in written and "datetime" in str(annotations.get(name))
     ]
     if checks:
         lines += [f"    if {' or '.join(checks)}:", "        return None"]
     lines.append("    values = _copy()")
-    for name in sorted(fields):
+    for name in sorted(written):
         index = fields.index(name)
         enum_type, optional = _enum_of(hints.get(name))
         if enum_type is None:
@@ -136,7 +147,7 @@ def _dict_builder(record_type: type[NamedTuple]) -> Callable[[Any], dict[str, An
         lines.append(f"    values[{name!r}] = {value}")
     lines.append("    return values")
     # Field names are identifiers (``NamedTuple`` checks them), written here by ``repr``.
-    namespace: dict[str, Any] = {"_template": dict.fromkeys(sorted(fields)), "UTC": UTC}
+    namespace: dict[str, Any] = {"_template": dict.fromkeys(sorted(written)), "UTC": UTC}
     exec("\n".join(lines), namespace)  # noqa: S102
     return namespace["build"]  # type: ignore[no-any-return]
 
