@@ -80,42 +80,49 @@ def _key(ids: dict[str, int], bed: str) -> str:
     return next(key for key in ids if key.startswith(f"bed:{bed}|"))
 
 
-def test_each_alarm_query_is_planned_on_its_index(tmp_path) -> None:
+@pytest.fixture
+def sqlite_ward(tmp_path):
+    """A station file with ``_ward_with_alarms``' alarms: (store, alarm store, ward, ids). The
+    plans are SQLite's."""
     store = Store.open(f"sqlite:///{tmp_path / 'station.db'}")
     try:
-        alarm_store, ward, _ = _ward_with_alarms(store)
-        history = HistoryQueries(store.engine)
-        scope = history.bed_scope("B0")
-        now = ward.clock()
-        expected = {
-            "newest first": (lambda: alarm_store.list_alarms(limit=500), "ix_alarms_raised"),
-            "open, newest first": (
-                lambda: alarm_store.list_alarms(active_only=True), "ix_alarms_open"),
-            "one bed": (lambda: alarm_store.list_alarms(bed_label="B0"),
-                        "ix_alarms_bed_raised (bed_ref=?)"),
-            "start-up snapshot": (alarm_store.load_snapshot, "ix_alarms_open"),
-            "trend markers": (
-                lambda: history.alarm_markers(scope, now - timedelta(hours=1), now),
-                "ix_alarms_bed_raised (bed_ref=? AND raised_at<?)"),
-            "bed trail": (
-                lambda: history.trail(scope, now - timedelta(hours=1), now),
-                "ix_alarms_bed_raised (bed_ref=?)"),
-        }
-        for name, (call, index) in expected.items():
-            ((statement, plan),) = _plans(store.engine, call)
-            assert f"alarms USING INDEX {index}" in plan, (name, plan)
-            if index == "ix_alarms_open":
-                # The index's term in the text: SQLite also matches ``state <> ?`` while the
-                # bound value is 'resolved' (it re-prepares when the value changes), but
-                # PostgreSQL's plan of a prepared statement (psycopg prepares those run 5
-                # times) holds for any value, so it may not use the partial index for it.
-                assert "alarms.state <> 'resolved'" in statement, (name, statement)
-            # Never every alarm row; alarms come in the index's order, the trail's steps are
-            # sorted (the range's only).
-            assert not re.search(r"SCAN alarms(?! USING)", plan), (name, plan)
-            assert name == "bed trail" or "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
+        yield (store, *_ward_with_alarms(store))
     finally:
         store.close()
+
+
+def test_each_alarm_query_is_planned_on_its_index(sqlite_ward) -> None:
+    store, alarm_store, ward, _ = sqlite_ward
+    history = HistoryQueries(store.engine)
+    scope = history.bed_scope("B0")
+    now = ward.clock()
+    expected = {
+        "newest first": (lambda: alarm_store.list_alarms(limit=500), "ix_alarms_raised"),
+        "open, newest first": (
+            lambda: alarm_store.list_alarms(active_only=True), "ix_alarms_open"),
+        "one bed": (lambda: alarm_store.list_alarms(bed_label="B0"),
+                    "ix_alarms_bed_raised (bed_ref=?)"),
+        "start-up snapshot": (alarm_store.load_snapshot, "ix_alarms_open"),
+        "trend markers": (
+            lambda: history.alarm_markers(scope, now - timedelta(hours=1), now),
+            "ix_alarms_bed_raised (bed_ref=? AND raised_at<?)"),
+        "bed trail": (
+            lambda: history.trail(scope, now - timedelta(hours=1), now),
+            "ix_alarms_bed_raised (bed_ref=?)"),
+    }
+    for name, (call, index) in expected.items():
+        ((statement, plan),) = _plans(store.engine, call)
+        assert f"alarms USING INDEX {index}" in plan, (name, plan)
+        if index == "ix_alarms_open":
+            # The index's term in the text: SQLite also matches ``state <> ?`` while the
+            # bound value is 'resolved' (it re-prepares when the value changes), but
+            # PostgreSQL's plan of a prepared statement (psycopg prepares those run 5
+            # times) holds for any value, so it may not use the partial index for it.
+            assert "alarms.state <> 'resolved'" in statement, (name, statement)
+        # Never every alarm row; alarms come in the index's order, the trail's steps are
+        # sorted (the range's only).
+        assert not re.search(r"SCAN alarms(?! USING)", plan), (name, plan)
+        assert name == "bed trail" or "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
 
 
 @pytest.mark.postgres
@@ -251,26 +258,22 @@ def test_schema_0007_adds_the_open_and_time_indexes_and_drops_state_and_back(
         "ix_alarms_open", "ix_alarms_raised", "ix_alarms_bed_raised"}
 
 
-def test_each_alarm_event_query_is_planned_on_the_alarm_index(tmp_path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'station.db'}")
-    try:
-        alarm_store, ward, ids = _ward_with_alarms(store)
-        history = HistoryQueries(store.engine)
-        scope = history.bed_scope("B1")
-        now = ward.clock()
-        alarm_id = ids[_key(ids, "B1")]
-        calls = {
-            "an alarm's steps": lambda: alarm_store.events(alarm_id),
-            "its trail": lambda: history.alarm_trail(alarm_id),
-            "a bed's trail": lambda: history.trail(scope, now - timedelta(hours=1), now),
-        }
-        for name, call in calls.items():
-            ((_, plan),) = _plans(store.engine, call, _EVENTS)
-            assert "alarm_events USING INDEX ix_alarm_events_alarm (alarm_ref=?)" in plan, (
-                name, plan)
-            assert not re.search(r"SCAN alarm_events(?! USING)", plan), (name, plan)
-    finally:
-        store.close()
+def test_each_alarm_event_query_is_planned_on_the_alarm_index(sqlite_ward) -> None:
+    store, alarm_store, ward, ids = sqlite_ward
+    history = HistoryQueries(store.engine)
+    scope = history.bed_scope("B1")
+    now = ward.clock()
+    alarm_id = ids[_key(ids, "B1")]
+    calls = {
+        "an alarm's steps": lambda: alarm_store.events(alarm_id),
+        "its trail": lambda: history.alarm_trail(alarm_id),
+        "a bed's trail": lambda: history.trail(scope, now - timedelta(hours=1), now),
+    }
+    for name, call in calls.items():
+        ((_, plan),) = _plans(store.engine, call, _EVENTS)
+        assert "alarm_events USING INDEX ix_alarm_events_alarm (alarm_ref=?)" in plan, (
+            name, plan)
+        assert not re.search(r"SCAN alarm_events(?! USING)", plan), (name, plan)
 
 
 def test_an_alarms_steps_come_oldest_first_with_ties_by_id(store: Store) -> None:
