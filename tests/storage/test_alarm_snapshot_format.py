@@ -1,7 +1,7 @@
 """An alarm row's snapshot holds only what its columns do not (schema 0009): a restart still
-gets every field of every open alarm back, from rows written either way, on SQLite and
-PostgreSQL; and a downgrade writes the short snapshots out in full, as an older station reads
-them."""
+gets every field of every open alarm back, from rows written either way, for every kind of
+alarm the engine makes, on SQLite and PostgreSQL; and a downgrade writes the short snapshots
+out in full, as an older station reads them."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from datetime import timedelta
 from alembic import command
 from sqlalchemy import select, update
 
-from tests.alarms.support import T0
+from tests.alarms.support import T0, Ward
 from vitalstation.alarms import (
     Alarm,
     AlarmKind,
     AlarmState,
     AlarmTransition,
+    Attribution,
+    Consciousness,
     Priority,
     TransitionKind,
 )
@@ -123,3 +125,53 @@ def test_schema_0009_down_writes_the_snapshots_in_full_and_up_reads_them(store: 
     assert texts == {alarm.key: json_text(alarm.to_dict()) for alarm in _alarms()}
     assert migrate.upgrade(store.engine) == ("0008", migrate.head_revision())
     assert _restored(alarm_store) == _expected(ids)
+
+
+def test_every_kind_of_alarm_the_engine_makes_comes_back_as_its_last_event_left_it(
+    store: Store,
+) -> None:
+    """Limit (raised, worse, acknowledged, audio paused), NEWS2 and each technical condition,
+    stored as the service stores them (ids learnt from each write): the restart's alarms are
+    the last transitions' alarms, field for field. Fields whose columns are set only when the
+    row is inserted (key, kind, raised_at, vital) are those the engine never changes."""
+    store.registry.add_patient("P1", "Ada", actor="test", at=T0)
+    store.registry.add_bed("12", None, actor="test", at=T0)
+    alarm_store = AlarmStore(store.engine)
+    ward = Ward()
+    ids: dict[str, int] = {}
+    last: dict[str, Alarm] = {}
+
+    def persist(transitions: list[AlarmTransition]) -> None:
+        inserted = alarm_store.write(transitions, ids)
+        for key, alarm_id in inserted.items():
+            if ward.engine.alarm(key) is not None:
+                ward.engine.assign_id(key, alarm_id)
+        ids.update(inserted)
+        for transition in transitions:
+            last[transition.alarm.key] = transition.alarm
+
+    ward.engine.enter_news2("P1", consciousness=Consciousness.ALERT, on_oxygen=True)
+    persist(ward.send(respiratory_rate=22, oxygen_saturation=95, blood_pressure_systolic=105,
+                      heart_rate=150, temperature=38.4, battery=10, signal=30))
+    ward.clock.advance(timedelta(seconds=2))
+    persist(ward.send(heart_rate=190, battery=9, signal=25))  # worse: priority and value
+    heart = ids["bed:12|limit.heart_rate.high"]
+    persist(ward.engine.acknowledge(heart, actor="Nurse Joy", origin="cli"))
+    persist(ward.engine.pause_audio(actor="Nurse Joy", origin="cli"))
+    persist(ward.send(heart_rate=80, device="X9", bed=None, patient=None,
+                      attribution=Attribution.UNKNOWN_DEVICE))
+    persist(ward.send(heart_rate=150, device="DEV2", bed="12", patient="P1",
+                      measured_at=ward.now() + timedelta(seconds=90)))
+    persist(ward.engine.report_input("mqtt", up=False, detail="broker unreachable"))
+    for _ in range(3):
+        ward.clock.advance(timedelta(seconds=30))
+        persist(ward.engine.tick())  # input down, then no data from the silent devices
+
+    kinds_stored = {alarm.condition.split(".")[0] for alarm in last.values()}
+    assert {"heart_rate", "news2", "low_battery", "poor_signal", "unknown_device",
+            "clock_ahead", "input_down", "no_data"} <= kinds_stored, kinds_stored
+    open_now = {alarm.key for alarm in ward.engine.active_alarms()}
+    restored = _restored(alarm_store)
+    assert set(restored) == open_now
+    for key, alarm in restored.items():
+        assert alarm == last[key]._replace(alarm_id=ids[key]), key
