@@ -10,7 +10,9 @@ then handed to every listener (``serve``'s log line, the window's signal).
 
 **No alarm is ever dropped.** A transition that could not be stored is logged as an error, kept,
 and stored first on the next batch or tick; listeners get it at once all the same. A listener
-that raises is logged and the others still run.
+that raises is logged and the others still run. What an open alarm's readings change without a
+transition (its update count, latest value and message) reaches its row on the next tick
+(:meth:`~AlarmService.refresh_rows`), so a restart resumes each alarm as it was a second ago.
 
 API for the window, the CLI and the REST receiver (stable; all thread-safe, none blocks
 beyond one short store transaction; ``actor`` is who, ``origin`` is where from: ``cli``,
@@ -140,6 +142,9 @@ class AlarmService:
         self._lock = threading.RLock()
         self._listeners: list[AlarmListener] = []
         self._ids: dict[str, int] = {}  # key -> row id of the alarms stored and still open
+        # key -> (update_count, updated_at) of the open alarm as its row holds it: an alarm
+        # whose readings changed it without a transition differs (``refresh_rows``).
+        self._row_marks: dict[str, tuple[int, datetime]] = {}
         self._unsaved: list[AlarmTransition] = []
         self._tick_interval_s = tick_interval_s
         self._stop = threading.Event()
@@ -179,6 +184,7 @@ class AlarmService:
             for alarm in snapshot.alarms:
                 if alarm.alarm_id is not None:
                     self._ids[alarm.key] = alarm.alarm_id
+                    self._row_marks[alarm.key] = (alarm.update_count, alarm.updated_at)
             for override in overrides:
                 self.engine.set_override(override)
             for entry in entries:  # oldest first: the latest of each field stays
@@ -213,6 +219,8 @@ class AlarmService:
         with self._lock:
             if self._unsaved:
                 self._save([])
+            if not self._unsaved:
+                self.refresh_rows()
             if self._unsaved:
                 _LOGGER.error(
                     "stopping with %d alarm transitions NOT stored: %s",
@@ -283,6 +291,7 @@ class AlarmService:
                 )
             transitions += self.engine.tick()
             self._handle(transitions)
+            self.refresh_rows()
             return transitions
 
     def acknowledge(self, alarm: AlarmRef, *, actor: str, origin: str) -> list[AlarmTransition]:
@@ -626,10 +635,43 @@ class AlarmService:
                     listener(transition)
                 except Exception:  # noqa: BLE001 - one broken listener must not silence others
                     _LOGGER.exception("alarm listener %r failed", listener)
+        marks = self._row_marks
         for transition in saved:
-            if transition.alarm.state is _RESOLVED:  # Alarm.is_open, without the property
-                self._ids.pop(transition.alarm.key, None)
+            alarm = transition.alarm
+            if alarm.state is _RESOLVED:  # Alarm.is_open, without the property
+                self._ids.pop(alarm.key, None)
+                marks.pop(alarm.key, None)
+            else:
+                marks[alarm.key] = (alarm.update_count, alarm.updated_at)
         return transitions
+
+    def refresh_rows(self) -> int:
+        """Write the open alarms that changed without a transition since their row was last
+        written (readings no worse than the worst: count, value, message, times) to their rows,
+        with no event; under the lock. Returns how many. The tick does it once a second and
+        ``stop`` once more, so the database (a restart, ``vitalstation alarms``) is at most a
+        second behind the engine. A failure is logged and retried on the next tick."""
+        with self._lock:
+            ids, marks = self._ids, self._row_marks
+            stale = []
+            for alarm in self.engine.active_alarms():
+                alarm_id = ids.get(alarm.key) if alarm.alarm_id is None else alarm.alarm_id
+                if alarm_id is None:
+                    continue  # not stored yet: its transitions are waiting (``_unsaved``)
+                mark = (alarm.update_count, alarm.updated_at)
+                if marks.get(alarm.key) != mark:
+                    stale.append(alarm if alarm.alarm_id is not None else alarm.with_id(alarm_id))
+            if not stale:
+                return 0
+            try:
+                self._store.refresh(stale)
+            except Exception as exc:  # noqa: BLE001 - retried on the next tick
+                _LOGGER.error("could not bring %d alarm rows up to date (retried): %s",
+                              len(stale), exc)
+                return 0
+            for alarm in stale:
+                marks[alarm.key] = (alarm.update_count, alarm.updated_at)
+            return len(stale)
 
     def _save(self, transitions: list[AlarmTransition]) -> list[AlarmTransition]:
         """Store what is unsaved, then ``transitions``; return what was stored."""

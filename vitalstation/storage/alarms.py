@@ -209,6 +209,39 @@ class AlarmStore:
                 self._write_rows(connection, transitions, messages, new_rows, updates, targets)
         return {row.first.alarm.key: row.alarm_id for row in new_rows}
 
+    def refresh(self, current: Sequence[Alarm]) -> None:
+        """Bring the rows of stored open alarms up to ``current`` (each with its
+        ``alarm_id``), in one transaction, with no event: what changed without a transition.
+
+        An open alarm's readings that are no worse than its worst count an update and move its
+        value, message and times without an event (one alarm, not a flood of updates), so its
+        row keeps the state of its last transition until something is written; the service
+        writes them here once a second, so that a restart or ``vitalstation alarms`` is at
+        most a second behind. Raises on a database failure; then nothing was stored.
+        """
+        if not current:
+            return
+        if any(alarm.alarm_id is None for alarm in current):
+            raise ValueError("refresh takes stored alarms (each with its alarm_id)")
+        if self._write is not None:  # SQLite: the store's write connection (see write)
+            times = _TimeTexts()
+            rows = [(*_sqlite_changes(alarm, alarm.updated_at, times), alarm.alarm_id)
+                    for alarm in current]
+            with self._write.transaction() as connection:
+                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.executemany(_SQLITE_UPDATE_ALARM[0], rows)
+                finally:
+                    cursor.close()
+            return
+        values = []
+        for alarm in current:
+            item = _changed_values(alarm, alarm.updated_at, None)
+            item["b_alarm_id"] = alarm.alarm_id
+            values.append(item)
+        with self._engine.begin() as connection:
+            connection.execute(_UPDATE_ALARM, values)
+
     def _write_rows(
         self,
         connection: Connection,
@@ -223,7 +256,7 @@ class AlarmStore:
             self._insert(connection, new_rows)
         by_columns: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         for alarm_id, row in updates.items():
-            values = _changed_values(row.last, row.chain)
+            values = _changed_values(row.last.alarm, row.last.at, row.chain)
             values["b_alarm_id"] = alarm_id
             by_columns[row.chain is None].append(values)
         for rows in by_columns:  # one executemany per column set
@@ -667,17 +700,17 @@ def _row_values(transition: AlarmTransition, chain: ChainState | None) -> dict[s
     }
 
 
-def _changed_values(transition: AlarmTransition, chain: ChainState | None) -> dict[str, Any]:
+def _changed_values(alarm: Alarm, at: datetime, chain: ChainState | None) -> dict[str, Any]:
     """What an update of the alarm row sets (``_UPDATED_COLUMNS``, as :func:`_row_values` has
-    them), with ``escalation`` only when there is a newer ``chain`` (else the stored one stays)."""
-    alarm = transition.alarm
+    them) for ``alarm`` as a transition at ``at`` left it, with ``escalation`` only when there
+    is a newer ``chain`` (else the stored one stays)."""
     values = {
         "priority": alarm.priority.value,
         "state": alarm.state.value,
         "value": alarm.value,
         "limit_value": alarm.limit_value,
         "message": alarm.message,
-        "updated_at": max(alarm.updated_at, transition.at),
+        "updated_at": max(alarm.updated_at, at),
         "resolved_at": alarm.resolved_at,
         "snapshot": _alarm_text(alarm),
     }
@@ -754,7 +787,8 @@ def _write_sqlite(
             _insert_sqlite_alarms(cursor, new_rows, times)
         by_columns: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         for alarm_id, row in updates.items():
-            values = _sqlite_changes(row.last, times)
+            last = row.last
+            values = _sqlite_changes(last.alarm, last.at, times)
             if row.chain is None:  # the stored chain stays
                 by_columns[0].append((*values, alarm_id))
             else:
@@ -835,11 +869,10 @@ def _sqlite_row(transition: AlarmTransition, times: _TimeTexts) -> tuple[Any, ..
     )
 
 
-def _sqlite_changes(transition: AlarmTransition, times: _TimeTexts) -> tuple[Any, ...]:
-    """What an update of the alarm row sets, in ``_UPDATED_COLUMNS`` order (as
-    :func:`_sqlite_row` has them)."""
-    alarm = transition.alarm
-    updated_at = alarm.updated_at if alarm.updated_at >= transition.at else transition.at
+def _sqlite_changes(alarm: Alarm, at: datetime, times: _TimeTexts) -> tuple[Any, ...]:
+    """What an update of the alarm row sets for ``alarm`` as a transition at ``at`` left it,
+    in ``_UPDATED_COLUMNS`` order (as :func:`_sqlite_row` has them)."""
+    updated_at = alarm.updated_at if alarm.updated_at >= at else at
     resolved_at = alarm.resolved_at
     return (
         alarm.priority._value_, alarm.state._value_, alarm.value, alarm.limit_value,
