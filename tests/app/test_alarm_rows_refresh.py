@@ -9,24 +9,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from tests.alarms.support import Ward
 from vitalstation.app.alarms import AlarmService
 from vitalstation.storage.alarms import AlarmStore
 from vitalstation.storage.schema import alarm_events, alarms
-
-
-@pytest.fixture
-def ward_store(store):
-    """Patient P1 admitted to bed 12, device DEV1 in the bed (the Ward's defaults)."""
-    ward = Ward()
-    at = ward.now() - timedelta(hours=1)
-    store.registry.add_patient("P1", "Ada Lovelace", actor="test", at=at)
-    store.registry.add_bed("12", "5N", actor="test", at=at)
-    store.registry.admit("P1", "12", actor="test", at=at)
-    return ward, store
 
 
 def _service(ward: Ward, store, **options: float) -> AlarmService:

@@ -27,17 +27,6 @@ from vitalstation.storage.schema import audit_log
 NURSE = "Nurse Joy"
 
 
-@pytest.fixture
-def ward_store(store):
-    """Patient P1 admitted to bed 12, device DEV1 in the bed (the Ward's defaults)."""
-    ward = Ward()
-    at = ward.now() - timedelta(hours=1)
-    store.registry.add_patient("P1", "Ada Lovelace", actor="test", at=at)
-    store.registry.add_bed("12", "5N", actor="test", at=at)
-    store.registry.admit("P1", "12", actor="test", at=at)
-    return ward, store
-
-
 def _service(ward: Ward, store) -> AlarmService:
     service = AlarmService(ward.engine, AlarmStore(store.engine))
     service.resume()

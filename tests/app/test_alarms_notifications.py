@@ -23,16 +23,6 @@ from vitalstation.storage.outbox import ContactScope, OutboxStatus, OutboxStore
 HIGH_TIMEOUT = timedelta(minutes=2)
 
 
-@pytest.fixture
-def ward_store(store):
-    ward = Ward()
-    at = ward.now() - timedelta(hours=1)
-    store.registry.add_patient("P1", "Ada Lovelace", actor="test", at=at)
-    store.registry.add_bed("12", "5N", actor="test", at=at)
-    store.registry.admit("P1", "12", actor="test", at=at)
-    return ward, store
-
-
 def settings_for(tmp_path, **notifications) -> Settings:
     base = Settings(home=tmp_path)
     return dataclasses.replace(
