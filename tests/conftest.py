@@ -13,6 +13,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -168,3 +169,18 @@ def make_station(tmp_path):
     yield start
     for runtime in reversed(started):
         runtime.stop()
+
+
+@pytest.fixture
+def ward_store(store):
+    """A Ward (fake clock, alarm engine: tests/alarms/support.py) and the store, with patient
+    P1 admitted to bed 12 an hour before the ward's clock (device DEV1 in the bed: the Ward's
+    defaults). The station-level alarm tests (tests/app, tests/faults) start from it."""
+    from tests.alarms.support import Ward
+
+    ward = Ward()
+    at = ward.now() - timedelta(hours=1)
+    store.registry.add_patient("P1", "Ada Lovelace", actor="test", at=at)
+    store.registry.add_bed("12", "5N", actor="test", at=at)
+    store.registry.admit("P1", "12", actor="test", at=at)
+    return ward, store

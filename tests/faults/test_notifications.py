@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from aiosmtpd.controller import Controller
 
-from tests.app import test_alarms_notifications as alarm_tests
 from tests.app.test_alarms_notifications import (
     HIGH_TIMEOUT,
     add_contacts,
@@ -25,8 +24,6 @@ from tests.app.test_alarms_notifications import (
 from tests.sinks.servers import Mailbox, free_port
 from vitalstation.sinks.email import SmtpSender
 from vitalstation.storage.outbox import OutboxStatus
-
-ward_store = alarm_tests.ward_store  # the fixture: a ward with patient P1 in bed 12
 
 
 def test_the_outbox_delivers_once_the_smtp_server_returns(ward_store, tmp_path) -> None:
