@@ -216,8 +216,9 @@ class AlarmStore:
         An open alarm's readings that are no worse than its worst count an update and move its
         value, message and times without an event (one alarm, not a flood of updates), so its
         row keeps the state of its last transition until something is written; the service
-        writes them here once a second, so that a restart or ``vitalstation alarms`` is at
-        most a second behind. Raises on a database failure; then nothing was stored.
+        writes them here every few seconds (``AlarmService.refresh_rows``), so that a restart
+        or ``vitalstation alarms`` is at most that far behind. Raises on a database failure;
+        then nothing was stored.
         """
         if not current:
             return
