@@ -17,9 +17,11 @@ Two models:
   first reading carries them all.
 
 Each bed draws from its own random generator seeded from ``(seed, bed)``, so a scenario on one
-bed never changes another bed's numbers. A bed model yields ``Sample``s in measurement order;
-``device_samples`` then applies what the device does with them (sensor off, offline buffering,
-a wrong id, a skewed clock, malformed payloads).
+bed never changes another bed's numbers. A ward bed sends its first reading as the monitor
+comes online (offset 0), then keeps a 5 s cycle of its own, out of step with the other beds'
+(a bedside-monitor bed is on its 1 s cycle from the start). A bed model yields ``Sample``s in
+measurement order; ``device_samples`` then applies what the device does with them (sensor off,
+offline buffering, a wrong id, a skewed clock, malformed payloads).
 """
 
 from __future__ import annotations
@@ -297,10 +299,12 @@ class WardBed:
     def samples(self) -> Iterator[Sample]:
         """Every reading the monitor sends, in order (infinite)."""
         rng = self._rng
+        previous = 0.0
         for tick in count():
-            t = self._phase + tick * self.TICK
+            t = _tick_time(self._phase, tick, self.TICK)
             if tick:
-                self._step(self.TICK)
+                self._step(t - previous)
+            previous = t
             true = self.vitals_at(t)
             vitals: list[tuple[str, float | int]] = [
                 ("heart_rate", round(true["heart_rate"] + rng.gauss(0.0, 1.0))),
@@ -340,6 +344,13 @@ class WardBed:
                 signal_quality=round(true["signal_quality"]),
                 battery_level=self._battery_at(t),
             )
+
+
+def _tick_time(phase: float, tick: int, interval: float) -> float:
+    """When a monitor measures its ``tick``-th time: the first at once, as it comes online,
+    then on its own cycle (``phase`` into each ``interval``, so beds are not in step). A bed
+    on a 5 s cycle would otherwise show nothing for up to 5 s after a demo starts."""
+    return 0.0 if tick == 0 else phase + tick * interval
 
 
 def make_bed(
