@@ -202,16 +202,22 @@ def test_sqlite_locked_by_another_process_then_catches_up(tmp_path: Path,
              "import sqlite3, sys, time\n"
              "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
              "db.execute('BEGIN EXCLUSIVE')\n"
-             "print('locked', flush=True)\n"
+             "print('locked', time.monotonic(), flush=True)\n"
              "time.sleep(float(sys.argv[2]))\n"
              "db.execute('COMMIT')\n",
              str(database), str(held_s)],
             stdout=subprocess.PIPE, text=True,
         )
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        time.sleep(held_s / 2)
+        assert holder.stdout is not None
+        word, locked_at = holder.stdout.readline().split()
+        assert word == "locked"
+        # From the holder's own clock (monotonic is system-wide here), not from when this
+        # process read the line: a late read must not stretch the window past the commit.
+        window_start = float(locked_at) + held_s / 2
+        window_end = float(locked_at) + held_s - 0.5
+        time.sleep(max(0.0, window_start - time.monotonic()))
         before = len(rest.acked)
-        time.sleep(held_s / 2 - 0.5)
+        time.sleep(max(0.0, window_end - time.monotonic()))
         seen["during"] = len(rest.acked) - before
         assert holder.wait(10) == 0
         holder.stdout.close()

@@ -588,7 +588,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(station: Station) ->
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"Connection: close" in data
     assert b"over the limit of 2048 bytes" in data
-    assert elapsed < 1.0
+    assert elapsed < 3.0  # answered at once, not after waiting for a body that never comes
     reply = station.client(small).post(VITALS, b"{" + b" " * 3000 + b"}", key=key)
     assert reply.status == 413
 
@@ -1028,7 +1028,8 @@ def test_a_commit_that_never_comes_is_a_503_after_the_store_timeout(station: Sta
             elapsed = time.monotonic() - started
             assert reply.status == 503 and reply.headers["retry-after"] == "5"
             assert "in time" in reply.json["error"]
-            assert 0.3 <= elapsed < 1.5, elapsed
+            # The store timeout (0.3 s), not a hang: well below the 5 s a client would wait.
+            assert 0.3 <= elapsed < 4.0, elapsed
     finally:
         release.set()
         rest.stop(5)

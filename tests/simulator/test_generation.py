@@ -93,7 +93,8 @@ def test_the_paced_simulation_sends_the_generated_bytes_in_time() -> None:
     assert [m.payload for m in transport.messages] == expected
     assert stats.ok and stats.totals.sent == len(expected)
     assert stats.totals.expected_refusals == sum(1 for m in transport.messages if m.expect_refusal)
-    assert 0.55 <= stats.elapsed_seconds < 1.5
+    # Paced, not flat out: not before its 0.6 s (the upper bound only catches a runaway).
+    assert 0.55 <= stats.elapsed_seconds < 5.0
     assert transport.closed.is_set()
 
 

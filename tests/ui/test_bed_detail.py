@@ -118,7 +118,9 @@ def test_trends_load_off_the_gui_thread_while_the_event_loop_keeps_ticking(
     assert query_threads and all(n.startswith("vitalstation-ui-task") for n in query_threads)
     (query_start, query_end) = query_spans[0]
     during = [t for t in ticks if query_start <= t <= query_end]
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    # Gaps while the query ran: opening the window and drawing the result are GUI work by
+    # design (bench/gui_frames.py measures frames), the query's waiting and parsing are not.
+    gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
     assert len(during) > 20, "the event loop did not run while the trends loaded"
     assert max(gaps) < MAX_GUI_STALL_S, f"GUI thread stalled {max(gaps) * 1000:.0f} ms"
     assert window._trends is not None and window._trends.record_count == stored
