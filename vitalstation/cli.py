@@ -240,6 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     c_remove.add_argument("contact_id", type=int, metavar="ID")
     _actor(c_remove)
 
+    audit = commands.add_parser(
+        "audit",
+        help="who did what: the audit log and people's alarm actions, newest first",
+        description="Who did what, newest first: the register, settings, keys, limit "
+                    "overrides, NEWS2 entries and contacts (the audit log), with every alarm "
+                    "step a person took (acknowledged, paused, answered, escalated). With "
+                    "--alarm ID: that alarm's whole trail instead, the station's own steps "
+                    "(raised, asked, escalated on time-out, resolved) included, oldest first.",
+    )
+    audit.add_argument("--since", metavar="T", help="ISO-8601 time or an age (30m, 2h, 1d)")
+    audit.add_argument("--until", metavar="T", help="ISO-8601 time or an age (before it)")
+    audit.add_argument("--actor", metavar="NAME",
+                       help="only what NAME did, exactly as recorded (e.g. cli:root)")
+    audit.add_argument("--alarm", type=int, metavar="ID",
+                       help="every step of this alarm instead (see `vitalstation alarms`)")
+    audit.add_argument("--limit", type=int, default=200, metavar="N",
+                       help="at most N entries, the newest (default 200)")
+    _json(audit)
+
     secret = commands.add_parser(
         "secret", help="passwords and keys in the OS keyring (the window: Settings)"
     )
@@ -384,6 +403,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "alarms":
             return _alarms(args, settings, store)
+        if args.command == "audit":
+            return _audit(args, store, now)
         if args.command == "secret":
             return _secret(args, settings, store)
         return _admin(args, settings, store, now)
@@ -563,6 +584,66 @@ def _alarms(args: argparse.Namespace, settings: Any, store: Any) -> int:
             ],
         )
     return EXIT_OK
+
+
+def _audit(args: argparse.Namespace, store: Any, now: datetime) -> int:
+    """``vitalstation audit``: the trail of people's actions, or one alarm's every step."""
+    from vitalstation.storage.audit_trail import AuditQueries
+
+    queries = AuditQueries(store.engine)
+    if args.alarm is not None:
+        given = [f"--{name}" for name in ("since", "until", "actor")
+                 if getattr(args, name) is not None]
+        if given:
+            raise CliError(f"--alarm lists that alarm's whole trail; leave out {', '.join(given)}")
+        entries = queries.alarm_trail(args.alarm)
+    else:
+        if args.limit < 1:
+            raise CliError(f"--limit must be at least 1, not {args.limit}")
+        since = parse_when(args.since, now) if args.since else None
+        until = parse_when(args.until, now) if args.until else None
+        if since is not None and until is not None and until <= since:
+            raise CliError("--until must be after --since")
+        entries = queries.entries(since=since, until=until, actor=args.actor, limit=args.limit)
+    if args.json:
+        _print_json_lines(entry.to_dict() for entry in entries)
+    else:
+        _print_table(
+            ["AT (UTC)", "ACTOR", "ORIGIN", "ACTION", "SUBJECT", "DETAILS"],
+            [(e.at, e.actor, e.origin or None, e.action, _audit_subject(e), _audit_details(e))
+             for e in entries],
+        )
+    if args.alarm is None and len(entries) == args.limit:
+        print(f"(the newest {args.limit}: --since, --until or --limit for others)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _audit_subject(entry: Any) -> str:
+    if entry.alarm_id is None:
+        return entry.subject
+    where = f", bed {entry.bed}" if entry.bed else ""
+    return f"{entry.subject}{where}: {entry.message}" if entry.message else entry.subject + where
+
+
+def _audit_details(entry: Any) -> str:
+    """``key=value, ...``; what the other columns show (origin, the alarm's message) left out,
+    a change ``[before, after]`` as ``before → after``."""
+    details = {k: v for k, v in entry.details.items()
+               if not (k == "origin" and v == entry.origin)
+               and not (k == "message" and v == entry.message)}
+    if set(details) == {"text"}:
+        return str(details["text"])
+    return ", ".join(f"{k}={_audit_value(v)}" for k, v in details.items()) or "-"
+
+
+def _audit_value(value: Any) -> str:
+    if isinstance(value, list) and len(value) == 2 and not any(
+            isinstance(v, list | dict) for v in value):
+        return f"{_audit_value(value[0])} → {_audit_value(value[1])}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _process_inbox(args: argparse.Namespace, settings: Any) -> int:

@@ -180,6 +180,61 @@ def test_the_file_drop_counts_alarms_and_the_cli_acknowledges(station_home, caps
     assert "heart_rate.high" in out
 
 
+def test_the_audit_command_lists_who_did_what_and_one_alarm_s_every_step(
+    station_home, capsys
+) -> None:
+    home, env, _ = station_home
+    inbox = home / "inbox"
+    inbox.mkdir()
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    (inbox / "dev1.json").write_text(json.dumps({"device_id": "DEV1", "readings": [
+        {"device_id": "DEV1", "timestamp": _z(at), "heart_rate": 160}]}))
+    assert run_inbox_pass(load_settings(home, env), cleanup_days=None).alerts_triggered == 1
+    _, out = _cli(home, capsys, "alarms", "--active", "--json")
+    (alarm,) = [json.loads(line) for line in out.splitlines()]
+    _cli(home, capsys, "alarms", "ack", str(alarm["id"]), "--actor", "Dr Who")
+    _cli(home, capsys, "bed", "add", "14", "--actor", "admin:kim")
+
+    # Newest first: the bed, the acknowledgement (and the chain it ended), the set-up.
+    _, out = _cli(home, capsys, "audit", "--json")
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert [(e["actor"], e["action"]) for e in entries[:3]] == [
+        ("admin:kim", "bed.add"), ("Dr Who", "alarm.escalation_ended"),
+        ("Dr Who", "alarm.acknowledged")]
+    ack = entries[2]
+    assert (ack["alarm_id"], ack["bed"], ack["patient_id"], ack["origin"]) == (
+        alarm["id"], "12", "P1", "cli")
+    assert {e["actor"] for e in entries[3:]} == {"test"}  # the fixture's register and key
+    assert "system" not in {e["actor"] for e in entries}
+
+    _, out = _cli(home, capsys, "audit", "--actor", "Dr Who", "--since", "10m")
+    lines = out.splitlines()
+    assert lines[0].split() == ["AT", "(UTC)", "ACTOR", "ORIGIN", "ACTION", "SUBJECT", "DETAILS"]
+    assert len(lines) == 3 and all("Dr Who" in line for line in lines[1:])
+    assert f"alarm {alarm['id']}, bed 12: " in lines[2] and "alarm.acknowledged" in lines[2]
+
+    # One alarm: every step, the station's own first (raised), oldest first.
+    _, out = _cli(home, capsys, "audit", "--alarm", str(alarm["id"]), "--json")
+    trail = [json.loads(line) for line in out.splitlines()]
+    assert (trail[0]["actor"], trail[0]["action"]) == ("system", "alarm.raised")
+    assert ("Dr Who", "alarm.acknowledged") in [(e["actor"], e["action"]) for e in trail]
+
+    # The newest N, and a note that there are more; mistakes are one-line errors.
+    code = main(["--home", str(home), "audit", "--limit", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0 and len(out.splitlines()) == 2 and "the newest 1" in err
+    for args, message in (
+        (["--alarm", "99999"], "no alarm 99999"),
+        (["--alarm", str(alarm["id"]), "--actor", "x"], "leave out --actor"),
+        (["--since", "yesterday"], "is not a time"),
+        (["--since", "1h", "--until", "2h"], "--until must be after --since"),
+        (["--limit", "0"], "at least 1"),
+    ):
+        assert main(["--home", str(home), "audit", *args]) != 0, args
+        out, err = capsys.readouterr()
+        assert message in err and "Traceback" not in err, (args, err)
+
+
 def test_a_failed_write_is_kept_and_stored_later(store) -> None:
     from tests.alarms.support import Ward
 

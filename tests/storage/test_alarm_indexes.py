@@ -8,14 +8,20 @@ queries gave before; the migration goes up and down on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, event, insert, inspect, select, update
+from sqlalchemy import insert, select, update
 
 from tests.alarms.support import T0, Ward
+from tests.storage.support import (
+    index_definition,
+    persister,
+    postgres_generic_plans,
+    sqlite_plans,
+    table_indexes,
+)
 from vitalstation.alarms import AlarmState
 from vitalstation.storage import migrate
 from vitalstation.storage.alarms import AlarmStore
@@ -25,29 +31,6 @@ from vitalstation.storage.store import Store
 
 _ALARMS = re.compile(r"\balarms\b")
 _EVENTS = re.compile(r"\balarm_events\b")
-
-
-def _plans(
-    engine: Engine, call: Callable[[], object], table: re.Pattern[str] = _ALARMS
-) -> list[tuple[str, str]]:
-    """Each SELECT on ``table`` that ``call`` runs, and SQLite's plan of it as it ran."""
-    statements: list[tuple[str, object]] = []
-
-    def capture(connection, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and table.search(statement):
-            statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        call()
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    with engine.connect() as connection:
-        return [
-            (statement, " | ".join(row[3] for row in connection.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + statement, parameters)))
-            for statement, parameters in statements
-        ]
 
 
 def _ward_with_alarms(store: Store) -> tuple[AlarmStore, Ward, dict[str, int]]:
@@ -60,11 +43,7 @@ def _ward_with_alarms(store: Store) -> tuple[AlarmStore, Ward, dict[str, int]]:
     ward = Ward()
     ids: dict[str, int] = {}
 
-    def persist(transitions) -> None:
-        inserted = alarm_store.write(transitions, ids)
-        for key, alarm_id in inserted.items():
-            ward.engine.assign_id(key, alarm_id)
-        ids.update(inserted)
+    persist = persister(ward, alarm_store, ids)
 
     persist([t for n in range(2) for t in ward.send(
         heart_rate=160, device=f"DEV{n}", bed=f"B{n}", patient=f"P{n}")])
@@ -111,7 +90,7 @@ def test_each_alarm_query_is_planned_on_its_index(sqlite_ward) -> None:
             "ix_alarms_bed_raised (bed_ref=?)"),
     }
     for name, (call, index) in expected.items():
-        ((statement, plan),) = _plans(store.engine, call)
+        ((statement, plan),) = sqlite_plans(store.engine, call, _ALARMS)
         assert f"alarms USING INDEX {index}" in plan, (name, plan)
         if index == "ix_alarms_open":
             # The index's term in the text: SQLite also matches ``state <> ?`` while the
@@ -134,32 +113,15 @@ def test_postgresql_plans_the_open_alarm_queries_on_the_partial_index_for_any_va
     store = Store.open(pg_url)
     try:
         alarm_store, _, _ = _ward_with_alarms(store)
-        statements: list[tuple[str, dict]] = []
 
-        def capture(connection, cursor, statement, parameters, context, executemany) -> None:
-            if _ALARMS.search(statement) and statement.lstrip().upper().startswith("SELECT"):
-                statements.append((statement, parameters or {}))
-
-        event.listen(store.engine, "before_cursor_execute", capture)
-        try:
+        def open_alarm_queries() -> None:
             alarm_store.load_snapshot()
             alarm_store.list_alarms(active_only=True)
-        finally:
-            event.remove(store.engine, "before_cursor_execute", capture)
-        assert len(statements) == 2
-        with store.engine.connect() as connection:
-            connection.exec_driver_sql("SET enable_seqscan = off")
-            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-            for n, (statement, parameters) in enumerate(statements):
-                names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
-                numbered = statement
-                for number, name in enumerate(names, start=1):  # psycopg's names as $1, $2...
-                    numbered = numbered.replace(f"%({name})s", f"${number}")
-                connection.exec_driver_sql(f"PREPARE open_{n} AS {numbered}")
-                values = ", ".join(str(int(parameters[name])) for name in names)
-                plan = "\n".join(row[0] for row in connection.exec_driver_sql(
-                    f"EXPLAIN EXECUTE open_{n}" + (f"({values})" if values else "")))
-                assert "ix_alarms_open" in plan, (statement, plan)
+
+        plans = postgres_generic_plans(store.engine, open_alarm_queries, _ALARMS)
+        assert len(plans) == 2
+        for statement, plan in plans:
+            assert "ix_alarms_open" in plan, (statement, plan)
     finally:
         store.close()
 
@@ -225,36 +187,22 @@ def test_a_bed_trail_keeps_the_steps_of_alarms_raised_before_the_range(store: St
                                  ward.clock() + timedelta(hours=1)) == []
 
 
-def _alarm_indexes(engine: Engine) -> dict[str, tuple[str, ...]]:
-    return {index["name"]: tuple(index["column_names"])
-            for index in inspect(engine).get_indexes("alarms")}
-
-
-def _open_index_condition(engine: Engine) -> str:
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            return connection.exec_driver_sql(
-                "SELECT sql FROM sqlite_master WHERE name = 'ix_alarms_open'").scalar_one()
-        return connection.exec_driver_sql(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_alarms_open'").scalar_one()
-
-
 def test_schema_0007_adds_the_open_and_time_indexes_and_drops_state_and_back(
     store: Store,
 ) -> None:
-    indexes = _alarm_indexes(store.engine)
+    indexes = table_indexes(store.engine, "alarms")
     assert indexes == {"ix_alarms_open": ("raised_at",), "ix_alarms_raised": ("raised_at",),
                        "ix_alarms_bed_raised": ("bed_ref", "raised_at")}
     assert re.search(r"WHERE \(*\(?state\)?(::text)? <> 'resolved'",
-                     _open_index_condition(store.engine))
+                     index_definition(store.engine, "ix_alarms_open"))
     config = migrate._alembic_config()
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0006")
-    assert _alarm_indexes(store.engine) == {
+    assert table_indexes(store.engine, "alarms") == {
         "ix_alarms_state": ("state",), "ix_alarms_bed_raised": ("bed_ref", "raised_at")}
     assert migrate.upgrade(store.engine) == ("0006", migrate.head_revision())
-    assert set(_alarm_indexes(store.engine)) == {
+    assert set(table_indexes(store.engine, "alarms")) == {
         "ix_alarms_open", "ix_alarms_raised", "ix_alarms_bed_raised"}
 
 
@@ -270,7 +218,7 @@ def test_each_alarm_event_query_is_planned_on_the_alarm_index(sqlite_ward) -> No
         "a bed's trail": lambda: history.trail(scope, now - timedelta(hours=1), now),
     }
     for name, call in calls.items():
-        ((_, plan),) = _plans(store.engine, call, _EVENTS)
+        ((_, plan),) = sqlite_plans(store.engine, call, _EVENTS)
         assert "alarm_events USING INDEX ix_alarm_events_alarm (alarm_ref=?)" in plan, (
             name, plan)
         assert not re.search(r"SCAN alarm_events(?! USING)", plan), (name, plan)
@@ -300,16 +248,13 @@ def test_an_alarms_steps_come_oldest_first_with_ties_by_id(store: Store) -> None
 
 
 def test_schema_0008_indexes_alarm_events_by_alarm_alone_and_back(store: Store) -> None:
-    assert _event_indexes(store.engine) == {"ix_alarm_events_alarm": ("alarm_ref",)}
+    assert table_indexes(store.engine, "alarm_events")["ix_alarm_events_alarm"] == ("alarm_ref",)
     config = migrate._alembic_config()
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0007")
-    assert _event_indexes(store.engine) == {"ix_alarm_events_alarm_at": ("alarm_ref", "at")}
+    assert table_indexes(store.engine, "alarm_events") == {
+        "ix_alarm_events_alarm_at": ("alarm_ref", "at")}
     assert migrate.upgrade(store.engine) == ("0007", migrate.head_revision())
-    assert _event_indexes(store.engine) == {"ix_alarm_events_alarm": ("alarm_ref",)}
-
-
-def _event_indexes(engine: Engine) -> dict[str, tuple[str, ...]]:
-    return {index["name"]: tuple(index["column_names"])
-            for index in inspect(engine).get_indexes("alarm_events")}
+    assert table_indexes(store.engine, "alarm_events")["ix_alarm_events_alarm"] == ("alarm_ref",)
+    assert "ix_alarm_events_alarm_at" not in table_indexes(store.engine, "alarm_events")

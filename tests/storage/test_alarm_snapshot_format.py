@@ -12,6 +12,7 @@ from alembic import command
 from sqlalchemy import select, update
 
 from tests.alarms.support import T0, Ward
+from tests.storage.support import persister
 from vitalstation.alarms import (
     Alarm,
     AlarmKind,
@@ -141,12 +142,10 @@ def test_every_kind_of_alarm_the_engine_makes_comes_back_as_its_last_event_left_
     ids: dict[str, int] = {}
     last: dict[str, Alarm] = {}
 
+    write = persister(ward, alarm_store, ids)
+
     def persist(transitions: list[AlarmTransition]) -> None:
-        inserted = alarm_store.write(transitions, ids)
-        for key, alarm_id in inserted.items():
-            if ward.engine.alarm(key) is not None:
-                ward.engine.assign_id(key, alarm_id)
-        ids.update(inserted)
+        write(transitions)
         for transition in transitions:
             last[transition.alarm.key] = transition.alarm
 

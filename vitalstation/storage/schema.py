@@ -310,6 +310,16 @@ alarm_events = Table(
     Index("ix_alarm_events_alarm", "alarm_ref"),
 )
 
+# 0010: people's alarm steps by time (`vitalstation audit`). The station's own steps, nearly
+# all of them, never enter it, so an alarm commit writes no page for it; the queries write the
+# term with the literal, as for ALARM_OPEN.
+ALARM_EVENT_BY_PERSON = alarm_events.c.actor.op("<>", is_comparison=True)(
+    literal_column("'system'"))
+Index(
+    "ix_alarm_events_people_at", alarm_events.c.at,
+    sqlite_where=ALARM_EVENT_BY_PERSON, postgresql_where=ALARM_EVENT_BY_PERSON,
+)
+
 # 0003: per-patient limit overrides (in force while ``removed_at`` is NULL; kept as history).
 limit_overrides = Table(
     "limit_overrides",
