@@ -588,15 +588,14 @@ def _alarms(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 def _audit(args: argparse.Namespace, store: Any, now: datetime) -> int:
     """``vitalstation audit``: the trail of people's actions, or one alarm's every step."""
-    from vitalstation.storage.audit_trail import AuditQueries
+    from vitalstation.app import audit
 
-    queries = AuditQueries(store.engine)
     if args.alarm is not None:
         given = [f"--{name}" for name in ("since", "until", "actor")
                  if getattr(args, name) is not None]
         if given:
             raise CliError(f"--alarm lists that alarm's whole trail; leave out {', '.join(given)}")
-        entries = queries.alarm_trail(args.alarm)
+        entries = audit.alarm_trail(store, args.alarm)
     else:
         if args.limit < 1:
             raise CliError(f"--limit must be at least 1, not {args.limit}")
@@ -604,46 +603,21 @@ def _audit(args: argparse.Namespace, store: Any, now: datetime) -> int:
         until = parse_when(args.until, now) if args.until else None
         if since is not None and until is not None and until <= since:
             raise CliError("--until must be after --since")
-        entries = queries.entries(since=since, until=until, actor=args.actor, limit=args.limit)
+        entries = audit.audit_entries(store, since=since, until=until, actor=args.actor,
+                                      limit=args.limit)
     if args.json:
         _print_json_lines(entry.to_dict() for entry in entries)
     else:
         _print_table(
             ["AT (UTC)", "ACTOR", "ORIGIN", "ACTION", "SUBJECT", "DETAILS"],
-            [(e.at, e.actor, e.origin or None, e.action, _audit_subject(e), _audit_details(e))
+            [(e.at, e.actor, e.origin or None, e.action, audit.subject_text(e),
+              audit.details_text(e))
              for e in entries],
         )
     if args.alarm is None and len(entries) == args.limit:
         print(f"(the newest {args.limit}: --since, --until or --limit for others)",
               file=sys.stderr)
     return EXIT_OK
-
-
-def _audit_subject(entry: Any) -> str:
-    if entry.alarm_id is None:
-        return entry.subject
-    where = f", bed {entry.bed}" if entry.bed else ""
-    return f"{entry.subject}{where}: {entry.message}" if entry.message else entry.subject + where
-
-
-def _audit_details(entry: Any) -> str:
-    """``key=value, ...``; what the other columns show (origin, the alarm's message) left out,
-    a change ``[before, after]`` as ``before → after``."""
-    details = {k: v for k, v in entry.details.items()
-               if not (k == "origin" and v == entry.origin)
-               and not (k == "message" and v == entry.message)}
-    if set(details) == {"text"}:
-        return str(details["text"])
-    return ", ".join(f"{k}={_audit_value(v)}" for k, v in details.items()) or "-"
-
-
-def _audit_value(value: Any) -> str:
-    if isinstance(value, list) and len(value) == 2 and not any(
-            isinstance(v, list | dict) for v in value):
-        return f"{_audit_value(value[0])} → {_audit_value(value[1])}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _process_inbox(args: argparse.Namespace, settings: Any) -> int:

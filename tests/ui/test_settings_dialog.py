@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from PySide6.QtGui import QGuiApplication
@@ -18,6 +19,7 @@ from vitalstation.app.runtime import Runtime
 from vitalstation.app.settings_admin import AdminLock
 from vitalstation.config.secrets import SecretStore, simulator_key_name
 from vitalstation.config.settings import CONFIG_FILE_NAME, load_settings
+from vitalstation.storage.alarms import AlarmStore
 from vitalstation.storage.schema import audit_log
 from vitalstation.ui.settings import AdminLockDialog, SettingsDialog, open_settings
 from vitalstation.ui.settings.devices_page import KeyShownDialog
@@ -203,6 +205,65 @@ def test_admit_transfer_and_discharge(dialog, runtime) -> None:
     beds = {page.beds_table.item(r, 0).text(): page.beds_table.item(r, 2).text()
             for r in range(page.beds_table.rowCount())}
     assert beds["5"] == "" and beds["4"] == ""
+
+
+# --- the audit log ---------------------------------------------------------------------------
+
+
+def test_the_audit_log_lists_who_did_what_when_shown_and_filters_by_range_and_person(
+    dialog, runtime, tmp_path
+) -> None:
+    page = dialog.audit_log
+    assert page.table.rowCount() == 0  # nothing loaded until the page is shown
+    page.actor.clear()
+    dialog.patients.patient_id.setText("P9")
+    dialog.patients.patient_name.setText("Mary Seacole")
+    click(dialog.patients, "add_patient")
+    idle(dialog)
+    assert dialog.patients.message.text() == "Patient P9 added."
+    runtime.clock.advance(timedelta(minutes=1))  # the station's clock is NOW's, stopped
+    alarm = _raise_alarm(runtime)
+    runtime.alarms.acknowledge(alarm, actor="nurse:jo", origin="station:ws-3")
+
+    dialog.tabs.setCurrentWidget(page)
+    idle(dialog)
+
+    def rows() -> list[tuple[str, ...]]:
+        return [tuple(page.table.item(r, c).text() for c in range(page.table.columnCount()))
+                for r in range(page.table.rowCount())]
+
+    shown = rows()
+    # Newest first: the acknowledgement (and the escalation it ended), then Settings' own
+    # unlock and the patient added; the register set up two hours before NOW is in range.
+    assert [(r[1], r[3]) for r in shown[:2]] == [
+        ("nurse:jo", "alarm.escalation_ended"), ("nurse:jo", "alarm.acknowledged")]
+    ack = shown[1]
+    assert ack[2] == "station:ws-3" and ack[4].startswith(f"alarm {alarm}, bed 1: ")
+    assert ack[5] == "state=active → acknowledged"
+    assert page.table.item(1, 5).toolTip() == ack[5]  # long details are elided: whole here
+    assert ("settings:test", "patient.add", "P9") in [(r[1], r[3], r[4]) for r in shown]
+    assert all(r[1] != "system" for r in shown)
+    assert page.message.text() == f"{len(shown)} entries, last 24 hours."
+
+    page.actor.setText("nurse:jo")
+    click(page, "audit_refresh")
+    idle(dialog)
+    assert {r[1] for r in rows()} == {"nurse:jo"} and len(rows()) == 2
+    assert page.message.text() == "2 entries by nurse:jo, last 24 hours."
+    page.actor.clear()
+    page.range.setCurrentText("last hour")  # reloads: the register set up 2 h ago drops out
+    idle(dialog)
+    assert "patient.admit" not in {r[3] for r in rows()}
+    assert "patient.admit" in {r[3] for r in shown}
+    image = dialog.grab()
+    assert image.save(str(tmp_path / "settings-audit.png"))
+
+
+def _raise_alarm(runtime: Runtime) -> int:
+    """A high heart-rate alarm on bed 1 (DEV1), stored with the reading; its row id."""
+    runtime.pipeline.process([make_reading("DEV1", runtime.clock(), heart_rate=165.0)])
+    (row,) = AlarmStore(runtime.store.engine).list_alarms(active_only=True)
+    return row.id
 
 
 # --- inputs: saved, applied, refused ---------------------------------------------------------

@@ -28,10 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from vitalstation.app.audit import AuditEntry, audit_entries
 from vitalstation.app.keys import key_store
 from vitalstation.config.secrets import SecretStore, SecretStoreError, simulator_key_name
 from vitalstation.domain.clock import Clock, utc_now
@@ -49,6 +51,8 @@ from vitalstation.storage.registry import (
 from vitalstation.storage.store import Store
 
 _LOGGER = logging.getLogger(__name__)
+# Settings > Audit log shows at most this many entries, the newest (a range narrows it).
+AUDIT_PAGE_LIMIT = 500
 
 __all__ = [
     "ADMIN_PASSWORD_FILE",
@@ -461,6 +465,13 @@ class AdminService:
         return deleted
 
     # -- audit -----------------------------------------------------------------------------
+
+    def audit_entries(self, *, back: timedelta | None = None, actor: str | None = None,
+                      limit: int = AUDIT_PAGE_LIMIT) -> list[AuditEntry]:
+        """What people did in the last ``back`` (all kept: None), by ``actor`` if given,
+        newest first: Settings > Audit log, as ``vitalstation audit``."""
+        since = None if back is None else self._clock() - back
+        return audit_entries(self._store, since=since, actor=actor, limit=limit)
 
     def audit(self, action: str, subject: str, details: dict[str, Any] | None = None) -> None:
         """An audit row for a Settings action (unlock, settings saved, secret changed)."""

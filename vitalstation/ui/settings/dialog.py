@@ -91,6 +91,7 @@ class SettingsDialog(QDialog):
         )
         # Imported here: the pages import this module's SettingsContext.
         from vitalstation.ui.settings.alarms_page import AlarmsPage
+        from vitalstation.ui.settings.audit_page import AuditPage
         from vitalstation.ui.settings.devices_page import DevicesPage
         from vitalstation.ui.settings.inputs_page import InputsPage
         from vitalstation.ui.settings.patients_page import PatientsPage
@@ -102,9 +103,10 @@ class SettingsDialog(QDialog):
         self.inputs = InputsPage(self.context, self)
         self.alarms = AlarmsPage(self.context, self)
         self.storage = StoragePage(self.context, self)
+        self.audit_log = AuditPage(self.context, self)
         for page, title in ((self.devices, "Devices"), (self.patients, "Patients and beds"),
                             (self.inputs, "Inputs"), (self.alarms, "Alarms"),
-                            (self.storage, "Storage and display")):
+                            (self.storage, "Storage and display"), (self.audit_log, "Audit log")):
             self.tabs.addTab(page, title)
         self.message = MessageLine(self)
         self.message.setObjectName("save_message")
