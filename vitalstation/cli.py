@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only what NAME did, exactly as recorded (e.g. cli:root)")
     audit.add_argument("--alarm", type=int, metavar="ID",
                        help="every step of this alarm instead (see `vitalstation alarms`)")
-    audit.add_argument("--limit", type=int, default=200, metavar="N",
+    audit.add_argument("--limit", type=int, metavar="N",
                        help="at most N entries, the newest (default 200)")
     _json(audit)
 
@@ -591,20 +591,21 @@ def _audit(args: argparse.Namespace, store: Any, now: datetime) -> int:
     from vitalstation.app import audit
 
     if args.alarm is not None:
-        given = [f"--{name}" for name in ("since", "until", "actor")
+        given = [f"--{name}" for name in ("since", "until", "actor", "limit")
                  if getattr(args, name) is not None]
         if given:
             raise CliError(f"--alarm lists that alarm's whole trail; leave out {', '.join(given)}")
-        entries = audit.alarm_trail(store, args.alarm)
+        entries, limit = audit.alarm_trail(store, args.alarm), None
     else:
-        if args.limit < 1:
-            raise CliError(f"--limit must be at least 1, not {args.limit}")
+        limit = audit.DEFAULT_LIMIT if args.limit is None else args.limit
+        if limit < 1:
+            raise CliError(f"--limit must be at least 1, not {limit}")
         since = parse_when(args.since, now) if args.since else None
         until = parse_when(args.until, now) if args.until else None
         if since is not None and until is not None and until <= since:
             raise CliError("--until must be after --since")
         entries = audit.audit_entries(store, since=since, until=until, actor=args.actor,
-                                      limit=args.limit)
+                                      limit=limit)
     if args.json:
         _print_json_lines(entry.to_dict() for entry in entries)
     else:
@@ -614,9 +615,8 @@ def _audit(args: argparse.Namespace, store: Any, now: datetime) -> int:
               audit.details_text(e))
              for e in entries],
         )
-    if args.alarm is None and len(entries) == args.limit:
-        print(f"(the newest {args.limit}: --since, --until or --limit for others)",
-              file=sys.stderr)
+    if limit is not None and len(entries) == limit:
+        print(f"(the newest {limit}: --since, --until or --limit for others)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -218,6 +218,17 @@ def test_every_action_names_who_and_from_where(ward: Ward, actor: str, origin: s
         ward.engine.acknowledge(HR_KEY, actor=actor, origin=origin)
 
 
+@pytest.mark.parametrize("actor", ["system", " System "])
+def test_a_person_cannot_act_under_the_station_s_own_name(ward: Ward, actor: str) -> None:
+    ward.send(heart_rate=120)
+    for act in (lambda: ward.engine.acknowledge(HR_KEY, actor=actor, origin="cli"),
+                lambda: ward.engine.pause_audio(HR_KEY, actor=actor, origin=STATION),
+                lambda: ward.engine.discharge("P1", actor=actor, origin="cli")):
+        with pytest.raises(AlarmActionError, match="the station's own name"):
+            act()
+    assert ward.engine.alarm(HR_KEY).state is AlarmState.ACTIVE  # type: ignore[union-attr]
+
+
 def test_audio_pause_longer_than_the_maximum_is_refused(ward: Ward) -> None:
     ward.send(heart_rate=120)
     with pytest.raises(AlarmActionError, match="at most 300 s"):

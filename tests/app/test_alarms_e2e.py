@@ -223,9 +223,12 @@ def test_the_audit_command_lists_who_did_what_and_one_alarm_s_every_step(
     code = main(["--home", str(home), "audit", "--limit", "1"])
     out, err = capsys.readouterr()
     assert code == 0 and len(out.splitlines()) == 2 and "the newest 1" in err
+    assert main(["--home", str(home), "alarms", "ack", str(alarm["id"]), "--actor", "system"])
+    assert "the station's own name" in capsys.readouterr().err
     for args, message in (
         (["--alarm", "99999"], "no alarm 99999"),
         (["--alarm", str(alarm["id"]), "--actor", "x"], "leave out --actor"),
+        (["--alarm", str(alarm["id"]), "--limit", "5"], "leave out --limit"),
         (["--since", "yesterday"], "is not a time"),
         (["--since", "1h", "--until", "2h"], "--until must be after --since"),
         (["--limit", "0"], "at least 1"),

@@ -82,8 +82,9 @@ def sqlite_plans(
 def postgres_generic_plans(
     engine: Engine, call: Callable[[], object], table: re.Pattern[str]
 ) -> list[tuple[str, str]]:
-    """Each SELECT on ``table`` that ``call`` runs, and PostgreSQL's generic plan of it: the
-    plan of a statement psycopg has prepared (run 5 times), made for any value of its
+    """Each SELECT on ``table`` that ``call`` runs, and PostgreSQL's generic plan of it
+    (PREPAREd, ``plan_cache_mode = force_generic_plan``): the plan PostgreSQL may settle on
+    for a statement psycopg prepares once it has run 5 times, made for any value of its
     parameters, so a partial index serves it only if the statement carries the index's term
     as a literal. Sequential scans are off, so a usable index is used on a small table."""
     statements = captured_selects(engine, call, table)

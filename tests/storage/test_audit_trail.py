@@ -88,6 +88,11 @@ def test_the_range_the_actor_and_the_limit_choose_across_both_tables(store: Stor
     assert [e.action for e in queries.entries(until=T0)] == [
         "patient.admit", "bed.add", "patient.add"]
     assert [e.action for e in queries.entries(since=T0, until=T0 + timedelta(minutes=1))] == []
+    # [since, until): an entry at ``since`` is in, one at ``until`` is out.
+    at_ack = T0 + timedelta(minutes=1)
+    assert [e.action for e in queries.entries(since=at_ack, until=at_ack + timedelta(
+        seconds=1))] == acknowledged
+    assert queries.entries(since=at_ack - timedelta(seconds=1), until=at_ack) == []
     assert [e.action for e in queries.entries(actor="nurse:jo")] == ["bed.add", *acknowledged]
     assert queries.entries(actor="nobody") == []
     # The newest two of both tables together, not two of each.

@@ -5,6 +5,7 @@ threads or timers (tests/ui/conftest.py checks)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -211,7 +212,7 @@ def test_admit_transfer_and_discharge(dialog, runtime) -> None:
 
 
 def test_the_audit_log_lists_who_did_what_when_shown_and_filters_by_range_and_person(
-    dialog, runtime, tmp_path
+    qtbot, dialog, runtime, tmp_path, monkeypatch
 ) -> None:
     page = dialog.audit_log
     assert page.table.rowCount() == 0  # nothing loaded until the page is shown
@@ -257,6 +258,26 @@ def test_the_audit_log_lists_who_did_what_when_shown_and_filters_by_range_and_pe
     assert "patient.admit" in {r[3] for r in shown}
     image = dialog.grab()
     assert image.save(str(tmp_path / "settings-audit.png"))
+
+    # Two loads finishing out of order: the later choice's result stays.
+    admin, release, calls = page.context.admin, threading.Event(), []
+    original = admin.audit_entries
+
+    def first_one_slow(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            assert release.wait(10)
+        return original(**kwargs)
+
+    monkeypatch.setattr(admin, "audit_entries", first_one_slow)
+    page.range.setCurrentText("everything")
+    page.range.setCurrentText("last 12 hours")
+    qtbot.waitUntil(lambda: page.message.text().endswith("last 12 hours."), timeout=10_000)
+    twelve_hours = rows()
+    release.set()
+    idle(dialog)
+    assert page.message.text().endswith("last 12 hours.") and rows() == twelve_hours
+    assert [c["back"] for c in calls] == [None, timedelta(hours=12)]
 
 
 def _raise_alarm(runtime: Runtime) -> int:

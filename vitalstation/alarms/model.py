@@ -380,12 +380,17 @@ _ALARM_FIELD_COUNT = len(ALARM_FIELDS)
 
 
 def check_actor(actor: str) -> str:
-    """Return ``actor`` stripped; refuse an empty or over-long one (every action names a who)."""
+    """Return ``actor`` stripped; refuse an empty or over-long one (every action names a who),
+    and the station's own name: a person's step stored as ``system`` would read as the
+    station's and be left out of ``vitalstation audit``, which lists what people did."""
     if not isinstance(actor, str) or not actor.strip():
         raise AlarmActionError("an operator action needs the actor's name")
     actor = actor.strip()
     if len(actor) > MAX_ACTOR_CHARS:
         raise AlarmActionError(f"actor name longer than {MAX_ACTOR_CHARS} characters")
+    if actor.casefold() == SYSTEM_ACTOR:
+        raise AlarmActionError(
+            f"{actor!r} is the station's own name for its steps; give the person's name")
     return actor
 
 

@@ -21,7 +21,9 @@ def audit_entries(
     store: Store, *, since: datetime | None = None, until: datetime | None = None,
     actor: str | None = None, limit: int = DEFAULT_LIMIT,
 ) -> list[AuditEntry]:
-    """What people did in ``[since, until)``, newest first, at most ``limit``."""
+    """The audit log with people's alarm steps in ``[since, until)``, newest first, at most
+    ``limit`` (the log also holds what the station recorded itself, e.g. the alarm settings
+    in force at each start, and patients' own limits reverted at discharge)."""
     return AuditQueries(store.engine).entries(since=since, until=until, actor=actor, limit=limit)
 
 

@@ -468,8 +468,8 @@ class AdminService:
 
     def audit_entries(self, *, back: timedelta | None = None, actor: str | None = None,
                       limit: int = AUDIT_PAGE_LIMIT) -> list[AuditEntry]:
-        """What people did in the last ``back`` (all kept: None), by ``actor`` if given,
-        newest first: Settings > Audit log, as ``vitalstation audit``."""
+        """The audit log with people's alarm steps in the last ``back`` (all kept: None), by
+        ``actor`` if given, newest first: Settings > Audit log, as ``vitalstation audit``."""
         since = None if back is None else self._clock() - back
         return audit_entries(self._store, since=since, actor=actor, limit=limit)
 

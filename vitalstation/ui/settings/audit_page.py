@@ -1,7 +1,7 @@
 """Settings > Audit log: who did what, newest first, as ``vitalstation audit`` lists it: the
 register, settings, keys, limit overrides, NEWS2 entries and contacts, with every step a person
-took on an alarm. Read-only; loaded off the GUI thread when the page is first shown and on
-Refresh, so opening Settings never waits for it."""
+took on an alarm. Read-only; loaded off the GUI thread when the page is first shown, on
+Refresh and when the range changes, so opening Settings never waits for it."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ class AuditPage(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.message)
         self._loaded_once = False
+        self._generation = 0
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
         """The first time the page is shown: load it (not when Settings opens)."""
@@ -67,13 +68,19 @@ class AuditPage(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        """Reloads the entries in the chosen range, by the chosen actor."""
+        """Reloads the entries in the chosen range, by the chosen actor. Loads run on two
+        threads and may finish out of order: only the latest one's result is shown."""
         self._loaded_once = True
-        back = dict(RANGES)[self.range.currentText()]
+        self._generation += 1
+        generation = self._generation
+        label = self.range.currentText()
+        back = dict(RANGES)[label]
         actor = self.actor.text().strip() or None
         admin = self.context.admin
 
         def loaded(entries: list[AuditEntry]) -> None:
+            if generation != self._generation:
+                return  # a later refresh is on its way
             self.entries = entries
             fill_table(self.table, [
                 (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.origin, e.action,
@@ -86,11 +93,10 @@ class AuditPage(QWidget):
                     item.setToolTip(item.text())
             who = f" by {actor}" if actor else ""
             if len(entries) >= AUDIT_PAGE_LIMIT:
-                self.message.info(f"The newest {AUDIT_PAGE_LIMIT} entries{who}, "
-                                  f"{self.range.currentText()}: choose a shorter range or a "
-                                  "person for the others.")
+                self.message.info(f"The newest {AUDIT_PAGE_LIMIT} entries{who}, {label}: "
+                                  "choose a shorter range or a person for the others.")
             else:
-                self.message.info(f"{len(entries)} entries{who}, {self.range.currentText()}.")
+                self.message.info(f"{len(entries)} entries{who}, {label}.")
 
         self.context.run(lambda: admin.audit_entries(back=back, actor=actor), loaded,
                          self.message, "Loading the audit log…")
