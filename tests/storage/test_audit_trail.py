@@ -71,8 +71,7 @@ def test_people_s_alarm_steps_and_the_audit_log_come_newest_first(store: Store) 
     assert (ack.origin, ack.alarm_id, ack.bed, ack.patient_id) == (
         "station:ws-3", alarm_id, "12", "P1")
     assert "HR" in ack.message or "heart" in ack.message.lower()
-    # The register wrote "bed=12" as text before its rows were JSON: kept whole.
-    assert entries[2].details == {"text": "bed=12"}
+    assert entries[2].details == {"bed": "12"}
     # The station's own steps are in the alarm's trail, not in this list.
     assert all(e.actor != SYSTEM_ACTOR for e in entries)
     stored = AlarmStore(store.engine).events(alarm_id)

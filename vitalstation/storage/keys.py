@@ -47,11 +47,11 @@ from sqlalchemy import Connection, Engine, bindparam, case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from vitalstation.domain.errors import UserError
+from vitalstation.storage.outbox import write_audit
 from vitalstation.storage.registry import Conflict, NotFound
 from vitalstation.storage.schema import (
     admissions,
     api_keys,
-    audit_log,
     beds,
     device_assignments,
     devices,
@@ -327,11 +327,10 @@ class KeyStore:
                 connection, row.id, device_id, name, expires_at, can_write_vitals,
                 can_read_patient, at, secret,
             )
-            _audit(
-                connection, at, actor, "key.create", new.prefix,
-                f"device={device_id} name={name} expires={_iso(expires_at)} "
-                f"write={can_write_vitals} read_patient={can_read_patient}",
-            )
+            write_audit(connection, at, actor, "key.create", new.prefix, {
+                "device": device_id, "name": name, "expires": _iso(expires_at),
+                "write": can_write_vitals, "read_patient": can_read_patient,
+            })
         return new
 
     def list(self, device_id: str | None = None, *, now: datetime) -> list[KeyInfo]:
@@ -377,7 +376,7 @@ class KeyStore:
             connection.execute(
                 api_keys.update().where(api_keys.c.id == row.id).values(revoked_at=at)
             )
-            _audit(connection, at, actor, "key.revoke", prefix, f"device={row.device_id}")
+            write_audit(connection, at, actor, "key.revoke", prefix, {"device": row.device_id})
             return str(row.device_id)
 
     def rotate(self, prefix: str, *, actor: str, at: datetime) -> NewKey:
@@ -408,10 +407,9 @@ class KeyStore:
             connection.execute(
                 api_keys.update().where(api_keys.c.id == row.id).values(revoked_at=at)
             )
-            _audit(
-                connection, at, actor, "key.rotate", prefix,
-                f"device={row.device_id} new={new.prefix} expires={_iso(row.expires_at)}",
-            )
+            write_audit(connection, at, actor, "key.rotate", prefix, {
+                "device": row.device_id, "new": new.prefix, "expires": _iso(row.expires_at),
+            })
         return new
 
     # -- per request -----------------------------------------------------------------------
@@ -611,11 +609,3 @@ class KeyStore:
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else "never"
 
-
-def _audit(
-    connection: Connection, at: datetime, actor: str, action: str, subject: str, details: str
-) -> None:
-    connection.execute(
-        audit_log.insert().values(at=at, actor=actor, action=action, subject=subject,
-                                  details=details)
-    )

@@ -15,10 +15,10 @@ from sqlalchemy.exc import IntegrityError
 
 from vitalstation.domain.errors import UserError
 from vitalstation.storage.directory import bump_version
+from vitalstation.storage.outbox import write_audit
 from vitalstation.storage.schema import (
     DEVICE_STATUSES,
     admissions,
-    audit_log,
     beds,
     device_assignments,
     devices,
@@ -117,7 +117,7 @@ class Registry:
                 )
             except IntegrityError:
                 raise Conflict(f"patient {patient_id} already exists") from None
-            self._audit(connection, at, actor, "patient.add", patient_id, f"name={name.strip()}")
+            write_audit(connection, at, actor, "patient.add", patient_id, {"name": name.strip()})
 
     def list_patients(self) -> list[PatientInfo]:
         """Every patient, with their current bed."""
@@ -146,7 +146,7 @@ class Registry:
             except IntegrityError:
                 raise Conflict(f"bed {label} already exists") from None
             bump_version(connection)
-            self._audit(connection, at, actor, "bed.add", label, f"ward={ward or ''}")
+            write_audit(connection, at, actor, "bed.add", label, {"ward": ward or ""})
 
     def list_beds(self) -> list[BedInfo]:
         """Every bed, with its current patient."""
@@ -195,7 +195,7 @@ class Registry:
                 )
             )
             bump_version(connection)
-            self._audit(connection, at, actor, "patient.admit", patient_id, f"bed={bed_label}")
+            write_audit(connection, at, actor, "patient.admit", patient_id, {"bed": bed_label})
 
     def discharge(self, patient_id: str, *, actor: str, at: datetime) -> str:
         """End the patient's current admission at ``at``; returns the bed they left."""
@@ -225,7 +225,7 @@ class Registry:
                 .values(unassigned_at=at)
             )
             bump_version(connection)
-            self._audit(connection, at, actor, "patient.discharge", patient_id, f"bed={row.label}")
+            write_audit(connection, at, actor, "patient.discharge", patient_id, {"bed": row.label})
             return str(row.label)
 
     # -- devices ---------------------------------------------------------------------------
@@ -254,10 +254,8 @@ class Registry:
                 unknown_devices.delete().where(unknown_devices.c.device_id == device_id)
             )
             bump_version(connection)
-            self._audit(
-                connection, at, actor, "device.add", device_id,
-                f"name={name} type={device_type}",
-            )
+            write_audit(connection, at, actor, "device.add", device_id,
+                        {"name": name, "type": device_type})
 
     def set_device_status(self, device_id: str, status: str, *, actor: str, at: datetime) -> None:
         """Mark a device active, inactive, in maintenance or retired (retired: refused)."""
@@ -269,7 +267,7 @@ class Registry:
                 devices.update().where(devices.c.id == device_ref).values(status=status)
             )
             bump_version(connection)
-            self._audit(connection, at, actor, "device.status", device_id, f"status={status}")
+            write_audit(connection, at, actor, "device.status", device_id, {"status": status})
 
     def assign_device(
         self,
@@ -321,11 +319,11 @@ class Registry:
                 )
             bump_version(connection)
             target = (
-                f"bed={bed_label}" if bed_label is not None
-                else f"patient={patient_id}" if patient_id is not None
-                else "unassigned"
+                {"bed": bed_label} if bed_label is not None
+                else {"patient": patient_id} if patient_id is not None
+                else {"unassigned": True}
             )
-            self._audit(connection, at, actor, "device.assign", device_id, target)
+            write_audit(connection, at, actor, "device.assign", device_id, target)
 
     def list_devices(self) -> list[DeviceInfo]:
         """Every registered device with its current assignment.
@@ -389,16 +387,6 @@ class Registry:
     @staticmethod
     def _device_ref(connection: Connection, device_id: str) -> int:
         return _ref_of(connection, devices.c.id, devices.c.device_id, device_id, "device")
-
-    @staticmethod
-    def _audit(
-        connection: Connection, at: datetime, actor: str, action: str, subject: str, details: Any
-    ) -> None:
-        connection.execute(
-            audit_log.insert().values(
-                at=at, actor=actor, action=action, subject=subject, details=str(details)
-            )
-        )
 
 
 def _ref_of(connection: Connection, id_column: Any, key_column: Any, key: str, kind: str) -> int:
