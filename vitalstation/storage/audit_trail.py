@@ -42,7 +42,7 @@ class AuditEntry:
 
     ``action`` is the audit log's (``patient.admit``, ``limits.override``) or ``alarm.`` and
     the step (``alarm.acknowledged``); ``details`` is a mapping when stored as JSON, else the
-    stored text (older register rows, key events) under ``"text"``.
+    stored text (register and key rows written before they were JSON) under ``"text"``.
     """
 
     at: datetime
@@ -96,6 +96,7 @@ class AuditQueries:
         with self._engine.connect() as connection:
             logged_rows = connection.execute(logged).all()
             step_rows = connection.execute(steps).all()
+        # Ties in time: the audit-log row first (deterministic; the two tables share no ids).
         merged = heapq.merge(
             (_logged_entry(row) for row in logged_rows),
             (_step_entry(row) for row in step_rows),
@@ -165,8 +166,8 @@ def _step_entry(row: Any) -> AuditEntry:
 
 
 def _details(text: str | None) -> dict[str, Any]:
-    """Stored details: JSON objects as they are; other text (older register rows wrote
-    ``name=…``, key events a sentence) kept whole under ``"text"``."""
+    """Stored details: JSON objects as they are; other text (register and key rows written
+    before they were JSON: ``name=…``, ``device=… new=…``) kept whole under ``"text"``."""
     if not text:
         return {}
     try:
